@@ -1,0 +1,171 @@
+//! Command-line definitions (clap).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gmailscript",
+    version,
+    about = "Move a lot of Gmail reliably: a fast, lossless engine driven by Lua policies",
+    long_about = "Move a lot of Gmail reliably: a fast, lossless engine driven by Lua policies.\n\n\
+        Try it offline with the built-in Gmail API simulator: `gmailscript sim` serves one on \
+        127.0.0.1 and prints its base URL."
+)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a local Gmail API simulator (REST subset, batch endpoint, OAuth
+    /// token endpoint, quota, latency and injected faults).
+    Sim(SimArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "The first line of standard output is the base URL, e.g. \
+http://127.0.0.1:41234. Point a client at it with the token `sim-token` (or --token): \
+GET {base}/gmail/v1/users/me/messages with `Authorization: Bearer sim-token`. \
+The batch endpoint is {base}/batch/gmail/v1 (also {base}/batch), the OAuth token \
+endpoint {base}/token, and {base}/_sim/stats reports calls, quota units and rate errors. \
+Stop with Ctrl-C."
+)]
+pub struct SimArgs {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Seed for the generated mailboxes and for fault decisions.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Messages generated for each user.
+    #[arg(long, default_value_t = 1000)]
+    pub messages: usize,
+    /// Users with Gmail, comma-separated; the first is the default user (`me`).
+    #[arg(long, value_delimiter = ',', default_values_t = crate::sim::DEFAULT_USERS.iter().map(|s| s.to_string()))]
+    pub users: Vec<String>,
+    /// Users who exist but have no Gmail: their calls answer 400
+    /// failedPrecondition "Mail service not enabled".
+    #[arg(long, value_delimiter = ',', default_values_t = crate::sim::DEFAULT_NO_GMAIL.iter().map(|s| s.to_string()))]
+    pub no_gmail_users: Vec<String>,
+    /// Quota profile: 2026 (6,000 units/user/min; get costs 20), legacy
+    /// (15,000; get costs 5), or off.
+    #[arg(long, default_value = "2026", value_parser = parse_profile)]
+    pub quota: crate::sim::quota::Profile,
+    /// Run the quota clock N times faster: the per-minute window lasts 60/N
+    /// seconds, so utilisation figures stay comparable.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Calls in flight per user (batch parts count one each) before
+    /// "429 Too many concurrent requests for user".
+    #[arg(long, default_value_t = 50)]
+    pub concurrency: u32,
+    /// Most calls in one batch request (Gmail: 100; some accounts see 50).
+    #[arg(long, default_value_t = 100)]
+    pub max_batch: usize,
+    /// Injected faults, e.g. 500:0.02,503:0.01,429:0.03,reset:0.005,truncate:0.002,slow:0.01
+    /// (KIND:PROBABILITY; KIND is an HTTP status 400-599, reset, truncate or slow).
+    #[arg(long, default_value = "", value_parser = parse_faults)]
+    pub faults: crate::sim::faults::FaultSpec,
+    /// How late a `slow` fault answers.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub slow_delay: Duration,
+    /// Service time of each call (batch parts run in parallel), e.g. 20ms.
+    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    pub latency: Duration,
+    /// Uniform jitter around --latency, e.g. 10ms.
+    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    pub jitter: Duration,
+    /// Load the default user's mailbox from an mbox file (Google Takeout's
+    /// format; X-Gmail-Labels gives labels) instead of generating it.
+    #[arg(long)]
+    pub mbox: Option<PathBuf>,
+    /// Access token always accepted for the default user.
+    #[arg(long, default_value = crate::sim::DEFAULT_TOKEN)]
+    pub token: String,
+    /// Lifetime of tokens issued by the token endpoint, e.g. 3600s or 2s.
+    #[arg(long, default_value = "3600s", value_parser = parse_duration)]
+    pub token_lifetime: Duration,
+    /// History records kept; a startHistoryId older than those answers 404.
+    #[arg(long, default_value_t = 10_000)]
+    pub history_retain: usize,
+}
+
+impl SimArgs {
+    pub fn config(&self) -> crate::sim::SimConfig {
+        crate::sim::SimConfig {
+            port: self.port,
+            seed: self.seed,
+            messages: self.messages,
+            users: self.users.clone(),
+            no_gmail: self.no_gmail_users.clone(),
+            quota: self.quota,
+            speed: self.speed,
+            concurrency: self.concurrency,
+            max_batch: self.max_batch,
+            faults: self.faults.clone(),
+            slow_delay: self.slow_delay,
+            latency: self.latency,
+            jitter: self.jitter,
+            mbox: self.mbox.clone(),
+            token: self.token.clone(),
+            token_lifetime: self.token_lifetime,
+            history_retain: self.history_retain,
+        }
+    }
+}
+
+fn parse_profile(s: &str) -> Result<crate::sim::quota::Profile, String> {
+    crate::sim::quota::Profile::parse(s)
+        .ok_or_else(|| format!("unknown quota profile {s:?}; use 2026, legacy or off"))
+}
+
+fn parse_faults(s: &str) -> Result<crate::sim::faults::FaultSpec, String> {
+    crate::sim::faults::FaultSpec::parse(s)
+}
+
+/// `250ms`, `3s`, `1.5s`, `2m`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; write e.g. 250ms, 3s or 2m"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?}; use ms, s, m or h"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("fast").unwrap_err().contains("fast"));
+        assert!(parse_duration("3 parsecs").unwrap_err().contains("parsecs"));
+    }
+}

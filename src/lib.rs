@@ -1,0 +1,8 @@
+//! gmailscript: move a lot of Gmail reliably. The engine (`gmail`) fetches,
+//! batches, retries and paces; Lua scripts decide the policy; `sim` is a
+//! local Gmail API simulator to try everything offline.
+
+pub mod auth;
+pub mod cli;
+pub mod gmail;
+pub mod sim;

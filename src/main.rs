@@ -1,0 +1,72 @@
+//! Thin entry point: parse arguments, dispatch, map errors to exit codes and
+//! one readable line.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use gmailscript::cli::{Cli, Command};
+
+/// Exit codes: 0 done; 1 some items failed; 2 usage, input or script error;
+/// 3 stopped by the policy.
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gmailscript: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Sim(args) => sim(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gmailscript: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn sim(args: gmailscript::cli::SimArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let handle = gmailscript::sim::start(args.config()).await?;
+    // The base URL is the first line of stdout, for scripts to read.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", handle.base_url)?;
+    out.flush()?;
+    drop(out);
+    eprintln!(
+        "gmailscript sim: serving {} users ({} messages each) at {}; token {:?}; Ctrl-C stops",
+        handle.sim.config.users.len(),
+        handle.sim.config.messages,
+        handle.base_url,
+        handle.sim.config.token
+    );
+    tokio::signal::ctrl_c().await?;
+    handle.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
