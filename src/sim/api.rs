@@ -1,0 +1,808 @@
+//! The REST calls under `/gmail/v1/users/{userId}/...`: routing, auth,
+//! quota, faults and latency around each call, then the call itself
+//! against the user's mailbox. Batch parts come through here too.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use super::auth::Principal;
+use super::errors::{self, ApiReply, RATE_SHAPES};
+use super::faults::{self, Fault, Scope};
+use super::mailbox::{Change, Mailbox, SimMessage};
+use super::quota::Refusal;
+use super::render::{self, Format};
+use super::stats::Outcome;
+use super::{search, Sim, User};
+
+/// One inner call: a plain request or a batch part.
+pub struct Call<'a> {
+    pub method: &'a str,
+    /// Path and query, e.g. `/gmail/v1/users/me/messages?q=x`.
+    pub target: &'a str,
+    pub authorization: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// What a route does; the name is Google's method name (for quota costs).
+#[derive(Debug, Clone, PartialEq)]
+enum Op {
+    Profile,
+    ListMessages,
+    GetMessage(String),
+    GetAttachment(String, String),
+    Modify(String),
+    BatchModify,
+    Trash(String),
+    Untrash(String),
+    Delete(String),
+    ListThreads,
+    GetThread(String),
+    ListLabels,
+    GetLabel(String),
+    History,
+}
+
+impl Op {
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Profile => "getProfile",
+            Op::ListMessages => "messages.list",
+            Op::GetMessage(_) => "messages.get",
+            Op::GetAttachment(..) => "messages.attachments.get",
+            Op::Modify(_) => "messages.modify",
+            Op::BatchModify => "messages.batchModify",
+            Op::Trash(_) => "messages.trash",
+            Op::Untrash(_) => "messages.untrash",
+            Op::Delete(_) => "messages.delete",
+            Op::ListThreads => "threads.list",
+            Op::GetThread(_) => "threads.get",
+            Op::ListLabels => "labels.list",
+            Op::GetLabel(_) => "labels.get",
+            Op::History => "history.list",
+        }
+    }
+
+    fn mutates(&self) -> bool {
+        matches!(
+            self,
+            Op::Modify(_) | Op::BatchModify | Op::Trash(_) | Op::Untrash(_) | Op::Delete(_)
+        )
+    }
+}
+
+fn route(method: &str, segs: &[String]) -> Option<Op> {
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let op = match (method, s.as_slice()) {
+        ("GET", ["profile"]) => Op::Profile,
+        ("GET", ["messages"]) => Op::ListMessages,
+        ("POST", ["messages", "batchModify"]) => Op::BatchModify,
+        ("GET", ["messages", id]) => Op::GetMessage(id.to_string()),
+        ("DELETE", ["messages", id]) => Op::Delete(id.to_string()),
+        ("GET", ["messages", id, "attachments", a]) => {
+            Op::GetAttachment(id.to_string(), a.to_string())
+        }
+        ("POST", ["messages", id, "modify"]) => Op::Modify(id.to_string()),
+        ("POST", ["messages", id, "trash"]) => Op::Trash(id.to_string()),
+        ("POST", ["messages", id, "untrash"]) => Op::Untrash(id.to_string()),
+        ("GET", ["threads"]) => Op::ListThreads,
+        ("GET", ["threads", id]) => Op::GetThread(id.to_string()),
+        ("GET", ["labels"]) => Op::ListLabels,
+        ("GET", ["labels", id]) => Op::GetLabel(id.to_string()),
+        ("GET", ["history"]) => Op::History,
+        _ => return None,
+    };
+    Some(op)
+}
+
+/// Query parameters, repeated ones kept in order.
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn parse(query: &str) -> Params {
+        Params(
+            url::form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+    }
+    fn all(&self, k: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+    fn flag(&self, k: &str) -> Result<bool, ApiReply> {
+        match self.get(k) {
+            None => Ok(false),
+            Some("true") | Some("1") => Ok(true),
+            Some("false") | Some("0") => Ok(false),
+            Some(v) => Err(errors::invalid(&format!(
+                "Invalid value for {k}: {v:?}. Use true or false."
+            ))),
+        }
+    }
+    fn max_results(&self, default: usize) -> Result<usize, ApiReply> {
+        match self.get("maxResults") {
+            None => Ok(default),
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if (1..=500).contains(&n) => Ok(n as usize),
+                Ok(n) if n > 500 => Err(errors::invalid(&format!(
+                    "Invalid maxResults: {n}. The maximum is 500."
+                ))),
+                _ => Err(errors::invalid(&format!(
+                    "Invalid value for maxResults: {v:?}. It must be an integer from 1 to 500."
+                ))),
+            },
+        }
+    }
+}
+
+/// Split `target` into decoded path segments after `/gmail/v1/users/`, and
+/// the query string.
+pub fn split_target(target: &str) -> Option<(Vec<String>, &str)> {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let rest = path.strip_prefix("/gmail/v1/users/")?;
+    let segs = rest
+        .split('/')
+        .map(|s| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    Some((segs, query))
+}
+
+/// Releases a quota concurrency slot however the call ends (a client that
+/// hangs up drops the future).
+struct InFlight<'a> {
+    sim: &'a Sim,
+    user: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.sim.quota.release(&self.user);
+    }
+}
+
+/// A call that passed auth, faults and quota, holding its concurrency slot
+/// until it is answered.
+pub struct Admitted<'a> {
+    slot: InFlight<'a>,
+    user: Arc<User>,
+    op: Op,
+    params: Params,
+    units: u64,
+    slow: bool,
+    service: Duration,
+    body: &'a [u8],
+}
+
+/// The first half of a call: either its answer already (an error, a fault,
+/// a refusal) or an admission holding a concurrency slot. A batch admits all
+/// its parts before running any, so they are in flight together as on the
+/// real service.
+pub enum Prepared<'a> {
+    Done(ApiReply),
+    Admitted(Box<Admitted<'a>>),
+}
+
+/// Answer one call, with auth, faults, quota and latency around it.
+pub async fn handle(sim: &Sim, call: Call<'_>) -> ApiReply {
+    match prepare(sim, call) {
+        Prepared::Done(reply) => reply,
+        Prepared::Admitted(a) => finish(sim, *a).await,
+    }
+}
+
+pub fn prepare<'a>(sim: &'a Sim, call: Call<'a>) -> Prepared<'a> {
+    let path = call.target.split('?').next().unwrap_or("");
+    let Some((segs, query)) = split_target(call.target) else {
+        sim.stats.call("unknown", "", 404, 0, Outcome::Served);
+        return Prepared::Done(errors::unknown_method(call.method, path));
+    };
+    let op = match segs
+        .split_first()
+        .and_then(|(_, rest)| route(call.method, rest))
+    {
+        Some(op) => op,
+        None => {
+            sim.stats.call("unknown", "", 404, 0, Outcome::Served);
+            return Prepared::Done(errors::unknown_method(call.method, path));
+        }
+    };
+    let name = op.name();
+    let Some(principal) = sim.auth.principal(call.authorization) else {
+        sim.stats.call(name, "", 401, 0, Outcome::Served);
+        return Prepared::Done(errors::unauthenticated());
+    };
+    let email = principal.email.clone();
+    let done = |reply: ApiReply, outcome: Outcome| {
+        sim.stats.call(name, &email, reply.status, 0, outcome);
+        Prepared::Done(reply)
+    };
+    let user_id = &segs[0];
+    if user_id != "me" && !user_id.eq_ignore_ascii_case(&email) {
+        return done(
+            errors::forbidden(&format!("Delegation denied for {email}")),
+            Outcome::Served,
+        );
+    }
+    if principal.no_mailbox {
+        return done(
+            errors::failed_precondition("Precondition check failed."),
+            Outcome::Served,
+        );
+    }
+    let user = match sim.user(&email) {
+        Some(u) if u.gmail => u,
+        _ => {
+            return done(
+                errors::failed_precondition("Mail service not enabled"),
+                Outcome::Served,
+            )
+        }
+    };
+    let params = Params::parse(query);
+    if let Some(reply) = scope_refusal(&principal, &op, &params) {
+        return done(reply, Outcome::Served);
+    }
+    let key = format!("{} {}", call.method, call.target);
+    let mut slow = false;
+    match sim.faults.decide(Scope::Call, &key) {
+        Some(Fault::Status(429)) => {
+            return done(
+                rate_reply(sim, &key, Duration::from_secs(1)),
+                Outcome::Injected,
+            )
+        }
+        Some(Fault::Status(code)) => return done(errors::injected(code), Outcome::Injected),
+        Some(Fault::Slow) => slow = true,
+        _ => {}
+    }
+    let units = match sim.quota.admit(&email, name) {
+        Ok(units) => units,
+        Err(Refusal::Concurrency) => {
+            return done(errors::too_many_concurrent(), Outcome::ConcurrencyLimited)
+        }
+        Err(Refusal::User { retry_after }) => {
+            return done(rate_reply(sim, &key, retry_after), Outcome::RateLimited)
+        }
+        Err(Refusal::Project { retry_after }) => {
+            return done(
+                errors::project_rate_limited(retry_after.as_secs_f64().ceil() as u64),
+                Outcome::RateLimited,
+            )
+        }
+    };
+    Prepared::Admitted(Box::new(Admitted {
+        slot: InFlight { sim, user: email },
+        user,
+        op,
+        params,
+        units,
+        slow,
+        service: service_time(sim, &key),
+        body: call.body,
+    }))
+}
+
+/// The second half: service time, then the call against the mailbox.
+pub async fn finish(sim: &Sim, a: Admitted<'_>) -> ApiReply {
+    if a.slow {
+        tokio::time::sleep(sim.faults.slow_delay).await;
+    }
+    if !a.service.is_zero() {
+        tokio::time::sleep(a.service).await;
+    }
+    let lock = sim.mailbox(&a.user);
+    let reply = if a.op.mutates() {
+        let mut mb = lock.write().unwrap();
+        execute_mut(&mut mb, &a.op, a.body)
+    } else {
+        let mb = lock.read().unwrap();
+        execute(sim, &a.user.email, &mb, &a.op, &a.params)
+    };
+    let reply = reply.unwrap_or_else(|e| e);
+    sim.stats.call(
+        a.op.name(),
+        &a.slot.user,
+        reply.status,
+        a.units,
+        Outcome::Served,
+    );
+    drop(a.slot);
+    reply
+}
+
+/// A per-user rate error in one of the real service's shapes, picked
+/// deterministically from the seed and the request.
+fn rate_reply(sim: &Sim, key: &str, retry_after: Duration) -> ApiReply {
+    let shape = RATE_SHAPES[faults::pick(sim.config.seed, key, RATE_SHAPES.len())];
+    let at = chrono::Utc::now()
+        + chrono::Duration::from_std(retry_after).unwrap_or_else(|_| chrono::Duration::zero());
+    errors::rate_limited(
+        shape,
+        &at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        retry_after.as_secs_f64().ceil() as u64,
+    )
+}
+
+/// latency ± jitter, deterministic per request.
+fn service_time(sim: &Sim, key: &str) -> Duration {
+    let (base, jitter) = (sim.config.latency, sim.config.jitter);
+    if jitter.is_zero() {
+        return base;
+    }
+    let span = jitter.as_micros() as usize * 2 + 1;
+    let offset =
+        faults::pick(sim.config.seed ^ 0x5157, key, span) as i64 - jitter.as_micros() as i64;
+    let micros = (base.as_micros() as i64 + offset).max(0) as u64;
+    Duration::from_micros(micros)
+}
+
+fn scope_refusal(p: &Principal, op: &Op, params: &Params) -> Option<ApiReply> {
+    if !p.can_read() {
+        return Some(errors::insufficient_scope());
+    }
+    if matches!(op, Op::Delete(_)) && !p.can_delete() {
+        return Some(errors::insufficient_scope());
+    }
+    if op.mutates() && !p.can_modify() {
+        return Some(errors::insufficient_scope());
+    }
+    if p.metadata_only() {
+        if params.get("q").is_some() {
+            return Some(errors::forbidden(
+                "Metadata scope does not support 'q' parameter",
+            ));
+        }
+        if matches!(params.get("format"), Some("full") | Some("raw"))
+            || (matches!(op, Op::GetMessage(_) | Op::GetThread(_))
+                && params.get("format").is_none())
+            || matches!(op, Op::GetAttachment(..))
+        {
+            return Some(errors::forbidden(&format!(
+                "Metadata scope doesn't allow format {}",
+                params.get("format").unwrap_or("FULL").to_uppercase()
+            )));
+        }
+    }
+    None
+}
+
+type Reply = Result<ApiReply, ApiReply>;
+
+/// Gmail ids are hexadecimal; anything else is a 400, not a 404.
+fn check_id(id: &str) -> Result<(), ApiReply> {
+    if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Err(errors::invalid("Invalid id value"))
+    } else {
+        Ok(())
+    }
+}
+
+fn find<'a>(mb: &'a Mailbox, id: &str) -> Result<&'a SimMessage, ApiReply> {
+    check_id(id)?;
+    mb.messages.get(id).ok_or_else(errors::not_found)
+}
+
+fn format_param(params: &Params, default: Format) -> Result<Format, ApiReply> {
+    match params.get("format") {
+        None => Ok(default),
+        Some(f) => Format::parse(&f.to_lowercase()).ok_or_else(|| {
+            errors::invalid(&format!(
+                "Invalid value at 'format' ({f:?}). Valid values: minimal, metadata, full, raw."
+            ))
+        }),
+    }
+}
+
+fn execute(sim: &Sim, email: &str, mb: &Mailbox, op: &Op, params: &Params) -> Reply {
+    let hid = |h: u64| json!(h.to_string());
+    match op {
+        Op::Profile => {
+            let threads: HashSet<&str> =
+                mb.messages.values().map(|m| m.thread_id.as_str()).collect();
+            Ok(ApiReply::ok(json!({
+                "emailAddress": email,
+                "messagesTotal": mb.messages.len(),
+                "threadsTotal": threads.len(),
+                "historyId": hid(mb.history_id),
+            })))
+        }
+        Op::ListMessages => list_messages(sim, mb, params),
+        Op::GetMessage(id) => {
+            let m = find(mb, id)?;
+            let format = format_param(params, Format::Full)?;
+            Ok(ApiReply::ok(render::message_json(
+                m,
+                format,
+                &params.all("metadataHeaders"),
+            )))
+        }
+        Op::GetAttachment(id, aid) => {
+            let m = find(mb, id)?;
+            let data = render::attachment(m, aid)
+                .ok_or_else(|| errors::invalid("Invalid attachment token"))?;
+            use base64::Engine as _;
+            Ok(ApiReply::ok(json!({
+                "attachmentId": aid,
+                "size": data.len(),
+                "data": base64::engine::general_purpose::URL_SAFE.encode(&data),
+            })))
+        }
+        Op::ListThreads => list_threads(sim, mb, params),
+        Op::GetThread(id) => {
+            check_id(id)?;
+            let format = format_param(params, Format::Full)?;
+            if format == Format::Raw {
+                return Err(errors::invalid("Invalid value at 'format' (\"raw\"): threads.get supports minimal, metadata and full."));
+            }
+            let headers = params.all("metadataHeaders");
+            let mut msgs: Vec<&SimMessage> = mb
+                .messages
+                .values()
+                .filter(|m| &m.thread_id == id)
+                .collect();
+            if msgs.is_empty() {
+                return Err(errors::not_found());
+            }
+            msgs.sort_by(|a, b| (a.internal_date_ms, &a.id).cmp(&(b.internal_date_ms, &b.id)));
+            let history = msgs.iter().map(|m| m.history_id).max().unwrap_or(0);
+            Ok(ApiReply::ok(json!({
+                "id": id,
+                "historyId": hid(history),
+                "messages": msgs.iter().map(|m| render::message_json(m, format, &headers)).collect::<Vec<_>>(),
+            })))
+        }
+        Op::ListLabels => Ok(ApiReply::ok(json!({
+            "labels": mb.labels.iter().map(label_json).collect::<Vec<_>>(),
+        }))),
+        Op::GetLabel(id) => {
+            let l = mb
+                .labels
+                .iter()
+                .find(|l| &l.id == id)
+                .ok_or_else(errors::not_found)?;
+            let mut v = label_json(l);
+            let with: Vec<&SimMessage> = mb.messages.values().filter(|m| m.has_label(id)).collect();
+            let unread = with.iter().filter(|m| m.has_label("UNREAD"));
+            let threads: HashSet<&str> = with.iter().map(|m| m.thread_id.as_str()).collect();
+            let unread_threads: HashSet<&str> =
+                unread.clone().map(|m| m.thread_id.as_str()).collect();
+            v["messagesTotal"] = json!(with.len());
+            v["messagesUnread"] = json!(unread.count());
+            v["threadsTotal"] = json!(threads.len());
+            v["threadsUnread"] = json!(unread_threads.len());
+            Ok(ApiReply::ok(v))
+        }
+        Op::History => history(mb, params),
+        _ => unreachable!("mutations go through execute_mut"),
+    }
+}
+
+fn label_json(l: &super::mailbox::Label) -> Value {
+    match l.kind {
+        super::mailbox::LabelType::System => json!({"id": l.id, "name": l.name, "type": "system"}),
+        super::mailbox::LabelType::User => json!({
+            "id": l.id, "name": l.name, "type": "user",
+            "messageListVisibility": "show", "labelListVisibility": "labelShow",
+        }),
+    }
+}
+
+/// Page tokens are opaque decimal numbers, like Google's: here the id of the
+/// last message returned, so paging is stable while the mailbox changes.
+fn decode_token(t: &str) -> Result<String, ApiReply> {
+    t.parse::<u64>()
+        .map(|n| format!("{n:016x}"))
+        .map_err(|_| errors::invalid("Invalid pageToken"))
+}
+
+fn encode_token(id: &str) -> String {
+    u64::from_str_radix(id, 16).unwrap_or(0).to_string()
+}
+
+/// Messages matching list parameters, newest first, from `after` (exclusive).
+fn matching<'a>(
+    sim: &Sim,
+    mb: &'a Mailbox,
+    params: &Params,
+    after: Option<String>,
+) -> Result<impl Iterator<Item = &'a SimMessage> + 'a, ApiReply> {
+    let q = params.get("q").unwrap_or("");
+    let query = search::parse(q).map_err(|e| errors::invalid(&e.to_string()))?;
+    let label_ids = params.all("labelIds");
+    mb.check_labels(&label_ids)
+        .map_err(|e| errors::invalid(&e.to_string()))?;
+    let include_spam_trash = params.flag("includeSpamTrash")?
+        || query.mentions_spam_or_trash()
+        || label_ids.iter().any(|l| l == "SPAM" || l == "TRASH");
+    let now = chrono::Utc::now().timestamp_millis().max(sim.now_ms);
+    let range = match after {
+        Some(a) => mb.messages.range(..a),
+        None => mb.messages.range::<String, _>(..),
+    };
+    Ok(range.rev().map(|(_, m)| m).filter(move |m| {
+        label_ids.iter().all(|l| m.has_label(l))
+            && (include_spam_trash || !(m.has_label("SPAM") || m.has_label("TRASH")))
+            && query.matches(m, mb, now)
+    }))
+}
+
+fn list_messages(sim: &Sim, mb: &Mailbox, params: &Params) -> Reply {
+    let max = params.max_results(100)?;
+    let after = params.get("pageToken").map(decode_token).transpose()?;
+    let mut page: Vec<&SimMessage> = matching(sim, mb, params, after)?.take(max + 1).collect();
+    let more = page.len() > max;
+    page.truncate(max);
+    let mut v = Map::new();
+    if !page.is_empty() {
+        v.insert(
+            "messages".into(),
+            page.iter()
+                .map(|m| json!({"id": m.id, "threadId": m.thread_id}))
+                .collect(),
+        );
+    }
+    if more {
+        v.insert(
+            "nextPageToken".into(),
+            json!(encode_token(&page[max - 1].id)),
+        );
+    }
+    v.insert(
+        "resultSizeEstimate".into(),
+        json!(page.len() + more as usize),
+    );
+    Ok(ApiReply::ok(Value::Object(v)))
+}
+
+fn list_threads(sim: &Sim, mb: &Mailbox, params: &Params) -> Reply {
+    let max = params.max_results(100)?;
+    let offset: usize = match params.get("pageToken") {
+        Some(t) => t
+            .parse()
+            .map_err(|_| errors::invalid("Invalid pageToken"))?,
+        None => 0,
+    };
+    let mut seen = HashSet::new();
+    let mut threads = Vec::new();
+    for m in matching(sim, mb, params, None)? {
+        if seen.insert(m.thread_id.as_str()) {
+            threads.push(m);
+            if threads.len() > offset + max {
+                break;
+            }
+        }
+    }
+    let more = threads.len() > offset + max;
+    let page: Vec<Value> = threads
+        .iter()
+        .skip(offset)
+        .take(max)
+        .map(|m| json!({"id": m.thread_id, "snippet": m.snippet, "historyId": m.history_id.to_string()}))
+        .collect();
+    let mut v = Map::new();
+    let n = page.len();
+    if n > 0 {
+        v.insert("threads".into(), Value::Array(page));
+    }
+    if more {
+        v.insert("nextPageToken".into(), json!((offset + max).to_string()));
+    }
+    v.insert("resultSizeEstimate".into(), json!(n + more as usize));
+    Ok(ApiReply::ok(Value::Object(v)))
+}
+
+fn history(mb: &Mailbox, params: &Params) -> Reply {
+    let start = params
+        .get("startHistoryId")
+        .ok_or_else(|| errors::invalid("Missing required parameter: startHistoryId"))?;
+    let start: u64 = start
+        .parse()
+        .map_err(|_| errors::invalid(&format!("Invalid startHistoryId: {start:?}")))?;
+    if start < mb.history_floor {
+        return Err(errors::not_found());
+    }
+    let max = params.max_results(100)?;
+    let from = match params.get("pageToken") {
+        Some(t) => t
+            .parse::<u64>()
+            .map_err(|_| errors::invalid("Invalid pageToken"))?,
+        None => start,
+    };
+    let label = params.get("labelId");
+    let types = params.all("historyTypes");
+    for t in &types {
+        if ![
+            "messageAdded",
+            "messageDeleted",
+            "labelAdded",
+            "labelRemoved",
+        ]
+        .contains(&t.as_str())
+        {
+            return Err(errors::invalid(&format!(
+                "Invalid value for historyTypes: {t:?}. Valid values: messageAdded, messageDeleted, labelAdded, labelRemoved."
+            )));
+        }
+    }
+    let wanted = |c: &Change| {
+        let kind = match c {
+            Change::Added { .. } => "messageAdded",
+            Change::Deleted => "messageDeleted",
+            Change::LabelsAdded { .. } => "labelAdded",
+            Change::LabelsRemoved { .. } => "labelRemoved",
+        };
+        types.is_empty() || types.iter().any(|t| t == kind)
+    };
+    let has_label = |c: &Change| match (label, c) {
+        (None, _) => true,
+        (Some(l), Change::Added { label_ids })
+        | (Some(l), Change::LabelsAdded { now: label_ids, .. })
+        | (Some(l), Change::LabelsRemoved { now: label_ids, .. }) => {
+            label_ids.iter().any(|x| x == l)
+        }
+        (Some(_), Change::Deleted) => true,
+    };
+    let mut records = Vec::new();
+    let mut next = None;
+    for r in mb.history.iter().filter(|r| r.id > from) {
+        if !(wanted(&r.change) && has_label(&r.change)) {
+            continue;
+        }
+        if records.len() == max {
+            next = Some(records_last_id(&records));
+            break;
+        }
+        let msg = json!({"id": r.message_id, "threadId": r.thread_id});
+        let mut rec = json!({"id": r.id.to_string(), "messages": [msg]});
+        let with_labels = |labels: &Vec<String>| json!({"id": r.message_id, "threadId": r.thread_id, "labelIds": labels});
+        match &r.change {
+            Change::Added { label_ids } => {
+                rec["messagesAdded"] = json!([{"message": with_labels(label_ids)}])
+            }
+            Change::Deleted => rec["messagesDeleted"] = json!([{"message": msg}]),
+            Change::LabelsAdded { label_ids, now } => {
+                rec["labelsAdded"] = json!([{"message": with_labels(now), "labelIds": label_ids}])
+            }
+            Change::LabelsRemoved { label_ids, now } => {
+                rec["labelsRemoved"] = json!([{"message": with_labels(now), "labelIds": label_ids}])
+            }
+        }
+        records.push((r.id, rec));
+    }
+    let mut v = Map::new();
+    if !records.is_empty() {
+        v.insert(
+            "history".into(),
+            records.into_iter().map(|(_, r)| r).collect(),
+        );
+    }
+    if let Some(n) = next {
+        v.insert("nextPageToken".into(), json!(n.to_string()));
+    }
+    v.insert("historyId".into(), json!(mb.history_id.to_string()));
+    Ok(ApiReply::ok(Value::Object(v)))
+}
+
+fn records_last_id(records: &[(u64, Value)]) -> u64 {
+    records.last().map(|(id, _)| *id).unwrap_or(0)
+}
+
+/// The JSON body of a mutation: `{"ids":[..],"addLabelIds":[..],"removeLabelIds":[..]}`.
+fn body_json(body: &[u8]) -> Result<Value, ApiReply> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| errors::bad_request(&format!("Invalid JSON payload received. {e}")))?;
+    if !v.is_object() {
+        return Err(errors::bad_request(
+            "Invalid JSON payload received. Expected an object.",
+        ));
+    }
+    Ok(v)
+}
+
+fn string_list(v: &Value, field: &str) -> Result<Vec<String>, ApiReply> {
+    match v.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_str().map(String::from).ok_or_else(|| {
+                    errors::bad_request(&format!(
+                        "Invalid value at '{field}': expected a list of strings"
+                    ))
+                })
+            })
+            .collect(),
+        Some(_) => Err(errors::bad_request(&format!(
+            "Invalid value at '{field}': expected a list of strings"
+        ))),
+    }
+}
+
+fn minimal_ref(m: &SimMessage) -> Value {
+    json!({"id": m.id, "threadId": m.thread_id, "labelIds": m.label_ids})
+}
+
+fn execute_mut(mb: &mut Mailbox, op: &Op, body: &[u8]) -> Reply {
+    match op {
+        Op::Modify(id) => {
+            check_id(id)?;
+            let b = body_json(body)?;
+            let (add, remove) = (
+                string_list(&b, "addLabelIds")?,
+                string_list(&b, "removeLabelIds")?,
+            );
+            mb.check_labels(&add)
+                .map_err(|e| errors::invalid(&e.to_string()))?;
+            mb.check_labels(&remove)
+                .map_err(|e| errors::invalid(&e.to_string()))?;
+            let m = mb.modify(id, &add, &remove).ok_or_else(errors::not_found)?;
+            Ok(ApiReply::ok(minimal_ref(m)))
+        }
+        Op::BatchModify => {
+            let b = body_json(body)?;
+            let ids = string_list(&b, "ids")?;
+            if ids.is_empty() {
+                return Err(errors::invalid("ids must be specified"));
+            }
+            if ids.len() > 1000 {
+                return Err(errors::invalid("Number of ids cannot exceed 1000"));
+            }
+            for id in &ids {
+                check_id(id)?;
+            }
+            let (add, remove) = (
+                string_list(&b, "addLabelIds")?,
+                string_list(&b, "removeLabelIds")?,
+            );
+            mb.check_labels(&add)
+                .map_err(|e| errors::invalid(&e.to_string()))?;
+            mb.check_labels(&remove)
+                .map_err(|e| errors::invalid(&e.to_string()))?;
+            for id in &ids {
+                // Ids no longer in the mailbox are passed over, as Gmail does.
+                mb.modify(id, &add, &remove);
+            }
+            Ok(ApiReply::no_content())
+        }
+        Op::Trash(id) => {
+            check_id(id)?;
+            let m = mb
+                .modify(id, &["TRASH".to_string()], &[])
+                .ok_or_else(errors::not_found)?;
+            Ok(ApiReply::ok(minimal_ref(m)))
+        }
+        Op::Untrash(id) => {
+            check_id(id)?;
+            let m = mb
+                .modify(id, &[], &["TRASH".to_string()])
+                .ok_or_else(errors::not_found)?;
+            Ok(ApiReply::ok(minimal_ref(m)))
+        }
+        Op::Delete(id) => {
+            check_id(id)?;
+            if mb.delete(id) {
+                Ok(ApiReply::no_content())
+            } else {
+                Err(errors::not_found())
+            }
+        }
+        _ => unreachable!("reads go through execute"),
+    }
+}

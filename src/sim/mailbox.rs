@@ -1,0 +1,248 @@
+//! The simulated mailbox: messages, labels, threads and the history log of
+//! one user. Pure data; no HTTP here.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// How a message's bytes are obtained. Generated mailboxes keep only a small
+/// recipe and render the RFC 5322 text on demand, so a 100k-message mailbox
+/// with multi-megabyte attachments fits in a few hundred MB.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// Bytes loaded from an mbox file (or inserted through the admin API).
+    Stored(Arc<[u8]>),
+    /// A generated message: rendered deterministically from its recipe.
+    Generated(Arc<crate::sim::generate::Recipe>),
+}
+
+#[derive(Debug, Clone)]
+pub struct SimMessage {
+    /// 16 lowercase hex digits, as Gmail's ids look. Sorting ids descending
+    /// sorts newest first (the id encodes internal date then a counter).
+    pub id: String,
+    pub thread_id: String,
+    /// Label ids (system ids like "INBOX", user ids like "Label_3"), sorted.
+    pub label_ids: Vec<String>,
+    /// Milliseconds since the Unix epoch (Gmail's internalDate).
+    pub internal_date_ms: i64,
+    /// History id of the last change to this message.
+    pub history_id: u64,
+    /// Length of the raw RFC 5322 bytes (Gmail's sizeEstimate).
+    pub size: usize,
+    /// Decoded (RFC 2047) header values, for search and summaries.
+    pub from: String,
+    /// To, Cc and Bcc, decoded, joined with ", ".
+    pub to: String,
+    pub subject: String,
+    /// File names of attachments (empty when none).
+    pub attachment_names: Vec<String>,
+    /// First ~200 characters of the best text body, whitespace folded,
+    /// HTML-escaped as Gmail does (&#39; etc.).
+    pub snippet: String,
+    pub body: Body,
+}
+
+impl SimMessage {
+    /// The whole RFC 5322 message.
+    pub fn raw(&self) -> Cow<'_, [u8]> {
+        match &self.body {
+            Body::Stored(b) => Cow::Borrowed(&b[..]),
+            Body::Generated(r) => Cow::Owned(r.render()),
+        }
+    }
+
+    /// Plain text of the message body (decoded), for bare-word search.
+    /// Generated messages produce it without rendering attachments.
+    pub fn body_text(&self) -> String {
+        match &self.body {
+            Body::Stored(b) => crate::sim::render::text_of(b),
+            Body::Generated(r) => r.body_text(),
+        }
+    }
+
+    pub fn has_label(&self, id: &str) -> bool {
+        self.label_ids.iter().any(|l| l == id)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabelType {
+    System,
+    User,
+}
+
+#[derive(Debug, Clone)]
+pub struct Label {
+    pub id: String,
+    pub name: String,
+    pub kind: LabelType,
+}
+
+/// One entry of the history log (Gmail's users.history resource).
+#[derive(Debug, Clone)]
+pub struct HistoryRecord {
+    pub id: u64,
+    pub message_id: String,
+    pub thread_id: String,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A message arrived; its label ids at that moment.
+    Added {
+        label_ids: Vec<String>,
+    },
+    Deleted,
+    LabelsAdded {
+        label_ids: Vec<String>,
+        now: Vec<String>,
+    },
+    LabelsRemoved {
+        label_ids: Vec<String>,
+        now: Vec<String>,
+    },
+}
+
+/// One user's mailbox.
+#[derive(Debug, Default)]
+pub struct Mailbox {
+    /// Keyed by id; BTreeMap so iteration in reverse is newest first.
+    pub messages: BTreeMap<String, SimMessage>,
+    pub labels: Vec<Label>,
+    /// The current history id (the newest change).
+    pub history_id: u64,
+    /// Retained history, oldest first. A startHistoryId older than the first
+    /// retained record (or than `history_floor`) answers 404.
+    pub history: std::collections::VecDeque<HistoryRecord>,
+    /// Oldest history id a client may still start from.
+    pub history_floor: u64,
+    /// How many history records to keep before dropping the oldest.
+    pub history_retain: usize,
+}
+
+impl Mailbox {
+    pub fn label_by_name(&self, name: &str) -> Option<&Label> {
+        self.labels
+            .iter()
+            .find(|l| l.name.eq_ignore_ascii_case(name) || l.id.eq_ignore_ascii_case(name))
+    }
+
+    pub fn label_ids(&self) -> HashMap<&str, &Label> {
+        self.labels.iter().map(|l| (l.id.as_str(), l)).collect()
+    }
+}
+
+/// A label id that does not exist in this mailbox.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("Invalid label: {0}")]
+pub struct InvalidLabel(pub String);
+
+impl Mailbox {
+    pub fn has_label_id(&self, id: &str) -> bool {
+        self.labels.iter().any(|l| l.id == id)
+    }
+
+    /// Check every id in `ids` names a label here.
+    pub fn check_labels(&self, ids: &[String]) -> Result<(), InvalidLabel> {
+        match ids.iter().find(|id| !self.has_label_id(id)) {
+            Some(bad) => Err(InvalidLabel(bad.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn record(&mut self, message_id: &str, thread_id: &str, change: Change) -> u64 {
+        self.history_id += 1;
+        let id = self.history_id;
+        self.history.push_back(HistoryRecord {
+            id,
+            message_id: message_id.to_string(),
+            thread_id: thread_id.to_string(),
+            change,
+        });
+        while self.history.len() > self.history_retain.max(1) {
+            if let Some(dropped) = self.history.pop_front() {
+                // A client must start at or after the newest dropped record.
+                self.history_floor = self.history_floor.max(dropped.id);
+            }
+        }
+        id
+    }
+
+    /// Add and remove labels on one message (labels already checked).
+    /// Writes one history record per direction that changed anything.
+    /// None when there is no such message.
+    pub fn modify(&mut self, id: &str, add: &[String], remove: &[String]) -> Option<&SimMessage> {
+        let m = self.messages.get_mut(id)?;
+        let added: Vec<String> = add
+            .iter()
+            .filter(|l| !m.label_ids.contains(l) && !remove.contains(l))
+            .cloned()
+            .collect();
+        let removed: Vec<String> = remove
+            .iter()
+            .filter(|l| m.label_ids.contains(l))
+            .cloned()
+            .collect();
+        m.label_ids.retain(|l| !removed.contains(l));
+        m.label_ids.extend(added.iter().cloned());
+        m.label_ids.sort();
+        m.label_ids.dedup();
+        let (thread, now) = (m.thread_id.clone(), m.label_ids.clone());
+        if !added.is_empty() {
+            let h = self.record(
+                id,
+                &thread,
+                Change::LabelsAdded {
+                    label_ids: added,
+                    now: now.clone(),
+                },
+            );
+            self.messages.get_mut(id)?.history_id = h;
+        }
+        if !removed.is_empty() {
+            let h = self.record(
+                id,
+                &thread,
+                Change::LabelsRemoved {
+                    label_ids: removed,
+                    now,
+                },
+            );
+            self.messages.get_mut(id)?.history_id = h;
+        }
+        self.messages.get(id)
+    }
+
+    /// Delete a message for good. False when there is no such message.
+    pub fn delete(&mut self, id: &str) -> bool {
+        match self.messages.remove(id) {
+            Some(m) => {
+                self.record(id, &m.thread_id, Change::Deleted);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A new message arrives.
+    pub fn insert(&mut self, mut m: SimMessage) {
+        let (id, thread) = (m.id.clone(), m.thread_id.clone());
+        let h = self.record(
+            &id,
+            &thread,
+            Change::Added {
+                label_ids: m.label_ids.clone(),
+            },
+        );
+        m.history_id = h;
+        self.messages.insert(id, m);
+    }
+
+    /// Forget all history so far: any earlier startHistoryId answers 404.
+    pub fn expire_history(&mut self) {
+        self.history.clear();
+        self.history_floor = self.history_id;
+    }
+}

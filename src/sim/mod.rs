@@ -1,0 +1,245 @@
+//! A local Gmail API simulator: the REST subset a bulk client uses, the
+//! batch endpoint, OAuth token endpoint, quota, latency and injected faults.
+//!
+//! It stands alone: it shares no wire code with the client in `gmail/`, so a
+//! bug on one side cannot hide a bug on the other.
+
+pub mod api;
+pub mod auth;
+pub mod batch;
+pub mod errors;
+pub mod faults;
+pub mod generate;
+pub mod mailbox;
+pub mod mbox;
+pub mod quota;
+pub mod render;
+pub mod search;
+pub mod server;
+pub mod stats;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+pub use server::{start, SimHandle};
+
+/// The token always accepted for the default user unless `--token` says
+/// otherwise.
+pub const DEFAULT_TOKEN: &str = "sim-token";
+
+pub const DEFAULT_USERS: &[&str] = &["me@example.com", "alice@example.com", "bob@example.com"];
+pub const DEFAULT_NO_GMAIL: &[&str] = &["nogmail@example.com"];
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// 0 picks any free port.
+    pub port: u16,
+    pub seed: u64,
+    /// Messages generated for each user with Gmail.
+    pub messages: usize,
+    /// Users with Gmail; the first is the default user.
+    pub users: Vec<String>,
+    /// Users who exist but have no Gmail ("Mail service not enabled").
+    pub no_gmail: Vec<String>,
+    pub quota: quota::Profile,
+    /// Quota clock speed-up: the per-minute window lasts 60 s / speed.
+    pub speed: f64,
+    /// Calls in flight per user before "Too many concurrent requests".
+    pub concurrency: u32,
+    /// Most parts a batch may hold (100 on Gmail; 50 for some accounts).
+    pub max_batch: usize,
+    pub faults: faults::FaultSpec,
+    pub slow_delay: Duration,
+    /// Service time of one call: latency ± jitter (uniform).
+    pub latency: Duration,
+    pub jitter: Duration,
+    /// Load the default user's mailbox from this mbox instead of generating.
+    pub mbox: Option<PathBuf>,
+    pub token: String,
+    pub token_lifetime: Duration,
+    pub history_retain: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            port: 0,
+            seed: 1,
+            messages: 1000,
+            users: DEFAULT_USERS.iter().map(|s| s.to_string()).collect(),
+            no_gmail: DEFAULT_NO_GMAIL.iter().map(|s| s.to_string()).collect(),
+            quota: quota::Profile::P2026,
+            speed: 1.0,
+            concurrency: 50,
+            max_batch: 100,
+            faults: faults::FaultSpec::default(),
+            slow_delay: Duration::from_secs(3),
+            latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+            mbox: None,
+            token: DEFAULT_TOKEN.to_string(),
+            token_lifetime: Duration::from_secs(3600),
+            history_retain: 10_000,
+        }
+    }
+}
+
+/// One account known to the simulator.
+#[derive(Debug)]
+pub struct User {
+    pub email: String,
+    pub gmail: bool,
+    /// Index among users, mixed into the generator seed.
+    index: u64,
+    /// Generated on first use, so extra users cost nothing until asked for.
+    mailbox: OnceLock<RwLock<mailbox::Mailbox>>,
+}
+
+/// Everything the server shares between connections.
+#[derive(Debug)]
+pub struct Sim {
+    pub config: SimConfig,
+    pub users: HashMap<String, Arc<User>>,
+    pub auth: auth::Auth,
+    pub quota: quota::Quota,
+    pub faults: faults::Faults,
+    pub stats: stats::Stats,
+    /// Wall clock at start, ms since the epoch: anchors generated dates.
+    pub now_ms: i64,
+    /// The server's own base URL (for the token endpoint's `aud` check).
+    pub base_url: OnceLock<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot listen on 127.0.0.1:{port}: {source}")]
+    Bind { port: u16, source: std::io::Error },
+    #[error(transparent)]
+    Mbox(#[from] mbox::MboxError),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl Sim {
+    pub fn new(config: SimConfig) -> Result<Sim, SimError> {
+        if config.users.is_empty() {
+            return Err(SimError::Config(
+                "--users needs at least one address".into(),
+            ));
+        }
+        for u in config.users.iter().chain(&config.no_gmail) {
+            if !u.contains('@') || u.contains(char::is_whitespace) {
+                return Err(SimError::Config(format!(
+                    "user {u:?} is not an email address"
+                )));
+            }
+        }
+        if !(config.speed.is_finite() && config.speed > 0.0) {
+            return Err(SimError::Config("--speed must be a positive number".into()));
+        }
+        if config.max_batch == 0 || config.max_batch > 1000 {
+            return Err(SimError::Config(
+                "--max-batch must be from 1 to 1000".into(),
+            ));
+        }
+        if config.concurrency == 0 {
+            return Err(SimError::Config("--concurrency must be at least 1".into()));
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let mut users = HashMap::new();
+        let all = config
+            .users
+            .iter()
+            .map(|u| (u, true))
+            .chain(config.no_gmail.iter().map(|u| (u, false)));
+        for (index, (email, gmail)) in all.enumerate() {
+            users.insert(
+                email.to_lowercase(),
+                Arc::new(User {
+                    email: email.clone(),
+                    gmail,
+                    index: index as u64,
+                    mailbox: OnceLock::new(),
+                }),
+            );
+        }
+        let default_user = config.users[0].clone();
+        let sim = Sim {
+            auth: auth::Auth::new(&default_user, &config.token, config.token_lifetime),
+            quota: quota::Quota::new(config.quota, config.speed, config.concurrency),
+            faults: faults::Faults::new(config.faults.clone(), config.seed, config.slow_delay),
+            stats: stats::Stats::default(),
+            users,
+            now_ms,
+            base_url: OnceLock::new(),
+            config,
+        };
+        // The default user's mailbox is built now, so a bad mbox fails at
+        // start and the first request is not slow.
+        let first = sim.user(&default_user).expect("default user exists");
+        if let Some(path) = &sim.config.mbox {
+            let mut mb = mbox::load_mbox(path, &first.email)?;
+            mb.history_retain = sim.config.history_retain;
+            let _ = first.mailbox.set(RwLock::new(mb));
+        } else {
+            sim.mailbox(&first);
+        }
+        Ok(sim)
+    }
+
+    pub fn user(&self, email: &str) -> Option<Arc<User>> {
+        self.users.get(&email.to_lowercase()).cloned()
+    }
+
+    pub fn default_user(&self) -> &str {
+        &self.config.users[0]
+    }
+
+    /// The user's mailbox, generated on first use.
+    pub fn mailbox<'a>(&self, user: &'a User) -> &'a RwLock<mailbox::Mailbox> {
+        user.mailbox.get_or_init(|| {
+            let seed = self.config.seed ^ user.index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let mut mb = generate::generate(seed, self.config.messages, &user.email, self.now_ms);
+            mb.history_retain = self.config.history_retain;
+            RwLock::new(mb)
+        })
+    }
+}
+
+/// New mail arrives: `count` generated messages dated `now_ms`, in INBOX and
+/// UNREAD, each recorded in history. Returns their ids.
+pub fn deliver(
+    mb: &mut mailbox::Mailbox,
+    seed: u64,
+    email: &str,
+    count: usize,
+    now_ms: i64,
+) -> Vec<String> {
+    let fresh = generate::generate(seed ^ mb.history_id.rotate_left(17), count, email, now_ms);
+    let mut ids = Vec::with_capacity(count);
+    let mut n = 0u64;
+    for mut m in fresh.messages.into_values() {
+        let id = loop {
+            let id = format!("{:016x}", ((now_ms as u64) << 20) | (n & 0xf_ffff));
+            n += 1;
+            if !mb.messages.contains_key(&id) {
+                break id;
+            }
+        };
+        m.id = id.clone();
+        m.thread_id = id.clone();
+        m.internal_date_ms = now_ms;
+        if let mailbox::Body::Generated(recipe) = &mut m.body {
+            if let Some(r) = Arc::get_mut(recipe) {
+                r.set_date(now_ms);
+                m.size = r.size();
+            }
+        }
+        m.label_ids = vec!["INBOX".into(), "UNREAD".into()];
+        mb.insert(m);
+        ids.push(id);
+    }
+    ids
+}

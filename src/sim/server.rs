@@ -1,0 +1,518 @@
+//! HTTP/1.1 front of the simulator (hyper): routes requests to the REST
+//! calls, the batch endpoint, the OAuth endpoints and the `/_sim` admin
+//! API, and injects connection-level faults (reset, truncate, slow).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+
+use super::api::{self, Call, Prepared};
+use super::batch::{self, PartReply};
+use super::errors::{self, ApiReply};
+use super::faults::{Fault, Scope};
+use super::{Sim, SimConfig, SimError};
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// Largest request body accepted (a batch of 100 modify calls is far less).
+const MAX_BODY: usize = 32 * 1024 * 1024;
+
+/// A running simulator. `stop` ends it; dropping it ends it too.
+pub struct SimHandle {
+    /// e.g. `http://127.0.0.1:41234` (no trailing slash).
+    pub base_url: String,
+    pub addr: SocketAddr,
+    pub sim: Arc<Sim>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl SimHandle {
+    /// Stop accepting, close every connection, and wait until done.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Build the mailboxes and start serving on 127.0.0.1.
+pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
+    let port = config.port;
+    let sim = Arc::new(
+        tokio::task::spawn_blocking(move || Sim::new(config))
+            .await
+            .map_err(|e| SimError::Config(format!("simulator set-up panicked: {e}")))??,
+    );
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|source| SimError::Bind { port, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| SimError::Bind { port, source })?;
+    let base_url = format!("http://{addr}");
+    let _ = sim.base_url.set(base_url.clone());
+    let (tx, mut rx) = oneshot::channel();
+    let served = sim.clone();
+    let task = tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = &mut rx => break,
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let _ = stream.set_nodelay(true);
+                    let sim = served.clone();
+                    conns.spawn(async move {
+                        let svc = service_fn(move |req| serve(sim.clone(), req));
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
+                    });
+                }
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        conns.shutdown().await;
+    });
+    Ok(SimHandle {
+        base_url,
+        addr,
+        sim,
+        shutdown: Some(tx),
+        task: Some(task),
+    })
+}
+
+/// Returned to hyper to drop the connection without an answer.
+#[derive(Debug)]
+struct Reset;
+
+impl std::fmt::Display for Reset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("injected connection reset")
+    }
+}
+
+impl std::error::Error for Reset {}
+
+fn full(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(body.into())
+            .map_err(|e: Infallible| match e {})
+            .boxed(),
+    );
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn json_bytes(v: &Value, pretty: bool) -> Vec<u8> {
+    if pretty {
+        serde_json::to_vec_pretty(v).unwrap_or_default()
+    } else {
+        serde_json::to_vec(v).unwrap_or_default()
+    }
+}
+
+/// Google pretty-prints unless `prettyPrint=false`.
+fn pretty(target: &str) -> bool {
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    !url::form_urlencoded::parse(query.as_bytes())
+        .any(|(k, v)| k == "prettyPrint" && (v == "false" || v == "0"))
+}
+
+fn reply_response(reply: &ApiReply, pretty: bool) -> Response<Body> {
+    let body = reply
+        .body
+        .as_ref()
+        .map(|b| json_bytes(b, pretty))
+        .unwrap_or_default();
+    let mut r = full(reply.status, "application/json; charset=UTF-8", body);
+    for (k, v) in &reply.headers {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            r.headers_mut().append(*k, v);
+        }
+    }
+    r.headers_mut().append(
+        "Vary",
+        HeaderValue::from_static("Origin, X-Origin, Referer"),
+    );
+    r
+}
+
+fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn serve(sim: Arc<Sim>, req: Request<Incoming>) -> Result<Response<Body>, Reset> {
+    sim.stats.http_request();
+    let method = req.method().as_str().to_string();
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let path = req.uri().path().to_string();
+    let authorization = header(&req, "authorization").map(String::from);
+    let content_type = header(&req, "content-type").unwrap_or("").to_string();
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return Ok(reply_response(
+                &errors::google_error(
+                    413,
+                    "INVALID_ARGUMENT",
+                    "global",
+                    "uploadTooLarge",
+                    "Request body too large.",
+                ),
+                true,
+            ))
+        }
+    };
+
+    let api_call = path.starts_with("/gmail/v1/") || path == "/batch" || path == "/batch/gmail/v1";
+    if !api_call {
+        return Ok(other(&sim, &method, &path, &target, &content_type, &body).await);
+    }
+
+    // Connection faults strike API traffic only. The call is still carried
+    // out first: a client cannot know whether a reset request took effect.
+    let outer_key = format!("{method} {target} {:x}", fnv(&body));
+    let outer = sim.faults.decide(Scope::Outer, &outer_key);
+    if outer == Some(Fault::Slow) {
+        sim.stats.outer_fault("slow");
+        tokio::time::sleep(sim.faults.slow_delay).await;
+    }
+    let response = if path.starts_with("/gmail/v1/") {
+        let reply = api::handle(
+            &sim,
+            Call {
+                method: &method,
+                target: &target,
+                authorization: authorization.as_deref(),
+                body: &body,
+            },
+        )
+        .await;
+        reply_response(&reply, pretty(&target))
+    } else if method != "POST" {
+        reply_response(
+            &errors::google_error(
+                405,
+                "UNKNOWN",
+                "global",
+                "badRequest",
+                "The batch endpoint takes POST.",
+            ),
+            true,
+        )
+    } else {
+        batch_response(&sim, &content_type, authorization.as_deref(), &body).await
+    };
+    match outer {
+        Some(Fault::Reset) => {
+            sim.stats.outer_fault("reset");
+            Err(Reset)
+        }
+        Some(Fault::Truncate) => {
+            sim.stats.outer_fault("truncate");
+            Ok(truncate(response).await)
+        }
+        _ => Ok(response),
+    }
+}
+
+/// Send the head and the first half of the body, then break the connection.
+async fn truncate(response: Response<Body>) -> Response<Body> {
+    let (parts, body) = response.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let cut = bytes.slice(..bytes.len() / 2);
+    let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
+        Ok(Frame::data(cut)),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "injected truncation",
+        )),
+    ];
+    let stream = futures_util::stream::iter(frames);
+    let mut r = Response::from_parts(parts, StreamBody::new(stream).boxed());
+    r.headers_mut().remove(hyper::header::CONTENT_LENGTH);
+    r
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+async fn batch_response(
+    sim: &Sim,
+    content_type: &str,
+    authorization: Option<&str>,
+    body: &[u8],
+) -> Response<Body> {
+    let parts = match batch::boundary(content_type)
+        .and_then(|b| batch::parse(body, &b, sim.config.max_batch))
+    {
+        Ok(parts) => parts,
+        Err(e) => return reply_response(&errors::invalid(&e.0), true),
+    };
+    sim.stats.batch(parts.len());
+    // Admit every part first so they count as in flight together.
+    let mut prepared = Vec::with_capacity(parts.len());
+    for p in &parts {
+        let auth = p
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            .map(|(_, v)| v.as_str())
+            .or(authorization);
+        let early = if !METHODS.contains(&p.method.as_str()) {
+            Some(errors::invalid(&format!(
+                "Invalid HTTP method {:?} in batch part",
+                p.method
+            )))
+        } else if !p.target.starts_with('/') {
+            Some(errors::invalid(&format!(
+                "Batch part request line must hold a path, not {:?}",
+                p.target
+            )))
+        } else {
+            None
+        };
+        prepared.push(match early {
+            Some(reply) => Prepared::Done(reply),
+            None => api::prepare(
+                sim,
+                Call {
+                    method: &p.method,
+                    target: &p.target,
+                    authorization: auth,
+                    body: &p.body,
+                },
+            ),
+        });
+    }
+    let replies = join_all(prepared.into_iter().map(|p| async move {
+        match p {
+            Prepared::Done(r) => r,
+            Prepared::Admitted(a) => api::finish(sim, *a).await,
+        }
+    }))
+    .await;
+    let boundary = format!("batch_{:016x}", rand::random::<u64>());
+    let mut out = Vec::with_capacity(replies.len() * 1024);
+    for (p, r) in parts.iter().zip(&replies) {
+        let body = r
+            .body
+            .as_ref()
+            .map(|b| json_bytes(b, pretty(&p.target)))
+            .unwrap_or_default();
+        batch::write_part(
+            &mut out,
+            &boundary,
+            &PartReply {
+                content_id: p.content_id.as_deref(),
+                status: r.status,
+                headers: &r.headers,
+                body: &body,
+            },
+        );
+    }
+    batch::write_close(&mut out, &boundary);
+    full(200, &format!("multipart/mixed; boundary={boundary}"), out)
+}
+
+fn form(body: &[u8], query: &str) -> HashMap<String, String> {
+    url::form_urlencoded::parse(body)
+        .into_owned()
+        .chain(url::form_urlencoded::parse(query.as_bytes()).into_owned())
+        .collect()
+}
+
+/// OAuth endpoints, the admin API, and 404s.
+async fn other(
+    sim: &Sim,
+    method: &str,
+    path: &str,
+    target: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Response<Body> {
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let json = |status: u16, v: Value| {
+        full(
+            status,
+            "application/json; charset=utf-8",
+            json_bytes(&v, true),
+        )
+    };
+    match (method, path) {
+        ("POST", "/token") => {
+            if !content_type.starts_with("application/x-www-form-urlencoded") && !body.is_empty() {
+                let e = json!({"error": "invalid_request", "error_description": "Content-Type must be application/x-www-form-urlencoded"});
+                return json(400, e);
+            }
+            let f = form(body, query);
+            let token_uri = format!("{}/token", sim.base_url.get().map(String::as_str).unwrap_or(""));
+            match sim
+                .auth
+                .token_endpoint(&f, |u| sim.user(u).is_some(), &token_uri)
+            {
+                Ok(v) => json(200, v),
+                Err(e) => json(e.status, e.body()),
+            }
+        }
+        ("GET", "/o/oauth2/auth") | ("GET", "/o/oauth2/v2/auth") => {
+            match sim.auth.authorize(&form(b"", query)) {
+                Ok(location) => {
+                    let mut r = full(302, "text/html; charset=UTF-8", "");
+                    if let Ok(v) = HeaderValue::from_str(&location) {
+                        r.headers_mut().insert(hyper::header::LOCATION, v);
+                    }
+                    r
+                }
+                Err(e) => full(
+                    400,
+                    "text/html; charset=UTF-8",
+                    format!("<html><body><h1>Error 400: {}</h1><p>{}</p></body></html>", e.error, e.description),
+                ),
+            }
+        }
+        ("POST", "/revoke") | ("POST", "/o/oauth2/revoke") => {
+            let f = form(body, query);
+            match f.get("token") {
+                Some(t) if sim.auth.revoke(t) => json(200, json!({})),
+                _ => json(400, json!({"error": "invalid_token", "error_description": "Token expired or revoked"})),
+            }
+        }
+        ("GET", "/_sim/stats") => json(
+            200,
+            sim.stats.snapshot(
+                json!({
+                    "profile": sim.config.quota.name(),
+                    "per_user_per_window": if sim.config.quota == super::quota::Profile::Off { Value::Null } else { json!(sim.config.quota.per_user()) },
+                    "window_seconds": sim.quota.window.as_secs_f64(),
+                    "speed": sim.config.speed,
+                    "concurrency_limit": sim.config.concurrency,
+                    "max_batch": sim.config.max_batch,
+                }),
+                sim.quota.peak_in_flight(),
+            ),
+        ),
+        ("POST", "/_sim/stats/reset") => {
+            sim.stats.reset();
+            json(200, json!({}))
+        }
+        ("POST", "/_sim/tokens") => {
+            let f = form(body, query);
+            let lifetime = f
+                .get("lifetime")
+                .and_then(|s| s.parse::<f64>().ok())
+                .map(std::time::Duration::from_secs_f64);
+            let scopes = f
+                .get("scope")
+                .map(|s| s.split_whitespace().map(String::from).collect())
+                .unwrap_or_else(|| vec![super::auth::SCOPE_FULL.to_string()]);
+            let principal = match f.get("user") {
+                Some(u) if sim.user(u).is_some() => super::auth::Principal { email: u.clone(), no_mailbox: false, scopes },
+                Some(u) => return json(400, json!({"error": format!("no such user {u}")})),
+                None => super::auth::Principal {
+                    email: "robot@sim-project.iam.gserviceaccount.com".into(),
+                    no_mailbox: true,
+                    scopes,
+                },
+            };
+            let (token, lifetime) = sim.auth.mint(principal, lifetime);
+            json(200, json!({"access_token": token, "expires_in": lifetime.as_secs_f64()}))
+        }
+        _ => admin_user(sim, method, path, query).unwrap_or_else(|| {
+            let e = errors::unknown_method(method, path);
+            reply_response(&e, true)
+        }),
+    }
+}
+
+/// `/_sim/users/{email}/deliver?count=N` and `/_sim/users/{email}/expire-history`.
+fn admin_user(sim: &Sim, method: &str, path: &str, query: &str) -> Option<Response<Body>> {
+    let rest = path.strip_prefix("/_sim/users/")?;
+    let (email, action) = rest.rsplit_once('/')?;
+    let email = url::form_urlencoded::parse(format!("e={email}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())?;
+    if method != "POST" {
+        return None;
+    }
+    let json = |status: u16, v: Value| {
+        full(
+            status,
+            "application/json; charset=utf-8",
+            json_bytes(&v, true),
+        )
+    };
+    let Some(user) = sim.user(&email).filter(|u| u.gmail) else {
+        return Some(json(
+            404,
+            json!({"error": format!("no Gmail user {email}")}),
+        ));
+    };
+    let lock = sim.mailbox(&user);
+    match action {
+        "deliver" => {
+            let count = form(b"", query)
+                .get("count")
+                .and_then(|c| c.parse::<usize>().ok())
+                .unwrap_or(1)
+                .min(100_000);
+            let mut mb = lock.write().unwrap();
+            let now = chrono::Utc::now().timestamp_millis();
+            let ids = super::deliver(&mut mb, sim.config.seed, &user.email, count, now);
+            Some(json(
+                200,
+                json!({"ids": ids, "historyId": mb.history_id.to_string()}),
+            ))
+        }
+        "expire-history" => {
+            let mut mb = lock.write().unwrap();
+            mb.expire_history();
+            Some(json(200, json!({"historyId": mb.history_id.to_string()})))
+        }
+        _ => None,
+    }
+}

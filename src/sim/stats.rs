@@ -1,0 +1,125 @@
+//! What the simulator saw, for benchmarks: calls by method and status,
+//! quota units spent, rate errors, peak concurrency (`GET /_sim/stats`).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+#[derive(Debug)]
+pub struct Stats {
+    started: Mutex<Instant>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    calls: BTreeMap<String, BTreeMap<u16, u64>>,
+    units: u64,
+    units_by_user: BTreeMap<String, u64>,
+    rate_errors: u64,
+    concurrency_errors: u64,
+    injected: u64,
+    batches: u64,
+    batch_parts: u64,
+    http_requests: u64,
+    outer: BTreeMap<&'static str, u64>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            started: Mutex::new(Instant::now()),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+}
+
+/// How a call ended, as far as the numbers care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Served,
+    /// Refused by the quota or the concurrency limit (not a fault).
+    RateLimited,
+    ConcurrencyLimited,
+    /// Answered by an injected fault.
+    Injected,
+}
+
+impl Stats {
+    pub fn call(&self, method: &str, user: &str, status: u16, units: u64, outcome: Outcome) {
+        let mut s = self.inner.lock().unwrap();
+        *s.calls
+            .entry(method.to_string())
+            .or_default()
+            .entry(status)
+            .or_default() += 1;
+        if units > 0 {
+            s.units += units;
+            *s.units_by_user.entry(user.to_string()).or_default() += units;
+        }
+        match outcome {
+            Outcome::Served => {}
+            Outcome::RateLimited => s.rate_errors += 1,
+            Outcome::ConcurrencyLimited => {
+                s.rate_errors += 1;
+                s.concurrency_errors += 1
+            }
+            Outcome::Injected => s.injected += 1,
+        }
+    }
+
+    pub fn batch(&self, parts: usize) {
+        let mut s = self.inner.lock().unwrap();
+        s.batches += 1;
+        s.batch_parts += parts as u64;
+    }
+
+    pub fn http_request(&self) {
+        self.inner.lock().unwrap().http_requests += 1;
+    }
+
+    pub fn outer_fault(&self, kind: &'static str) {
+        *self.inner.lock().unwrap().outer.entry(kind).or_default() += 1;
+    }
+
+    pub fn reset(&self) {
+        *self.inner.lock().unwrap() = Inner::default();
+        *self.started.lock().unwrap() = Instant::now();
+    }
+
+    /// The JSON served at `/_sim/stats`. `quota` describes the limits so a
+    /// benchmark can compute utilisation = units / allowed.
+    pub fn snapshot(&self, quota: Value, peak_in_flight: u32) -> Value {
+        let elapsed = self.started.lock().unwrap().elapsed().as_secs_f64();
+        let s = self.inner.lock().unwrap();
+        let calls: BTreeMap<&str, BTreeMap<String, u64>> = s
+            .calls
+            .iter()
+            .map(|(m, by)| {
+                (
+                    m.as_str(),
+                    by.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                )
+            })
+            .collect();
+        let total: u64 = s.calls.values().flat_map(|b| b.values()).sum();
+        json!({
+            "elapsed_seconds": elapsed,
+            "calls_total": total,
+            "calls": calls,
+            "units_spent": s.units,
+            "units_by_user": s.units_by_user,
+            "rate_errors": s.rate_errors,
+            "concurrency_errors": s.concurrency_errors,
+            "injected_faults": s.injected,
+            "outer_faults": s.outer,
+            "batches": s.batches,
+            "batch_parts": s.batch_parts,
+            "http_requests": s.http_requests,
+            "peak_concurrency": peak_in_flight,
+            "quota": quota,
+        })
+    }
+}

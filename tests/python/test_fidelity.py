@@ -1,0 +1,249 @@
+"""The simulator as Google's own Python client sees it.
+
+google-api-python-client builds every request from Gmail's discovery
+document and parses every answer itself, so what passes here is what a real
+client accepts: URL shapes, JSON shapes, batch framing and error JSON.
+"""
+
+import base64
+import email
+
+import pytest
+from google.oauth2.credentials import Credentials
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+from googleapiclient.http import BatchHttpRequest
+
+TOKEN = "sim-token"
+
+
+def service(url, token=TOKEN):
+    creds = Credentials(token=token)
+    return build(
+        "gmail",
+        "v1",
+        credentials=creds,
+        client_options={"api_endpoint": url + "/"},
+        static_discovery=True,
+        cache_discovery=False,
+    )
+
+
+def new_batch(svc, url, callback=None):
+    # new_batch_http_request() takes its URL from the discovery document's
+    # rootUrl and ignores api_endpoint; build the batch ourselves.
+    return BatchHttpRequest(callback=callback, batch_uri=url + "/batch/gmail/v1")
+
+
+def all_ids(svc, **kw):
+    ids, token, pages = [], None, 0
+    while True:
+        resp = svc.users().messages().list(userId="me", pageToken=token, **kw).execute()
+        ids += [m["id"] for m in resp.get("messages", [])]
+        pages += 1
+        token = resp.get("nextPageToken")
+        if not token:
+            return ids, pages
+
+
+def test_profile(sim):
+    p = service(sim.url).users().getProfile(userId="me").execute()
+    assert p["emailAddress"] == "me@example.com"
+    assert p["messagesTotal"] == 600
+    assert int(p["historyId"]) > 0
+
+
+def test_list_pages_through_every_message_once(sim):
+    svc = service(sim.url)
+    ids, pages = all_ids(svc, maxResults=500, includeSpamTrash=True)
+    assert len(ids) == 600 and len(set(ids)) == 600
+    assert pages == 2
+    # Default page size is 100; spam and trash are hidden unless asked for.
+    first = svc.users().messages().list(userId="me").execute()
+    assert len(first["messages"]) == 100
+    visible, _ = all_ids(svc, maxResults=500)
+    assert 0 < len(visible) < 600
+
+
+def test_list_with_query_and_labels(sim):
+    svc = service(sim.url)
+    unread, _ = all_ids(svc, q="is:unread", maxResults=500)
+    inbox_unread, _ = all_ids(svc, labelIds=["INBOX", "UNREAD"], maxResults=500)
+    assert unread and inbox_unread
+    assert set(inbox_unread) <= set(unread)
+    for mid in inbox_unread[:5]:
+        m = svc.users().messages().get(userId="me", id=mid, format="minimal").execute()
+        assert "UNREAD" in m["labelIds"] and "INBOX" in m["labelIds"]
+    with pytest.raises(HttpError) as e:
+        svc.users().messages().list(userId="me", q="frobnicate:yes").execute()
+    assert e.value.status_code == 400
+    assert "frobnicate" in e.value.reason
+
+
+def test_get_in_each_format(sim):
+    svc = service(sim.url)
+    mid = svc.users().messages().list(userId="me", maxResults=1).execute()["messages"][0]["id"]
+    msgs = svc.users().messages()
+    minimal = msgs.get(userId="me", id=mid, format="minimal").execute()
+    assert minimal["id"] == mid and "payload" not in minimal and "raw" not in minimal
+    assert int(minimal["internalDate"]) > 0 and minimal["sizeEstimate"] > 0
+    meta = msgs.get(userId="me", id=mid, format="metadata", metadataHeaders=["From", "Subject"]).execute()
+    names = {h["name"].lower() for h in meta["payload"]["headers"]}
+    assert names == {"from", "subject"}
+    full = msgs.get(userId="me", id=mid, format="full").execute()
+    assert full["payload"]["mimeType"]
+    raw = msgs.get(userId="me", id=mid, format="raw").execute()
+    parsed = email.message_from_bytes(base64.urlsafe_b64decode(raw["raw"]))
+    assert parsed["Message-ID"]
+    assert raw["sizeEstimate"] == len(base64.urlsafe_b64decode(raw["raw"]))
+    subject = next(h["value"] for h in meta["payload"]["headers"] if h["name"].lower() == "subject")
+    assert subject
+    # Every message of the page parses in full format with a payload tree.
+    for m in svc.users().messages().list(userId="me", maxResults=30).execute()["messages"]:
+        f = msgs.get(userId="me", id=m["id"]).execute()
+        assert f["payload"]["partId"] == ""
+        for part in f["payload"].get("parts", []):
+            assert "mimeType" in part and "body" in part
+
+
+def test_batch_of_50_gets_delivers_parsed_bodies(sim):
+    svc = service(sim.url)
+    ids = svc.users().messages().list(userId="me", maxResults=50).execute()["messages"]
+    got = {}
+
+    def cb(request_id, response, exception):
+        assert exception is None, exception
+        got[request_id] = response
+
+    batch = new_batch(svc, sim.url, cb)
+    for m in ids:
+        batch.add(svc.users().messages().get(userId="me", id=m["id"], format="metadata"), request_id=m["id"])
+    batch.execute()
+    assert set(got) == {m["id"] for m in ids}
+    for rid, resp in got.items():
+        assert resp["id"] == rid
+        assert resp["payload"]["headers"]
+
+
+def test_batch_parts_that_fail_reach_the_callback_as_http_errors(faulty_sim):
+    url = faulty_sim.url
+    svc = service(url)
+    ids = None
+    for _ in range(20):  # the list call itself may fail: retry by hand
+        try:
+            ids = [m["id"] for m in svc.users().messages().list(userId="me", maxResults=40).execute()["messages"]]
+            break
+        except HttpError:
+            pass
+    assert ids
+    outcomes = {}
+
+    def cb(request_id, response, exception):
+        outcomes[request_id] = exception if exception is not None else response
+
+    batch = new_batch(svc, url, cb)
+    for mid in ids:
+        batch.add(svc.users().messages().get(userId="me", id=mid, format="minimal"), request_id=mid)
+    batch.execute()
+    assert len(outcomes) == len(ids)
+    errors = [o for o in outcomes.values() if isinstance(o, HttpError)]
+    oks = [o for o in outcomes.values() if not isinstance(o, HttpError)]
+    assert errors and oks
+    for e in errors:
+        assert e.status_code in (503, 404)
+        details = e.error_details
+        reason = details[0]["reason"] if isinstance(details, list) else None
+        assert reason == ("backendError" if e.status_code == 503 else "notFound")
+
+
+def test_error_json_parses_into_http_error(sim):
+    svc = service(sim.url)
+    with pytest.raises(HttpError) as e:
+        svc.users().messages().get(userId="me", id="0123456789abcdef").execute()
+    assert e.value.status_code == 404
+    assert e.value.reason == "Requested entity was not found."
+    assert e.value.error_details[0]["reason"] == "notFound"
+
+    # A refused token: the client sees 401 and, holding no refresh token,
+    # gives up.
+    from google.auth.exceptions import RefreshError
+
+    with pytest.raises(RefreshError):
+        service(sim.url, token="wrong").users().getProfile(userId="me").execute()
+
+    with pytest.raises(HttpError) as e:
+        svc.users().messages().list(userId="me", maxResults=501).execute()
+    assert e.value.status_code == 400
+
+    with pytest.raises(HttpError) as e:
+        svc.users().messages().batchModify(
+            userId="me", body={"ids": ["%016x" % i for i in range(1001)], "addLabelIds": ["STARRED"]}
+        ).execute()
+    assert e.value.status_code == 400
+    assert e.value.reason == "Number of ids cannot exceed 1000"
+
+
+def test_a_401_makes_the_client_refresh_through_the_token_endpoint(sim):
+    creds = Credentials(
+        token="expired-or-wrong",
+        refresh_token="sim-refresh-token",
+        token_uri=sim.url + "/token",
+        client_id="client-id",
+        client_secret="client-secret",
+    )
+    svc = build(
+        "gmail", "v1", credentials=creds, client_options={"api_endpoint": sim.url + "/"},
+        static_discovery=True, cache_discovery=False,
+    )
+    p = svc.users().getProfile(userId="me").execute()
+    assert p["emailAddress"] == "me@example.com"
+    assert creds.token != "expired-or-wrong"
+    assert creds.expiry is not None
+
+
+def test_user_without_gmail_and_service_account_without_subject(sim):
+    import urllib.request, urllib.parse, json as j
+
+    req = urllib.request.Request(sim.url + "/_sim/tokens", data=urllib.parse.urlencode({}).encode(), method="POST")
+    sa_token = j.load(urllib.request.urlopen(req))["access_token"]
+    with pytest.raises(HttpError) as e:
+        service(sim.url, token=sa_token).users().messages().list(userId="me").execute()
+    assert e.value.status_code == 400
+    assert e.value.reason == "Precondition check failed."
+    assert e.value.error_details[0]["reason"] == "failedPrecondition"
+
+    req = urllib.request.Request(
+        sim.url + "/_sim/tokens", data=urllib.parse.urlencode({"user": "nogmail@example.com"}).encode(), method="POST"
+    )
+    tok = j.load(urllib.request.urlopen(req))["access_token"]
+    with pytest.raises(HttpError) as e:
+        service(sim.url, token=tok).users().getProfile(userId="me").execute()
+    assert e.value.status_code == 400
+    assert e.value.reason == "Mail service not enabled"
+
+
+def test_threads_labels_history_and_mutations(sim):
+    svc = service(sim.url)
+    u = svc.users()
+    labels = u.labels().list(userId="me").execute()["labels"]
+    ids = {l["id"] for l in labels}
+    assert {"INBOX", "SENT", "SPAM", "TRASH", "UNREAD", "STARRED"} <= ids
+    assert any(l["type"] == "user" for l in labels)
+
+    threads = u.threads().list(userId="me", maxResults=10).execute()["threads"]
+    t = u.threads().get(userId="me", id=threads[0]["id"], format="minimal").execute()
+    assert t["messages"] and all(m["threadId"] == t["id"] for m in t["messages"])
+
+    start = u.getProfile(userId="me").execute()["historyId"]
+    mid = u.messages().list(userId="me", maxResults=1).execute()["messages"][0]["id"]
+    m = u.messages().modify(userId="me", id=mid, body={"addLabelIds": ["STARRED"]}).execute()
+    assert "STARRED" in m["labelIds"]
+    u.messages().trash(userId="me", id=mid).execute()
+    h = u.history().list(userId="me", startHistoryId=start).execute()
+    changed = [r for r in h["history"] if r["messages"][0]["id"] == mid]
+    assert any("labelsAdded" in r and "STARRED" in r["labelsAdded"][0]["labelIds"] for r in changed)
+    assert any("labelsAdded" in r and "TRASH" in r["labelsAdded"][0]["labelIds"] for r in changed)
+    assert int(h["historyId"]) > int(start)
+    with pytest.raises(HttpError) as e:
+        u.history().list(userId="me", startHistoryId="1").execute()
+    assert e.value.status_code == 404

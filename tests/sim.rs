@@ -1,0 +1,832 @@
+//! The simulator against a plain HTTP client: shapes, limits, errors, quota,
+//! concurrency, faults and auth, as a bulk Gmail client would notice them.
+
+use std::time::Duration;
+
+use gmailscript::sim::{self, faults::FaultSpec, quota::Profile, SimConfig, SimHandle};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "sim-token";
+
+fn config(messages: usize) -> SimConfig {
+    SimConfig {
+        messages,
+        quota: Profile::Off,
+        ..SimConfig::default()
+    }
+}
+
+async fn start(cfg: SimConfig) -> SimHandle {
+    sim::start(cfg).await.expect("simulator starts")
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+async fn get(h: &SimHandle, path: &str) -> (u16, Value) {
+    let r = client()
+        .get(format!("{}/gmail/v1/users/me/{path}", h.base_url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(h: &SimHandle, path: &str, body: Value) -> (u16, Value) {
+    let r = client()
+        .post(format!("{}/gmail/v1/users/me/{path}", h.base_url))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn reason(v: &Value) -> &str {
+    v.pointer("/error/errors/0/reason")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn message(v: &Value) -> &str {
+    v.pointer("/error/message")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// All ids, paging with `maxResults`; returns (ids, pages).
+async fn list_all(h: &SimHandle, query: &str) -> (Vec<String>, usize) {
+    let mut ids = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut path = format!("messages?{query}");
+        if let Some(t) = &token {
+            path.push_str(&format!("&pageToken={t}"));
+        }
+        let (status, v) = get(h, &path).await;
+        assert_eq!(status, 200, "{v}");
+        pages += 1;
+        for m in v["messages"].as_array().into_iter().flatten() {
+            ids.push(m["id"].as_str().unwrap().to_string());
+        }
+        match v["nextPageToken"].as_str() {
+            Some(t) => token = Some(t.to_string()),
+            None => return (ids, pages),
+        }
+    }
+}
+
+/// A batch body of GETs for `targets`, Content-IDs `item-N`.
+fn batch_body(boundary: &str, targets: &[String]) -> String {
+    let mut b = String::new();
+    for (i, t) in targets.iter().enumerate() {
+        b.push_str(&format!(
+            "--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <item-{i}>\r\n\r\nGET {t}\r\n\r\n"
+        ));
+    }
+    b.push_str(&format!("--{boundary}--\r\n"));
+    b
+}
+
+/// One answered part: Content-ID, status, JSON body.
+#[derive(Debug)]
+struct PartAnswer {
+    content_id: Option<String>,
+    status: u16,
+    body: Value,
+}
+
+/// A test-side reading of a batch answer (deliberately naive but strict).
+fn read_batch(content_type: &str, body: &str) -> Vec<PartAnswer> {
+    let boundary = content_type
+        .split("boundary=")
+        .nth(1)
+        .expect("boundary in Content-Type")
+        .trim_matches('"');
+    let delim = format!("--{boundary}");
+    assert!(
+        body.trim_end().ends_with(&format!("{delim}--")),
+        "batch answer ends with the close delimiter"
+    );
+    body.split(&delim)
+        .skip(1)
+        .filter(|p| !p.starts_with("--"))
+        .map(|p| {
+            let (mime, http) = p.trim_start().split_once("\r\n\r\n").expect("part head");
+            let content_id = mime
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-ID: "))
+                .map(|s| s.trim().to_string());
+            let (head, json) = http.split_once("\r\n\r\n").expect("inner head");
+            let status_line = head.lines().next().unwrap();
+            let mut words = status_line.split(' ');
+            assert_eq!(words.next(), Some("HTTP/1.1"));
+            let status: u16 = words.next().unwrap().parse().unwrap();
+            assert!(words.next().is_some(), "status line has a reason phrase");
+            let json = json.trim();
+            PartAnswer {
+                content_id,
+                status,
+                body: if json.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_str(json).expect("part body is JSON")
+                },
+            }
+        })
+        .collect()
+}
+
+async fn send_batch(h: &SimHandle, boundary: &str, body: String) -> (u16, Vec<PartAnswer>, String) {
+    let r = client()
+        .post(format!("{}/batch/gmail/v1", h.base_url))
+        .bearer_auth(TOKEN)
+        .header(
+            "Content-Type",
+            format!("multipart/mixed; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let text = r.text().await.unwrap();
+    if status == 200 {
+        (status, read_batch(&ct, &text), text)
+    } else {
+        (status, Vec::new(), text)
+    }
+}
+
+fn get_targets(ids: &[String], format: &str) -> Vec<String> {
+    ids.iter()
+        .map(|id| format!("/gmail/v1/users/me/messages/{id}?format={format}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn auth_is_required_and_errors_are_google_shaped() {
+    let h = start(config(20)).await;
+    let r = client()
+        .get(format!("{}/gmail/v1/users/me/profile", h.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("www-authenticate").is_some());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(reason(&v), "authError");
+    assert_eq!(v["error"]["status"], "UNAUTHENTICATED");
+    assert_eq!(v["error"]["code"], 401);
+
+    let (status, v) = get(&h, "profile").await;
+    assert_eq!(status, 200);
+    assert_eq!(v["emailAddress"], "me@example.com");
+    assert_eq!(v["messagesTotal"], 20);
+
+    // Another user's mailbox with my token: delegation denied.
+    let r = client()
+        .get(format!(
+            "{}/gmail/v1/users/alice@example.com/profile",
+            h.base_url
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn paged_list_of_1200_ids_with_max_results_500() {
+    let h = start(config(1200)).await;
+    let (ids, pages) = list_all(&h, "maxResults=500&includeSpamTrash=true").await;
+    assert_eq!(pages, 3);
+    assert_eq!(ids.len(), 1200);
+    let mut uniq = ids.clone();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!(uniq.len(), 1200, "no id twice across pages");
+    // Newest first: ids encode the date.
+    assert!(ids.windows(2).all(|w| w[0] > w[1]));
+    // Spam and trash are left out unless asked for.
+    let (visible, _) = list_all(&h, "maxResults=500").await;
+    assert!(
+        visible.len() < 1200 && visible.len() > 1000,
+        "{}",
+        visible.len()
+    );
+    let (spam, _) = list_all(&h, "labelIds=SPAM").await;
+    assert!(!spam.is_empty());
+    assert_eq!(
+        visible.len() + spam.len() + list_all(&h, "labelIds=TRASH").await.0.len()
+            - count_both(&h).await,
+        1200
+    );
+
+    let (status, v) = get(&h, "messages?maxResults=501").await;
+    assert_eq!(status, 400);
+    assert_eq!(reason(&v), "invalidArgument");
+    let (status, _) = get(&h, "messages?pageToken=zzz").await;
+    assert_eq!(status, 400);
+    h.stop().await;
+}
+
+/// Messages both in SPAM and TRASH (counted twice above).
+async fn count_both(h: &SimHandle) -> usize {
+    list_all(h, "labelIds=SPAM&labelIds=TRASH").await.0.len()
+}
+
+#[tokio::test]
+async fn get_formats_have_gmails_shapes() {
+    let h = start(config(50)).await;
+    let (ids, _) = list_all(&h, "maxResults=50").await;
+    let id = &ids[0];
+    let (_, min) = get(&h, &format!("messages/{id}?format=minimal")).await;
+    assert_eq!(min["id"], id.as_str());
+    assert!(min["historyId"].is_string() && min["internalDate"].is_string());
+    assert!(min.get("payload").is_none() && min.get("raw").is_none());
+    let (_, meta) = get(
+        &h,
+        &format!("messages/{id}?format=metadata&metadataHeaders=Subject&metadataHeaders=from"),
+    )
+    .await;
+    let names: Vec<String> = meta["payload"]["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap().to_lowercase())
+        .collect();
+    assert!(names.contains(&"subject".into()) && names.contains(&"from".into()));
+    assert!(names.iter().all(|n| n == "subject" || n == "from"));
+    let (_, raw) = get(&h, &format!("messages/{id}?format=raw")).await;
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE
+        .decode(raw["raw"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(raw["sizeEstimate"].as_u64().unwrap() as usize, bytes.len());
+    let (_, full) = get(&h, &format!("messages/{id}")).await;
+    assert!(full["payload"]["mimeType"].is_string());
+
+    let (status, v) = get(&h, &format!("messages/{id}?format=html")).await;
+    assert_eq!(status, 400);
+    assert!(message(&v).contains("minimal"), "{v}");
+    let (status, v) = get(&h, "messages/not-an-id!").await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = get(&h, "messages/0123456789abcdef").await;
+    assert_eq!(status, 404);
+    assert_eq!(reason(&v), "notFound");
+    let (status, _) = get(&h, "nonsense/path").await;
+    assert_eq!(status, 404);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn batch_answers_in_order_with_response_content_ids() {
+    let h = start(SimConfig {
+        concurrency: 100,
+        ..config(120)
+    })
+    .await;
+    let (ids, _) = list_all(&h, "maxResults=500&includeSpamTrash=true").await;
+    let targets = get_targets(&ids[..100], "metadata");
+    let (status, parts, _) = send_batch(&h, "b0und", batch_body("b0und", &targets)).await;
+    assert_eq!(status, 200);
+    assert_eq!(parts.len(), 100);
+    for (i, p) in parts.iter().enumerate() {
+        assert_eq!(
+            p.content_id.as_deref(),
+            Some(format!("<response-item-{i}>").as_str())
+        );
+        assert_eq!(p.status, 200);
+        assert_eq!(p.body["id"], ids[i].as_str());
+    }
+    let stats: Value = client()
+        .get(format!("{}/_sim/stats", h.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["batches"], 1);
+    assert_eq!(stats["batch_parts"], 100);
+    assert_eq!(stats["calls"]["messages.get"]["200"], 100);
+
+    // 101 parts: the whole batch is refused.
+    let targets = get_targets(&ids[..101], "minimal");
+    let (status, _, text) = send_batch(&h, "b", batch_body("b", &targets)).await;
+    assert_eq!(status, 400);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        message(&v),
+        "Inner request count exceeds the limit. Received: 101, Limit: 100"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_lower_batch_limit_mimics_accounts_limited_to_50() {
+    let h = start(SimConfig {
+        max_batch: 50,
+        ..config(60)
+    })
+    .await;
+    let (ids, _) = list_all(&h, "maxResults=500&includeSpamTrash=true").await;
+    let (status, _, _) = send_batch(
+        &h,
+        "b",
+        batch_body("b", &get_targets(&ids[..51], "minimal")),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, parts, _) = send_batch(
+        &h,
+        "b",
+        batch_body("b", &get_targets(&ids[..50], "minimal")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(parts.len(), 50);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_batches_get_4xx_never_a_hang() {
+    let h = start(config(10)).await;
+    let good = batch_body("b", &["/gmail/v1/users/me/profile".to_string()]);
+    let cases: Vec<(&str, String)> = vec![
+        ("multipart/mixed", good.clone()),
+        ("application/json", good.clone()),
+        ("multipart/mixed; boundary=b", good.replace("--b--", "")),
+        (
+            "multipart/mixed; boundary=b",
+            good.replace("application/http", "text/plain"),
+        ),
+        ("multipart/mixed; boundary=b", String::new()),
+        ("multipart/mixed; boundary=b", "garbage\r\n".repeat(1000)),
+    ];
+    for (ct, body) in cases {
+        let r = client()
+            .post(format!("{}/batch/gmail/v1", h.base_url))
+            .bearer_auth(TOKEN)
+            .header("Content-Type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{ct}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], 400);
+        assert!(!message(&v).is_empty());
+    }
+    // Part-level problems are answered in their part.
+    let body = "--b\r\nContent-Type: application/http\r\n\r\nGET http://evil.example.com/gmail/v1/users/me/profile\r\n\r\n\
+--b\r\nContent-Type: application/http\r\n\r\nFROB /gmail/v1/users/me/profile\r\n\r\n\
+--b\r\nContent-Type: application/http\r\n\r\nGET /gmail/v1/users/me/nothing\r\n\r\n\
+--b\r\nContent-Type: application/http\r\n\r\nGET /gmail/v1/users/me/messages/zz!\r\n\r\n\
+--b\r\nContent-Type: application/http\r\n\r\nGET /gmail/v1/users/me/profile\r\n\r\n--b--\r\n";
+    let (status, parts, _) = send_batch(&h, "b", body.to_string()).await;
+    assert_eq!(status, 200);
+    let statuses: Vec<u16> = parts.iter().map(|p| p.status).collect();
+    assert_eq!(statuses, vec![400, 400, 404, 400, 200]);
+    assert!(parts.iter().all(|p| p.content_id.is_none()));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn concurrency_limit_hits_a_batch_of_100_but_not_25() {
+    let h = start(config(120)).await;
+    let (ids, _) = list_all(&h, "maxResults=500&includeSpamTrash=true").await;
+    let (_, parts, _) = send_batch(
+        &h,
+        "b",
+        batch_body("b", &get_targets(&ids[..100], "minimal")),
+    )
+    .await;
+    let limited: Vec<&PartAnswer> = parts.iter().filter(|p| p.status == 429).collect();
+    assert!(!limited.is_empty() && limited.len() < 100);
+    for p in &limited {
+        assert_eq!(message(&p.body), "Too many concurrent requests for user");
+        assert_eq!(reason(&p.body), "rateLimitExceeded");
+        assert_eq!(p.body["error"]["status"], "RESOURCE_EXHAUSTED");
+    }
+    let (_, parts, _) = send_batch(
+        &h,
+        "b",
+        batch_body("b", &get_targets(&ids[..25], "minimal")),
+    )
+    .await;
+    assert!(parts.iter().all(|p| p.status == 200));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn quota_refuses_past_the_budget_in_every_shape_and_refills() {
+    // speed 60: the 2026 budget of 6,000 units per user refills every second.
+    let h = start(SimConfig {
+        quota: Profile::P2026,
+        speed: 60.0,
+        ..config(400)
+    })
+    .await;
+    let (ids, _) = list_all(&h, "maxResults=500&includeSpamTrash=true").await;
+    // list cost 5 units; then gets at 20 each: ~300 fit in one window.
+    let mut ok = 0;
+    let mut shapes = std::collections::BTreeSet::new();
+    for chunk in ids.chunks(40).take(10) {
+        let (_, parts, _) =
+            send_batch(&h, "b", batch_body("b", &get_targets(chunk, "minimal"))).await;
+        for p in parts {
+            match p.status {
+                200 => ok += 1,
+                403 | 429 => {
+                    shapes.insert((
+                        p.status,
+                        reason(&p.body).to_string(),
+                        message(&p.body)[..20].to_string(),
+                    ));
+                }
+                s => panic!("unexpected status {s}"),
+            }
+        }
+    }
+    assert!(
+        (250..=320).contains(&ok),
+        "about 300 gets fit the budget, got {ok}"
+    );
+    assert!(
+        shapes.len() >= 3,
+        "rate errors come in several shapes: {shapes:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _) = get(&h, &format!("messages/{}?format=minimal", ids[0])).await;
+    assert_eq!(status, 200, "budget refills after the window");
+    let stats: Value = client()
+        .get(format!("{}/_sim/stats", h.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(stats["rate_errors"].as_u64().unwrap() > 0);
+    assert!(stats["units_spent"].as_u64().unwrap() >= 6000);
+    assert_eq!(stats["quota"]["window_seconds"], 1.0);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn injected_part_faults_are_reproducible() {
+    let cfg = SimConfig {
+        faults: FaultSpec::parse("500:0.1,503:0.1,429:0.1").unwrap(),
+        seed: 42,
+        ..config(100)
+    };
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let h = start(cfg.clone()).await;
+        let targets: Vec<String> = (0..40)
+            .map(|i| format!("/gmail/v1/users/me/messages/{:016x}?format=minimal", i + 1))
+            .collect();
+        let (_, parts, _) = send_batch(&h, "b", batch_body("b", &targets)).await;
+        runs.push(parts.iter().map(|p| p.status).collect::<Vec<_>>());
+        h.stop().await;
+    }
+    assert_eq!(runs[0], runs[1], "same seed, same faults");
+    let faults = runs[0].iter().filter(|s| **s != 404).count();
+    assert!(faults >= 4, "about 30% of 40 parts fail: {:?}", runs[0]);
+    assert!(runs[0]
+        .iter()
+        .all(|s| [404, 500, 503, 429, 403].contains(s)));
+}
+
+#[tokio::test]
+async fn resets_and_truncated_bodies_break_the_exchange() {
+    for (kind, spec) in [("reset", "reset:1"), ("truncate", "truncate:1")] {
+        let h = start(SimConfig {
+            faults: FaultSpec::parse(spec).unwrap(),
+            ..config(10)
+        })
+        .await;
+        let r = client()
+            .get(format!("{}/gmail/v1/users/me/messages", h.base_url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await;
+        let failed = match r {
+            Err(_) => true,
+            Ok(resp) => resp.bytes().await.is_err(),
+        };
+        assert!(failed, "{kind}: the client sees a broken exchange");
+        // The admin API is never faulted.
+        let stats: Value = client()
+            .get(format!("{}/_sim/stats", h.base_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(stats["outer_faults"][kind], 1);
+        h.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn slow_fault_answers_late() {
+    let h = start(SimConfig {
+        faults: FaultSpec::parse("slow:1").unwrap(),
+        slow_delay: Duration::from_millis(300),
+        ..config(5)
+    })
+    .await;
+    let t = std::time::Instant::now();
+    let (status, _) = get(&h, "profile").await;
+    assert_eq!(status, 200);
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn latency_model_delays_each_call() {
+    let h = start(SimConfig {
+        latency: Duration::from_millis(50),
+        jitter: Duration::from_millis(10),
+        ..config(5)
+    })
+    .await;
+    let t = std::time::Instant::now();
+    get(&h, "profile").await;
+    let one = t.elapsed();
+    assert!(one >= Duration::from_millis(40), "{one:?}");
+    h.stop().await;
+}
+
+async fn form_post(h: &SimHandle, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    let r = client()
+        .post(format!("{}{path}", h.base_url))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn token_endpoint_issues_short_lived_tokens() {
+    let h = start(SimConfig {
+        token_lifetime: Duration::from_millis(600),
+        ..config(5)
+    })
+    .await;
+    let (status, v) = form_post(
+        &h,
+        "/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "cid"),
+            ("client_secret", "secret"),
+            ("refresh_token", sim::auth::DEFAULT_REFRESH_TOKEN),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let tok = v["access_token"].as_str().unwrap().to_string();
+    let call = |tok: String| {
+        let url = format!("{}/gmail/v1/users/me/profile", h.base_url);
+        async move {
+            client()
+                .get(url)
+                .bearer_auth(tok)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(call(tok.clone()).await, 200);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(call(tok).await, 401, "expired token");
+
+    let (status, v) = form_post(
+        &h,
+        "/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "cid"),
+            ("refresh_token", "bogus"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"], "invalid_grant");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn service_account_without_subject_hits_failed_precondition() {
+    use base64::Engine as _;
+    let h = start(config(5)).await;
+    let now = chrono::Utc::now().timestamp();
+    let enc = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwt = |sub: Option<&str>| {
+        let mut claims = json!({"iss": "robot@p.iam.gserviceaccount.com", "scope": "https://mail.google.com/",
+            "aud": format!("{}/token", h.base_url), "iat": now, "exp": now + 3600});
+        if let Some(s) = sub {
+            claims["sub"] = json!(s);
+        }
+        format!(
+            "{}.{}.{}",
+            enc(br#"{"alg":"RS256"}"#),
+            enc(claims.to_string().as_bytes()),
+            enc(b"s")
+        )
+    };
+    for (sub, want_status, want_message) in [
+        (None, 400, "Precondition check failed."),
+        (Some("nogmail@example.com"), 400, "Mail service not enabled"),
+        (Some("alice@example.com"), 200, ""),
+    ] {
+        let assertion = jwt(sub);
+        let (status, v) = form_post(
+            &h,
+            "/token",
+            &[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                ("assertion", &assertion),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{v}");
+        let r = client()
+            .get(format!("{}/gmail/v1/users/me/messages", h.base_url))
+            .bearer_auth(v["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want_status, "{sub:?}");
+        let v: Value = r.json().await.unwrap();
+        if want_status == 400 {
+            assert_eq!(message(&v), want_message);
+            assert_eq!(reason(&v), "failedPrecondition");
+            assert_eq!(v["error"]["status"], "FAILED_PRECONDITION");
+        }
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn mutations_change_the_mailbox_and_append_history() {
+    let h = start(config(2600)).await;
+    let (_, profile) = get(&h, "profile").await;
+    let start_id = profile["historyId"].as_str().unwrap().to_string();
+    let (ids, _) = list_all(&h, "maxResults=500&includeSpamTrash=true").await;
+    assert_eq!(ids.len(), 2600);
+
+    // batchModify takes at most 1,000 ids a call.
+    let (status, v) = post(
+        &h,
+        "messages/batchModify",
+        json!({"ids": ids[..1001], "addLabelIds": ["STARRED"]}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(message(&v), "Number of ids cannot exceed 1000");
+    for chunk in ids[..2500].chunks(1000) {
+        let (status, _) = post(
+            &h,
+            "messages/batchModify",
+            json!({"ids": chunk, "addLabelIds": ["STARRED"], "removeLabelIds": ["UNREAD"]}),
+        )
+        .await;
+        assert_eq!(status, 204);
+    }
+    let (starred, _) = list_all(&h, "maxResults=500&labelIds=STARRED&includeSpamTrash=true").await;
+    assert!(starred.len() >= 2500);
+    let (status, v) = post(
+        &h,
+        "messages/batchModify",
+        json!({"ids": ids[..2], "addLabelIds": ["Label_999"]}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(message(&v).contains("Label_999"));
+
+    let id = &ids[2550];
+    let (status, v) = post(&h, &format!("messages/{id}/trash"), json!({})).await;
+    assert_eq!(status, 200);
+    assert!(v["labelIds"].as_array().unwrap().contains(&json!("TRASH")));
+    let r = client()
+        .delete(format!(
+            "{}/gmail/v1/users/me/messages/{}",
+            h.base_url, ids[2551]
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (status, _) = get(&h, &format!("messages/{}", ids[2551])).await;
+    assert_eq!(status, 404);
+
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut token = None::<String>;
+    loop {
+        let mut path = format!("history?startHistoryId={start_id}&maxResults=500");
+        if let Some(t) = &token {
+            path.push_str(&format!("&pageToken={t}"));
+        }
+        let (status, v) = get(&h, &path).await;
+        assert_eq!(status, 200, "{v}");
+        for r in v["history"].as_array().into_iter().flatten() {
+            for k in [
+                "labelsAdded",
+                "labelsRemoved",
+                "messagesDeleted",
+                "messagesAdded",
+            ] {
+                if r.get(k).is_some() {
+                    kinds.insert(k);
+                }
+            }
+        }
+        match v["nextPageToken"].as_str() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    assert!(
+        kinds.contains("labelsAdded") && kinds.contains("messagesDeleted"),
+        "{kinds:?}"
+    );
+
+    // New mail arrives and shows in history as messagesAdded.
+    let (_, now) = get(&h, "profile").await;
+    let r: Value = client()
+        .post(format!(
+            "{}/_sim/users/me@example.com/deliver?count=3",
+            h.base_url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new_ids = r["ids"].as_array().unwrap();
+    assert_eq!(new_ids.len(), 3);
+    let (_, v) = get(
+        &h,
+        &format!(
+            "history?startHistoryId={}&historyTypes=messageAdded",
+            now["historyId"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(v["history"].as_array().unwrap().len(), 3);
+    let (_, newest) = get(&h, "messages?maxResults=3").await;
+    assert_eq!(
+        newest["messages"][0]["id"],
+        new_ids[2].clone(),
+        "new mail lists first"
+    );
+
+    // History too old: 404, so the client falls back to a full sync.
+    client()
+        .post(format!(
+            "{}/_sim/users/me@example.com/expire-history",
+            h.base_url
+        ))
+        .send()
+        .await
+        .unwrap();
+    let (status, v) = get(&h, &format!("history?startHistoryId={start_id}")).await;
+    assert_eq!(status, 404);
+    assert_eq!(reason(&v), "notFound");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn stop_closes_the_port() {
+    let h = start(config(5)).await;
+    let addr = h.addr;
+    h.stop().await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
