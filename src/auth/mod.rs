@@ -1,0 +1,77 @@
+//! Where access tokens come from. The engine asks a [`TokenSource`] for a
+//! token before each request and for a fresh one after a 401. Tokens are
+//! wrapped in [`Secret`] so they never reach logs or error text.
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// An access token. Its `Debug` and `Display` print `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(token: impl Into<String>) -> Secret {
+        Secret(token.into())
+    }
+    /// The token itself, for the Authorization header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct AuthError(pub String);
+
+pub type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<Secret, AuthError>> + Send + 'a>>;
+
+pub trait TokenSource: Send + Sync {
+    /// A token to use now (cached while valid).
+    fn token(&self) -> TokenFuture<'_>;
+    /// The server refused `stale` (401): a fresh token. A source that cannot
+    /// refresh returns the same token, and the second 401 becomes an error.
+    fn refresh(&self, stale: &Secret) -> TokenFuture<'_>;
+}
+
+/// One fixed token (the simulator's, or `GMAILSCRIPT_TOKEN`).
+pub struct FixedToken(Secret);
+
+impl FixedToken {
+    pub fn new(token: impl Into<String>) -> FixedToken {
+        FixedToken(Secret::new(token))
+    }
+}
+
+impl TokenSource for FixedToken {
+    fn token(&self) -> TokenFuture<'_> {
+        let t = self.0.clone();
+        Box::pin(async move { Ok(t) })
+    }
+    fn refresh(&self, _stale: &Secret) -> TokenFuture<'_> {
+        self.token()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("ya29.very-secret");
+        assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
+        assert_eq!(s.expose(), "ya29.very-secret");
+    }
+}

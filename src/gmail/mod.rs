@@ -1,0 +1,19 @@
+//! The engine: talks HTTP and Gmail, knows nothing of Lua.
+//!
+//! [`client::Client`] sends one request or one batch; [`runner::Runner`]
+//! drives many requests through batches with pacing ([`quota::Pacer`]),
+//! adaptive chunk sizes ([`chunk::ChunkSizer`]), per-part retry
+//! ([`backoff::Backoff`]) and a [`runner::Policy`] deciding each failure.
+
+pub mod backoff;
+pub mod batch;
+pub mod chunk;
+pub mod client;
+pub mod error;
+pub mod quota;
+pub mod request;
+pub mod runner;
+
+pub use client::Client;
+pub use error::{ApiError, ErrorClass};
+pub use request::Request;

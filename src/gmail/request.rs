@@ -1,0 +1,289 @@
+//! Gmail calls as data: what to send, and which quota cost it carries.
+//! Built here, sent by [`super::Client`] alone or inside a batch.
+
+use serde_json::{json, Value};
+
+/// Google's method name of a call; it sets the quota cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    GetProfile,
+    MessagesList,
+    MessagesGet,
+    AttachmentsGet,
+    MessagesModify,
+    MessagesBatchModify,
+    MessagesTrash,
+    MessagesUntrash,
+    MessagesDelete,
+    ThreadsList,
+    ThreadsGet,
+    LabelsList,
+    HistoryList,
+    /// Any other users/{user}/... call.
+    Other,
+}
+
+/// messages.get formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Minimal,
+    Metadata,
+    Full,
+    Raw,
+}
+
+impl Format {
+    pub const NAMES: &'static [&'static str] = &["minimal", "metadata", "full", "raw"];
+
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "minimal" => Some(Format::Minimal),
+            "metadata" => Some(Format::Metadata),
+            "full" => Some(Format::Full),
+            "raw" => Some(Format::Raw),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Format::NAMES[self as usize]
+    }
+}
+
+/// One call under `users/{user}/`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub method: Method,
+    pub http_method: &'static str,
+    /// Path below `users/{user}/`, segments already percent-encoded.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub body: Option<Value>,
+}
+
+/// Percent-encode one path segment (ids, label ids, emails).
+pub fn segment(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+impl Request {
+    fn new(method: Method, http_method: &'static str, path: String) -> Request {
+        Request {
+            method,
+            http_method,
+            path,
+            query: Vec::new(),
+            body: None,
+        }
+    }
+
+    pub fn param(mut self, k: &str, v: impl Into<String>) -> Request {
+        self.query.push((k.to_string(), v.into()));
+        self
+    }
+
+    pub fn profile() -> Request {
+        Request::new(Method::GetProfile, "GET", "profile".into())
+    }
+
+    /// One page of messages.list.
+    pub fn list_messages(q: &ListQuery, page_token: Option<&str>) -> Request {
+        let mut r = Request::new(Method::MessagesList, "GET", "messages".into())
+            .param("maxResults", q.page_size.to_string());
+        if let Some(query) = &q.q {
+            r = r.param("q", query.clone());
+        }
+        for l in &q.label_ids {
+            r = r.param("labelIds", l.clone());
+        }
+        if q.include_spam_trash {
+            r = r.param("includeSpamTrash", "true");
+        }
+        if let Some(t) = page_token {
+            r = r.param("pageToken", t);
+        }
+        r
+    }
+
+    pub fn get_message(id: &str, format: Format, headers: &[String]) -> Request {
+        let mut r = Request::new(
+            Method::MessagesGet,
+            "GET",
+            format!("messages/{}", segment(id)),
+        )
+        .param("format", format.as_str());
+        if format == Format::Metadata {
+            for h in headers {
+                r = r.param("metadataHeaders", h.clone());
+            }
+        }
+        r
+    }
+
+    pub fn get_attachment(message_id: &str, attachment_id: &str) -> Request {
+        Request::new(
+            Method::AttachmentsGet,
+            "GET",
+            format!(
+                "messages/{}/attachments/{}",
+                segment(message_id),
+                segment(attachment_id)
+            ),
+        )
+    }
+
+    pub fn get_thread(id: &str, format: Format) -> Request {
+        Request::new(
+            Method::ThreadsGet,
+            "GET",
+            format!("threads/{}", segment(id)),
+        )
+        .param("format", format.as_str())
+    }
+
+    pub fn list_labels() -> Request {
+        Request::new(Method::LabelsList, "GET", "labels".into())
+    }
+
+    pub fn list_history(start_history_id: &str, page_token: Option<&str>) -> Request {
+        let mut r = Request::new(Method::HistoryList, "GET", "history".into())
+            .param("startHistoryId", start_history_id)
+            .param("maxResults", "500");
+        if let Some(t) = page_token {
+            r = r.param("pageToken", t);
+        }
+        r
+    }
+
+    pub fn modify(id: &str, add: &[String], remove: &[String]) -> Request {
+        let mut r = Request::new(
+            Method::MessagesModify,
+            "POST",
+            format!("messages/{}/modify", segment(id)),
+        );
+        r.body = Some(json!({"addLabelIds": add, "removeLabelIds": remove}));
+        r
+    }
+
+    /// At most [`BATCH_MODIFY_MAX`] ids; see [`Request::batch_modify_chunks`].
+    pub fn batch_modify(ids: &[String], add: &[String], remove: &[String]) -> Request {
+        let mut r = Request::new(
+            Method::MessagesBatchModify,
+            "POST",
+            "messages/batchModify".into(),
+        );
+        r.body = Some(json!({"ids": ids, "addLabelIds": add, "removeLabelIds": remove}));
+        r
+    }
+
+    /// batchModify calls for any number of ids, 1,000 a call.
+    pub fn batch_modify_chunks(ids: &[String], add: &[String], remove: &[String]) -> Vec<Request> {
+        ids.chunks(BATCH_MODIFY_MAX)
+            .map(|c| Request::batch_modify(c, add, remove))
+            .collect()
+    }
+
+    pub fn trash(id: &str) -> Request {
+        Request::new(
+            Method::MessagesTrash,
+            "POST",
+            format!("messages/{}/trash", segment(id)),
+        )
+    }
+
+    /// Any other call under users/{user}/: `path` as given (the caller
+    /// encodes it), method one of GET, POST, PUT, PATCH, DELETE.
+    pub fn raw(
+        http_method: &'static str,
+        path: &str,
+        query: Vec<(String, String)>,
+        body: Option<Value>,
+    ) -> Request {
+        Request {
+            method: Method::Other,
+            http_method,
+            path: path.trim_start_matches('/').to_string(),
+            query,
+            body,
+        }
+    }
+
+    /// `/gmail/v1/users/{user}/{path}?{query}` with `prettyPrint=false`
+    /// (smaller answers; Google pretty-prints by default).
+    pub fn path_and_query(&self, user: &str) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &self.query {
+            q.append_pair(k, v);
+        }
+        q.append_pair("prettyPrint", "false");
+        format!(
+            "/gmail/v1/users/{}/{}?{}",
+            segment(user),
+            self.path,
+            q.finish()
+        )
+    }
+}
+
+/// Most ids one batchModify call takes.
+pub const BATCH_MODIFY_MAX: usize = 1000;
+
+/// What messages.list is asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListQuery {
+    pub q: Option<String>,
+    pub label_ids: Vec<String>,
+    pub include_spam_trash: bool,
+    /// maxResults per page, 1..=500.
+    pub page_size: u32,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        ListQuery {
+            q: None,
+            label_ids: Vec::new(),
+            include_spam_trash: false,
+            page_size: 500,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_encoded() {
+        let r = Request::get_message("abc", Format::Metadata, &["From".into(), "Subject".into()]);
+        assert_eq!(
+            r.path_and_query("me"),
+            "/gmail/v1/users/me/messages/abc?format=metadata&metadataHeaders=From&metadataHeaders=Subject&prettyPrint=false"
+        );
+        let l = Request::list_messages(
+            &ListQuery {
+                q: Some("from:a b".into()),
+                label_ids: vec!["INBOX".into()],
+                ..ListQuery::default()
+            },
+            Some("123"),
+        );
+        assert_eq!(
+            l.path_and_query("a@x.com"),
+            "/gmail/v1/users/a%40x.com/messages?maxResults=500&q=from%3Aa+b&labelIds=INBOX&pageToken=123&prettyPrint=false"
+        );
+    }
+
+    #[test]
+    fn batch_modify_splits_at_1000() {
+        let ids: Vec<String> = (0..2500).map(|i| format!("{i:x}")).collect();
+        let calls = Request::batch_modify_chunks(&ids, &["STARRED".into()], &[]);
+        let sizes: Vec<usize> = calls
+            .iter()
+            .map(|c| c.body.as_ref().unwrap()["ids"].as_array().unwrap().len())
+            .collect();
+        assert_eq!(sizes, vec![1000, 1000, 500]);
+    }
+}

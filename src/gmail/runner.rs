@@ -1,0 +1,682 @@
+//! The runner: many requests through batches, losing nothing.
+//!
+//! It pulls requests from a stream only as chunks need them, sends each
+//! chunk as one batch (paced, several in flight if asked), hands each
+//! successful part to a [`Sink`] as soon as it is decoded, and for every
+//! failed part asks a [`Policy`] what to do. Only failed parts are re-sent.
+//! Every item ends exactly once: delivered, skipped, failed, or — when the
+//! run stops early — counted as not done.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::sync::{mpsc, watch};
+
+use super::backoff::Backoff;
+use super::batch::response_id;
+use super::chunk::{ChunkSizer, ChunkStats};
+use super::client::{Client, PartError};
+use super::error::{ApiError, ErrorClass};
+use super::quota::{Pacer, Profile};
+use super::request::Request;
+use crate::auth::Secret;
+
+/// One unit of work: a request and the key it is known by (a message id).
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub key: String,
+    pub request: Request,
+}
+
+/// What to do with a failed part.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Send it again: after this delay, or after the backoff schedule's.
+    Retry(Option<Duration>),
+    /// Record it as skipped (e.g. deleted since it was listed).
+    Skip,
+    /// Record it as failed; the run goes on (and exits non-zero).
+    Fail,
+    /// Stop the run: no new chunks; those in flight are finished.
+    Abort,
+    /// Retry it in smaller chunks (the chunk size is halved).
+    Split,
+}
+
+pub trait Policy {
+    /// `attempt` is how many times the item has been tried so far.
+    fn on_error(&mut self, err: &ApiError, key: &str, attempt: u32) -> Decision;
+
+    /// The size of the next chunk given the last chunk's figures; `None`
+    /// keeps the adaptive size (`stats.size`).
+    fn chunk_size(&mut self, _stats: &ChunkStats) -> Option<usize> {
+        None
+    }
+}
+
+/// The default policy of DESIGN.md: retry rate, server and network errors
+/// with backoff; skip 404; stop on failedPrecondition (its diagnosis says
+/// why) and on a 401 that a fresh token did not cure; fail anything else.
+#[derive(Debug, Clone, Default)]
+pub struct DefaultPolicy;
+
+impl Policy for DefaultPolicy {
+    fn on_error(&mut self, err: &ApiError, _key: &str, _attempt: u32) -> Decision {
+        match err.class {
+            ErrorClass::Rate | ErrorClass::Server | ErrorClass::Network => Decision::Retry(None),
+            ErrorClass::NotFound => Decision::Skip,
+            ErrorClass::Precondition | ErrorClass::Auth => Decision::Abort,
+            _ => Decision::Fail,
+        }
+    }
+}
+
+/// Where delivered answers go. An error stops the run; the item is then
+/// counted as not done, so a resumed run fetches it again.
+pub trait Sink {
+    fn deliver(&mut self, key: &str, body: Bytes) -> Result<(), String>;
+}
+
+impl<F: FnMut(&str, Bytes) -> Result<(), String>> Sink for F {
+    fn deliver(&mut self, key: &str, body: Bytes) -> Result<(), String> {
+        self(key, body)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// First chunk size (default 50) and the most a chunk may hold (≤ 100).
+    pub chunk_start: usize,
+    pub chunk_max: usize,
+    /// Chunks in flight at once. Parts of all of them count against the
+    /// per-user concurrency limit, so 1 is the safe default.
+    pub parallel: usize,
+    pub backoff: Backoff,
+    /// Hard cap on tries per item, whatever the policy says.
+    pub max_attempts: u32,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            chunk_start: ChunkSizer::DEFAULT_START,
+            chunk_max: 50,
+            parallel: 1,
+            backoff: Backoff::default(),
+            max_attempts: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub key: String,
+    pub error: ApiError,
+    pub attempts: u32,
+}
+
+/// Why a run ended before all its items did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stop {
+    /// The policy said abort (e.g. failedPrecondition; see the diagnosis).
+    Policy { key: String, error: ApiError },
+    /// The sink could not take a message (disk full, ...).
+    Sink { key: String, message: String },
+    /// Listing the requests failed.
+    Source(ApiError),
+    /// Asked to stop (Ctrl-C).
+    Cancelled,
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Policy { key, error } => {
+                write!(f, "stopped on {key}: {error}")?;
+                if let Some(d) = &error.diagnosis {
+                    write!(f, " — {d}")?;
+                }
+                Ok(())
+            }
+            Stop::Sink { key, message } => write!(f, "could not store {key}: {message}"),
+            Stop::Source(e) => write!(f, "listing failed: {e}"),
+            Stop::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    pub ok: u64,
+    pub skipped: Vec<Failure>,
+    pub failed: Vec<Failure>,
+    /// Re-sends of failed parts (token refreshes not counted).
+    pub retried: u64,
+    /// Quota units spent by this run.
+    pub units: u64,
+    pub elapsed: Duration,
+    pub chunks: u64,
+    /// Parts answered with a rate error (quota or concurrency).
+    pub rate_errors: u64,
+    /// Items begun but not finished because the run stopped.
+    pub not_done: u64,
+    pub stopped: Option<Stop>,
+}
+
+/// The engine for one mailbox: a client, its pacer, its cost table.
+pub struct Runner {
+    pub client: Arc<Client>,
+    pub pacer: Arc<Pacer>,
+    pub profile: Profile,
+}
+
+struct Pending {
+    item: Item,
+    /// Tries so far.
+    attempt: u32,
+    /// A 401 already led to a fresh token for this item.
+    refreshed: bool,
+}
+
+/// A retry waiting for its time; ordered by time, then arrival.
+struct Waiting {
+    at: Instant,
+    seq: u64,
+    pending: Pending,
+}
+
+impl PartialEq for Waiting {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Waiting {}
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Waiting {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+enum Event {
+    Part {
+        chunk: u64,
+        index: Option<usize>,
+        result: Result<(u16, Option<String>, Bytes), ApiError>,
+    },
+    Done {
+        chunk: u64,
+        broken: Option<ApiError>,
+        rtt: Duration,
+    },
+}
+
+struct InFlight {
+    items: Vec<Option<Pending>>,
+    stats: ChunkStats,
+    token: Option<Secret>,
+    /// Parts received so far, for answers without Content-ID.
+    seen: usize,
+}
+
+impl Runner {
+    pub fn new(client: Arc<Client>, profile: Profile, window: Duration) -> Runner {
+        Runner {
+            pacer: Arc::new(Pacer::new(&profile, window)),
+            client,
+            profile,
+        }
+    }
+
+    /// Run every item of `source` to its end. `cancel` turning true stops
+    /// the run cleanly: chunks in flight finish, their answers delivered.
+    pub async fn run<S>(
+        &self,
+        source: S,
+        policy: &mut dyn Policy,
+        sink: &mut dyn Sink,
+        opts: &RunOptions,
+        mut cancel: Option<watch::Receiver<bool>>,
+    ) -> Report
+    where
+        S: Stream<Item = Result<Item, ApiError>> + Unpin,
+    {
+        let started = Instant::now();
+        let units_before = self.pacer.spent();
+        let mut st = State {
+            report: Report::default(),
+            sizer: ChunkSizer::new(opts.chunk_start, opts.chunk_max),
+            last: ChunkStats::default(),
+            waiting: BinaryHeap::new(),
+            seq: 0,
+            chunks: HashMap::new(),
+            stale: None,
+            stop: None,
+        };
+        st.last.size = st.sizer.size();
+        let (tx, mut rx) = mpsc::channel::<Event>(256);
+        let mut source = source;
+        let mut source_done = false;
+        let mut next_chunk = 0u64;
+        loop {
+            if st.stop.is_none() && cancel.as_ref().is_some_and(|c| *c.borrow()) {
+                st.stop = Some(Stop::Cancelled);
+            }
+            // Launch chunks while there is room and work.
+            while st.stop.is_none() && st.chunks.len() < opts.parallel.max(1) {
+                let size = policy
+                    .chunk_size(&st.last)
+                    .unwrap_or(st.last.size)
+                    .clamp(1, st.sizer.max());
+                let mut items = Vec::with_capacity(size);
+                let now = Instant::now();
+                while items.len() < size {
+                    match st.waiting.peek() {
+                        Some(Reverse(w)) if w.at <= now => {
+                            items.push(st.waiting.pop().unwrap().0.pending)
+                        }
+                        _ => break,
+                    }
+                }
+                while items.len() < size && !source_done {
+                    match source.next().await {
+                        Some(Ok(item)) => items.push(Pending {
+                            item,
+                            attempt: 0,
+                            refreshed: false,
+                        }),
+                        Some(Err(e)) => {
+                            st.stop = Some(Stop::Source(e));
+                            source_done = true;
+                        }
+                        None => source_done = true,
+                    }
+                }
+                if items.is_empty() {
+                    break;
+                }
+                if st.stop.is_some() {
+                    st.report.not_done += items.len() as u64;
+                    break;
+                }
+                if let Some(stale) = st.stale.take() {
+                    if let Err(e) = self.client.refresh(&stale).await {
+                        st.report.not_done += items.len() as u64;
+                        st.stop = Some(Stop::Policy {
+                            key: items[0].item.key.clone(),
+                            error: e,
+                        });
+                        break;
+                    }
+                }
+                let id = next_chunk;
+                next_chunk += 1;
+                st.report.chunks += 1;
+                let requests: Vec<(String, Request)> = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (format!("item-{i}"), p.item.request.clone()))
+                    .collect();
+                let cost: u64 = items
+                    .iter()
+                    .map(|p| self.profile.cost(p.item.request.method))
+                    .sum();
+                let token = self.client.token().await.ok();
+                st.chunks.insert(
+                    id,
+                    InFlight {
+                        stats: ChunkStats {
+                            sent: items.len(),
+                            ..ChunkStats::default()
+                        },
+                        items: items.into_iter().map(Some).collect(),
+                        token: token.clone(),
+                        seen: 0,
+                    },
+                );
+                tokio::spawn(send_chunk(
+                    self.client.clone(),
+                    self.pacer.clone(),
+                    id,
+                    requests,
+                    cost,
+                    token,
+                    tx.clone(),
+                ));
+            }
+            if st.chunks.is_empty() {
+                if st.stop.is_some() || (source_done && st.waiting.is_empty()) {
+                    break;
+                }
+                // Only retries left, none ready yet.
+                if let Some(Reverse(w)) = st.waiting.peek() {
+                    let at = w.at;
+                    wait_or_cancel(at, cancel.as_mut()).await;
+                }
+                continue;
+            }
+            let retry_at = st
+                .waiting
+                .peek()
+                .map(|Reverse(w)| w.at)
+                .filter(|_| st.chunks.len() < opts.parallel.max(1) && st.stop.is_none());
+            tokio::select! {
+                ev = rx.recv() => {
+                    if let Some(ev) = ev {
+                        st.handle(ev, self, policy, sink, opts);
+                    }
+                }
+                _ = sleep_until_opt(retry_at) => {}
+                _ = cancel_changed(cancel.as_mut()) => {}
+            }
+        }
+        st.report.not_done += st.waiting.len() as u64;
+        st.report.units = self.pacer.spent() - units_before;
+        st.report.elapsed = started.elapsed();
+        st.report.stopped = st.stop;
+        st.report
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn cancel_changed(cancel: Option<&mut watch::Receiver<bool>>) {
+    match cancel {
+        Some(c) => {
+            if c.changed().await.is_err() {
+                std::future::pending::<()>().await
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn wait_or_cancel(at: Instant, cancel: Option<&mut watch::Receiver<bool>>) {
+    tokio::select! {
+        _ = tokio::time::sleep_until(at.into()) => {}
+        _ = cancel_changed(cancel) => {}
+    }
+}
+
+/// One chunk on the wire: pace, send, and report each part as it decodes.
+async fn send_chunk(
+    client: Arc<Client>,
+    pacer: Arc<Pacer>,
+    chunk: u64,
+    requests: Vec<(String, Request)>,
+    cost: u64,
+    token: Option<Secret>,
+    tx: mpsc::Sender<Event>,
+) {
+    pacer.acquire(cost).await;
+    let started = Instant::now();
+    let token = match token {
+        Some(t) => t,
+        None => match client.token().await {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = tx
+                    .send(Event::Done {
+                        chunk,
+                        broken: Some(e),
+                        rtt: Duration::ZERO,
+                    })
+                    .await;
+                return;
+            }
+        },
+    };
+    let refs: Vec<(String, &Request)> = requests.iter().map(|(id, r)| (id.clone(), r)).collect();
+    let broken = match client.send_batch(&refs, &token).await {
+        Err(e) => Some(e),
+        Ok(mut stream) => loop {
+            match stream.next_part().await {
+                Some(Ok(part)) => {
+                    let index = part
+                        .content_id
+                        .as_deref()
+                        .and_then(|c| response_id(c).strip_prefix("item-"))
+                        .and_then(|i| i.parse().ok());
+                    let retry_after = part.header("Retry-After").map(String::from);
+                    let ev = Event::Part {
+                        chunk,
+                        index,
+                        result: Ok((part.status, retry_after, part.body)),
+                    };
+                    if tx.send(ev).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Err(PartError::Malformed { index, reason })) => {
+                    let ev = Event::Part {
+                        chunk,
+                        index: Some(index),
+                        result: Err(ApiError::network(format!(
+                            "malformed part in batch answer: {reason}"
+                        ))),
+                    };
+                    if tx.send(ev).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Err(PartError::Broken(e))) => break Some(e),
+                None => break None,
+            }
+        },
+    };
+    let _ = tx
+        .send(Event::Done {
+            chunk,
+            broken,
+            rtt: started.elapsed(),
+        })
+        .await;
+}
+
+struct State {
+    report: Report,
+    sizer: ChunkSizer,
+    last: ChunkStats,
+    waiting: BinaryHeap<Reverse<Waiting>>,
+    seq: u64,
+    chunks: HashMap<u64, InFlight>,
+    /// A token that drew a 401: refresh before the next chunk.
+    stale: Option<Secret>,
+    stop: Option<Stop>,
+}
+
+impl State {
+    fn handle(
+        &mut self,
+        ev: Event,
+        runner: &Runner,
+        policy: &mut dyn Policy,
+        sink: &mut dyn Sink,
+        opts: &RunOptions,
+    ) {
+        match ev {
+            Event::Part {
+                chunk,
+                index,
+                result,
+            } => {
+                let Some(c) = self.chunks.get_mut(&chunk) else {
+                    return;
+                };
+                let index = index.unwrap_or(c.seen);
+                c.seen += 1;
+                // Unknown or repeated index: nothing to deliver twice.
+                let Some(p) = c.items.get_mut(index).and_then(Option::take) else {
+                    return;
+                };
+                let token = c.token.clone();
+                match result {
+                    Ok((status, _, body)) if (200..300).contains(&status) => {
+                        c.stats.ok += 1;
+                        if self
+                            .stop
+                            .as_ref()
+                            .is_some_and(|s| matches!(s, Stop::Sink { .. }))
+                        {
+                            self.report.not_done += 1;
+                            return;
+                        }
+                        match sink.deliver(&p.item.key, body) {
+                            Ok(()) => self.report.ok += 1,
+                            Err(message) => {
+                                self.report.not_done += 1;
+                                self.stop = Some(Stop::Sink {
+                                    key: p.item.key,
+                                    message,
+                                });
+                            }
+                        }
+                    }
+                    Ok((status, retry_after, body)) => {
+                        let e = ApiError::from_response(status, retry_after.as_deref(), &body);
+                        self.failed_part(chunk, p, e, token, runner, policy, opts);
+                    }
+                    Err(e) => self.failed_part(chunk, p, e, token, runner, policy, opts),
+                }
+            }
+            Event::Done { chunk, broken, rtt } => {
+                let Some(c) = self.chunks.get_mut(&chunk) else {
+                    return;
+                };
+                let token = c.token.clone();
+                let left: Vec<Pending> = c.items.iter_mut().filter_map(Option::take).collect();
+                if !left.is_empty() {
+                    c.stats.network_error = broken
+                        .as_ref()
+                        .is_none_or(|e| e.class == ErrorClass::Network);
+                }
+                for p in left {
+                    let e = broken.clone().unwrap_or_else(|| {
+                        ApiError::network("the batch answer ended without this part")
+                    });
+                    self.failed_part(chunk, p, e, token.clone(), runner, policy, opts);
+                }
+                let Some(c) = self.chunks.remove(&chunk) else {
+                    return;
+                };
+                if c.stats.rate_errors == 0 && c.stats.concurrency_errors == 0 {
+                    runner.pacer.on_clean(rtt);
+                }
+                self.report.rate_errors +=
+                    (c.stats.rate_errors + c.stats.concurrency_errors) as u64;
+                self.sizer.observe(&c.stats);
+                self.last = ChunkStats {
+                    size: self.sizer.size(),
+                    ..c.stats
+                };
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn failed_part(
+        &mut self,
+        chunk: u64,
+        mut p: Pending,
+        e: ApiError,
+        token: Option<Secret>,
+        runner: &Runner,
+        policy: &mut dyn Policy,
+        opts: &RunOptions,
+    ) {
+        if let Some(c) = self.chunks.get_mut(&chunk) {
+            match e.class {
+                ErrorClass::Rate if e.message.contains("concurrent") => {
+                    c.stats.concurrency_errors += 1
+                }
+                ErrorClass::Rate => c.stats.rate_errors += 1,
+                ErrorClass::Server => c.stats.server_errors += 1,
+                _ => {}
+            }
+        }
+        if e.class == ErrorClass::Rate {
+            // The server did not count a refused call.
+            runner
+                .pacer
+                .refund(runner.profile.cost(p.item.request.method));
+            if !e.message.contains("concurrent") {
+                runner.pacer.on_rate_error(e.retry_after);
+            }
+        }
+        // A 401: one fresh token, then the same item again, free of charge.
+        if e.class == ErrorClass::Auth && e.status == 401 && !p.refreshed {
+            p.refreshed = true;
+            if self.stale.is_none() {
+                self.stale = token;
+            }
+            self.requeue(p, Duration::ZERO);
+            return;
+        }
+        p.attempt += 1;
+        if self.stop.is_some() {
+            // Stopping: nothing new is sent, so a retry would never happen.
+            self.report.not_done += 1;
+            return;
+        }
+        let mut decision = policy.on_error(&e, &p.item.key, p.attempt);
+        if matches!(decision, Decision::Retry(_) | Decision::Split)
+            && p.attempt >= opts.max_attempts
+        {
+            decision = Decision::Fail;
+        }
+        match decision {
+            Decision::Retry(after) => {
+                let wait = after
+                    .or_else(|| opts.backoff.delay(p.attempt, e.retry_after))
+                    .unwrap_or(opts.backoff.cap);
+                self.report.retried += 1;
+                self.requeue(p, wait);
+            }
+            Decision::Split => {
+                self.sizer.shrink();
+                self.last.size = self.sizer.size();
+                self.report.retried += 1;
+                self.requeue(p, Duration::ZERO);
+            }
+            Decision::Skip => self.report.skipped.push(Failure {
+                key: p.item.key,
+                error: e,
+                attempts: p.attempt,
+            }),
+            Decision::Fail => self.report.failed.push(Failure {
+                key: p.item.key,
+                error: e,
+                attempts: p.attempt,
+            }),
+            Decision::Abort => {
+                self.report.not_done += 1;
+                self.stop = Some(Stop::Policy {
+                    key: p.item.key,
+                    error: e,
+                });
+            }
+        }
+    }
+
+    fn requeue(&mut self, pending: Pending, wait: Duration) {
+        self.seq += 1;
+        self.waiting.push(Reverse(Waiting {
+            at: Instant::now() + wait,
+            seq: self.seq,
+            pending,
+        }));
+    }
+}

@@ -1,0 +1,589 @@
+//! The engine against the simulator: every message delivered exactly once
+//! under faults, policies obeyed, pacing, chunk sizing and token refresh.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use gmailscript::auth::{FixedToken, Secret, TokenFuture, TokenSource};
+use gmailscript::gmail::backoff::Backoff;
+use gmailscript::gmail::chunk::ChunkStats;
+use gmailscript::gmail::client::{ClientConfig, HistoryError};
+use gmailscript::gmail::quota::Profile;
+use gmailscript::gmail::request::{Format, ListQuery, Request};
+use gmailscript::gmail::runner::{
+    Decision, DefaultPolicy, Item, Policy, Report, RunOptions, Runner, Stop,
+};
+use gmailscript::gmail::{ApiError, Client, ErrorClass};
+use gmailscript::sim::{
+    self, faults::FaultSpec, quota::Profile as SimProfile, SimConfig, SimHandle,
+};
+use serde_json::Value;
+
+fn sim_config(messages: usize) -> SimConfig {
+    SimConfig {
+        messages,
+        quota: SimProfile::Off,
+        ..SimConfig::default()
+    }
+}
+
+fn client_for(h: &SimHandle, tokens: Arc<dyn TokenSource>) -> Arc<Client> {
+    Arc::new(
+        Client::new(
+            ClientConfig {
+                base_url: h.base_url.clone(),
+                ..ClientConfig::default()
+            },
+            tokens,
+        )
+        .unwrap(),
+    )
+}
+
+fn fixed(h: &SimHandle) -> Arc<Client> {
+    client_for(h, Arc::new(FixedToken::new("sim-token")))
+}
+
+/// Backoff fast enough for tests (the schedule's shape is unit-tested).
+fn quick() -> RunOptions {
+    RunOptions {
+        backoff: Backoff {
+            base: Duration::from_millis(5),
+            cap: Duration::from_millis(50),
+            attempts: 20,
+            jitter: true,
+        },
+        max_attempts: 20,
+        ..RunOptions::default()
+    }
+}
+
+async fn all_ids(client: &Arc<Client>) -> Vec<String> {
+    let q = ListQuery {
+        include_spam_trash: true,
+        ..ListQuery::default()
+    };
+    client
+        .list_messages(q, quick().backoff)
+        .map(|r| r.unwrap().id)
+        .collect()
+        .await
+}
+
+fn gets(
+    ids: &[String],
+    format: Format,
+) -> impl futures_util::Stream<Item = Result<Item, ApiError>> + Unpin {
+    let items: Vec<Result<Item, ApiError>> = ids
+        .iter()
+        .map(|id| {
+            Ok(Item {
+                key: id.clone(),
+                request: Request::get_message(id, format, &["From".into(), "Subject".into()]),
+            })
+        })
+        .collect();
+    futures_util::stream::iter(items)
+}
+
+/// Runs `ids` as gets; returns the report and how often each id arrived.
+async fn fetch(
+    runner: &Runner,
+    ids: &[String],
+    policy: &mut dyn Policy,
+    opts: &RunOptions,
+) -> (Report, HashMap<String, u32>) {
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    let mut sink = |key: &str, body: Bytes| {
+        let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        assert_eq!(v["id"], key, "the answer is the message asked for");
+        *seen.entry(key.to_string()).or_default() += 1;
+        Ok(())
+    };
+    let report = runner
+        .run(gets(ids, Format::Metadata), policy, &mut sink, opts, None)
+        .await;
+    (report, seen)
+}
+
+fn runner(client: Arc<Client>) -> Runner {
+    Runner::new(client, Profile::Off, Duration::from_secs(60))
+}
+
+async fn sim_stats(h: &SimHandle) -> Value {
+    reqwest::get(format!("{}/_sim/stats", h.base_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn paged_list_of_1200_ids_in_pages_of_500() {
+    let h = sim::start(sim_config(1200)).await.unwrap();
+    let client = fixed(&h);
+    let ids = all_ids(&client).await;
+    assert_eq!(ids.len(), 1200);
+    let mut uniq = ids.clone();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!(uniq.len(), 1200);
+    assert_eq!(sim_stats(&h).await["calls"]["messages.list"]["200"], 3);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn every_message_delivered_exactly_once_under_each_fault() {
+    for spec in [
+        "500:0.2",
+        "503:0.2",
+        "429:0.2",
+        "reset:0.2",
+        "truncate:0.2",
+        "500:0.05,503:0.05,429:0.05,reset:0.05,truncate:0.05",
+    ] {
+        let h = sim::start(SimConfig {
+            faults: FaultSpec::parse(spec).unwrap(),
+            seed: 3,
+            ..sim_config(600)
+        })
+        .await
+        .unwrap();
+        let client = fixed(&h);
+        let ids = all_ids(&client).await;
+        let (report, seen) = fetch(&runner(client), &ids, &mut DefaultPolicy, &quick()).await;
+        assert_eq!(report.ok, 600, "{spec}: {report:?}");
+        assert!(
+            report.failed.is_empty() && report.skipped.is_empty(),
+            "{spec}"
+        );
+        assert_eq!(seen.len(), 600, "{spec}");
+        assert!(
+            seen.values().all(|n| *n == 1),
+            "{spec}: a message delivered twice"
+        );
+        assert!(report.retried > 0, "{spec}: faults were met and retried");
+        h.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn deleted_messages_are_skipped_and_recorded() {
+    let h = sim::start(sim_config(100)).await.unwrap();
+    let client = fixed(&h);
+    let mut ids = all_ids(&client).await;
+    ids.push("00000000000000aa".into());
+    ids.push("00000000000000bb".into());
+    let (report, seen) = fetch(&runner(client), &ids, &mut DefaultPolicy, &quick()).await;
+    assert_eq!(report.ok, 100);
+    assert_eq!(seen.len(), 100);
+    let skipped: Vec<&str> = report.skipped.iter().map(|f| f.key.as_str()).collect();
+    assert_eq!(skipped, vec!["00000000000000aa", "00000000000000bb"]);
+    assert!(report
+        .skipped
+        .iter()
+        .all(|f| f.error.class == ErrorClass::NotFound));
+    h.stop().await;
+}
+
+async fn mint(h: &SimHandle, user: Option<&str>, lifetime: f64) -> String {
+    let mut form = vec![("lifetime", lifetime.to_string())];
+    if let Some(u) = user {
+        form.push(("user", u.to_string()));
+    }
+    let v: Value = reqwest::Client::new()
+        .post(format!("{}/_sim/tokens", h.base_url))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["access_token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn failed_precondition_stops_with_a_diagnosis() {
+    let h = sim::start(sim_config(50)).await.unwrap();
+    let ids = all_ids(&fixed(&h)).await;
+    for (user, needle) in [
+        (Some("nogmail@example.com"), "no Gmail"),
+        (None, "delegated subject"),
+    ] {
+        let token = mint(&h, user, 3600.0).await;
+        let client = client_for(&h, Arc::new(FixedToken::new(token)));
+        let (report, seen) = fetch(&runner(client), &ids, &mut DefaultPolicy, &quick()).await;
+        assert!(seen.is_empty());
+        match &report.stopped {
+            Some(Stop::Policy { error, .. }) => {
+                assert_eq!(error.class, ErrorClass::Precondition);
+                let d = error.diagnosis.as_deref().unwrap_or("");
+                assert!(d.contains(needle), "{user:?}: {d}");
+            }
+            other => panic!("expected a policy stop, got {other:?}"),
+        }
+        assert!(report.not_done > 0);
+        assert_eq!(report.retried, 0, "retrying does not help: not looped");
+        let text = report.stopped.unwrap().to_string();
+        assert!(
+            text.contains("Precondition") || text.contains("Mail service"),
+            "{text}"
+        );
+    }
+    h.stop().await;
+}
+
+/// Records the sizes the runner proposes.
+struct Spy {
+    sizes: Vec<usize>,
+}
+
+impl Policy for Spy {
+    fn on_error(&mut self, err: &ApiError, key: &str, attempt: u32) -> Decision {
+        DefaultPolicy.on_error(err, key, attempt)
+    }
+    fn chunk_size(&mut self, stats: &ChunkStats) -> Option<usize> {
+        self.sizes.push(stats.size);
+        None
+    }
+}
+
+#[tokio::test]
+async fn concurrency_429s_on_a_batch_of_100_shrink_the_chunk() {
+    let h = sim::start(sim_config(1000)).await.unwrap();
+    let client = fixed(&h);
+    let ids = all_ids(&client).await;
+    let opts = RunOptions {
+        chunk_start: 100,
+        chunk_max: 100,
+        ..quick()
+    };
+    let mut spy = Spy { sizes: Vec::new() };
+    let (report, seen) = fetch(&runner(client), &ids, &mut spy, &opts).await;
+    assert_eq!(report.ok, 1000);
+    assert_eq!(seen.len(), 1000);
+    assert!(
+        report.rate_errors > 0,
+        "the first batch of 100 met the limit"
+    );
+    assert_eq!(spy.sizes[0], 100);
+    assert!(
+        spy.sizes[1] <= 50,
+        "shrunk after concurrency errors: {:?}",
+        spy.sizes
+    );
+    assert!(spy.sizes.iter().all(|s| *s <= 100));
+    // It does not keep hitting the limit: errors only at the start.
+    assert!(report.rate_errors <= 100, "{}", report.rate_errors);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_custom_chunk_rule_is_obeyed() {
+    struct Fixed7;
+    impl Policy for Fixed7 {
+        fn on_error(&mut self, e: &ApiError, k: &str, a: u32) -> Decision {
+            DefaultPolicy.on_error(e, k, a)
+        }
+        fn chunk_size(&mut self, _: &ChunkStats) -> Option<usize> {
+            Some(7)
+        }
+    }
+    let h = sim::start(sim_config(70)).await.unwrap();
+    let client = fixed(&h);
+    let ids = all_ids(&client).await;
+    let (report, _) = fetch(&runner(client), &ids, &mut Fixed7, &quick()).await;
+    assert_eq!(report.ok, 70);
+    assert_eq!(report.chunks, 10);
+    assert_eq!(sim_stats(&h).await["batches"], 10);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn rate_errors_of_every_shape_slow_the_pacer() {
+    // The simulator allows 6,000 units per 0.5 s; the client believes in
+    // three times that, so it overshoots until rate errors rein it in.
+    let h = sim::start(SimConfig {
+        quota: SimProfile::P2026,
+        speed: 120.0,
+        ..sim_config(1500)
+    })
+    .await
+    .unwrap();
+    let client = fixed(&h);
+    let ids = all_ids(&client).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let runner = Runner::new(client, Profile::Units(18_000), Duration::from_millis(500));
+    let (report, seen) = fetch(&runner, &ids, &mut DefaultPolicy, &quick()).await;
+    assert_eq!(report.ok, 1500, "{report:?}");
+    assert!(seen.values().all(|n| *n == 1));
+    assert!(report.rate_errors > 0);
+    assert!(runner.pacer.share() < 0.98, "the pacer lowered its ceiling");
+    let stats = sim_stats(&h).await;
+    let shapes = stats["calls"]["messages.get"].as_object().unwrap();
+    assert!(
+        shapes.contains_key("403") && shapes.contains_key("429"),
+        "{shapes:?}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_pacer_keeps_under_the_quota() {
+    let h = sim::start(SimConfig {
+        quota: SimProfile::P2026,
+        speed: 120.0,
+        ..sim_config(1200)
+    })
+    .await
+    .unwrap();
+    let client = fixed(&h);
+    let ids = all_ids(&client).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let runner = Runner::new(client, Profile::P2026, Duration::from_millis(500));
+    let (report, _) = fetch(&runner, &ids, &mut DefaultPolicy, &quick()).await;
+    assert_eq!(report.ok, 1200);
+    // 1,200 gets × 20 units = 24,000 units = 4 windows of 6,000.
+    assert!(
+        report.elapsed >= Duration::from_millis(1400),
+        "{:?}",
+        report.elapsed
+    );
+    assert!(
+        report.rate_errors * 100 <= 1200,
+        "rate errors: {}",
+        report.rate_errors
+    );
+    assert_eq!(report.units, 24_000);
+    h.stop().await;
+}
+
+/// Mints short-lived tokens from the simulator's admin API, counting refreshes.
+struct Minting {
+    base: String,
+    current: std::sync::Mutex<Option<Secret>>,
+    refreshes: AtomicU32,
+}
+
+impl Minting {
+    async fn mint(&self) -> Secret {
+        let v: Value = reqwest::Client::new()
+            .post(format!("{}/_sim/tokens", self.base))
+            .form(&[("user", "me@example.com"), ("lifetime", "0.3")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let s = Secret::new(v["access_token"].as_str().unwrap());
+        *self.current.lock().unwrap() = Some(s.clone());
+        s
+    }
+}
+
+impl TokenSource for Minting {
+    fn token(&self) -> TokenFuture<'_> {
+        Box::pin(async move {
+            let have = self.current.lock().unwrap().clone();
+            Ok(match have {
+                Some(s) => s,
+                None => self.mint().await,
+            })
+        })
+    }
+    fn refresh(&self, _stale: &Secret) -> TokenFuture<'_> {
+        self.refreshes.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move { Ok(self.mint().await) })
+    }
+}
+
+#[tokio::test]
+async fn a_401_mid_run_refreshes_the_token_and_loses_nothing() {
+    let h = sim::start(SimConfig {
+        latency: Duration::from_millis(40),
+        ..sim_config(1000)
+    })
+    .await
+    .unwrap();
+    let ids = all_ids(&fixed(&h)).await;
+    let tokens = Arc::new(Minting {
+        base: h.base_url.clone(),
+        current: std::sync::Mutex::new(None),
+        refreshes: AtomicU32::new(0),
+    });
+    let client = client_for(&h, tokens.clone());
+    let opts = RunOptions {
+        chunk_start: 20,
+        chunk_max: 20,
+        ..quick()
+    };
+    let (report, seen) = fetch(&runner(client), &ids, &mut DefaultPolicy, &opts).await;
+    assert_eq!(report.ok, 1000, "{report:?}");
+    assert!(seen.values().all(|n| *n == 1));
+    assert!(
+        tokens.refreshes.load(Ordering::SeqCst) >= 1,
+        "tokens expired mid-run and were refreshed"
+    );
+    assert!(report.failed.is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_that_stays_refused_stops_the_run() {
+    let h = sim::start(sim_config(30)).await.unwrap();
+    let ids = all_ids(&fixed(&h)).await;
+    let client = client_for(&h, Arc::new(FixedToken::new("not-a-token")));
+    let (report, _) = fetch(&runner(client), &ids, &mut DefaultPolicy, &quick()).await;
+    match report.stopped {
+        Some(Stop::Policy { error, .. }) => assert_eq!(error.class, ErrorClass::Auth),
+        other => panic!("{other:?}"),
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn batch_modify_of_2500_ids() {
+    let h = sim::start(sim_config(2600)).await.unwrap();
+    let client = fixed(&h);
+    let ids = all_ids(&client).await;
+    let calls = Request::batch_modify_chunks(&ids[..2500], &["STARRED".into()], &[]);
+    let items: Vec<Result<Item, ApiError>> = calls
+        .into_iter()
+        .enumerate()
+        .map(|(i, request)| {
+            Ok(Item {
+                key: format!("batchModify-{i}"),
+                request,
+            })
+        })
+        .collect();
+    let mut done = 0;
+    let mut sink = |_: &str, _: Bytes| {
+        done += 1;
+        Ok(())
+    };
+    let r = runner(client.clone());
+    let report = r
+        .run(
+            futures_util::stream::iter(items),
+            &mut DefaultPolicy,
+            &mut sink,
+            &quick(),
+            None,
+        )
+        .await;
+    assert_eq!(report.ok, 3);
+    assert_eq!(done, 3);
+    let starred: Vec<String> = client
+        .list_messages(
+            ListQuery {
+                label_ids: vec!["STARRED".into()],
+                include_spam_trash: true,
+                ..ListQuery::default()
+            },
+            quick().backoff,
+        )
+        .map(|r| r.unwrap().id)
+        .collect()
+        .await;
+    let want: std::collections::HashSet<&String> = ids[..2500].iter().collect();
+    assert!(want.iter().all(|id| starred.contains(id)));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn history_too_old_is_its_own_error() {
+    let h = sim::start(sim_config(10)).await.unwrap();
+    let client = fixed(&h);
+    let profile = client.call_json(&Request::profile()).await.unwrap();
+    let now = profile["historyId"].as_str().unwrap().to_string();
+    let page = client
+        .history_page(&now, None, &quick().backoff)
+        .await
+        .unwrap();
+    assert_eq!(page["historyId"], now.as_str());
+    match client.history_page("1", None, &quick().backoff).await {
+        Err(HistoryError::TooOld(start)) => assert_eq!(start, "1"),
+        other => panic!("{other:?}"),
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn cancelling_finishes_what_is_in_flight_and_counts_the_rest() {
+    let h = sim::start(SimConfig {
+        latency: Duration::from_millis(50),
+        ..sim_config(500)
+    })
+    .await
+    .unwrap();
+    let client = fixed(&h);
+    let ids = all_ids(&client).await;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let _ = tx.send(true);
+    });
+    let mut n = 0u64;
+    let mut sink = |_: &str, _: Bytes| {
+        n += 1;
+        Ok(())
+    };
+    let opts = RunOptions {
+        chunk_start: 10,
+        chunk_max: 10,
+        ..quick()
+    };
+    let report = runner(client)
+        .run(
+            gets(&ids, Format::Minimal),
+            &mut DefaultPolicy,
+            &mut sink,
+            &opts,
+            Some(rx),
+        )
+        .await;
+    assert_eq!(report.stopped, Some(Stop::Cancelled));
+    assert!(report.ok > 0 && report.ok < 500);
+    assert_eq!(report.ok, n);
+    assert_eq!(report.ok % 10, 0, "whole chunks finished, none cut");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_sink_error_stops_and_the_item_is_not_done() {
+    let h = sim::start(sim_config(100)).await.unwrap();
+    let client = fixed(&h);
+    let ids = all_ids(&client).await;
+    let mut n = 0;
+    let mut sink = |_: &str, _: Bytes| {
+        n += 1;
+        if n == 30 {
+            Err("disk full".to_string())
+        } else {
+            Ok(())
+        }
+    };
+    let report = runner(client)
+        .run(
+            gets(&ids, Format::Minimal),
+            &mut DefaultPolicy,
+            &mut sink,
+            &quick(),
+            None,
+        )
+        .await;
+    assert_eq!(report.ok, 29);
+    assert!(
+        matches!(report.stopped, Some(Stop::Sink { ref message, .. }) if message == "disk full")
+    );
+    assert!(report.not_done >= 1);
+    h.stop().await;
+}
