@@ -126,54 +126,64 @@ impl Pacer {
     }
 
     /// Wait until `units` fit in the window, then count them as spent.
-    /// A chunk larger than the whole budget is let through alone.
     pub async fn acquire(&self, units: u64) {
-        if self.limit.is_none() {
-            self.state.lock().unwrap().spent_total += units;
-            return;
-        }
         loop {
-            let wait = {
-                let mut st = self.state.lock().unwrap();
-                let now = Instant::now();
-                let keep = self.window + st.margin;
-                while let Some(&(t, u)) = st.spends.front() {
-                    if now.duration_since(t) >= keep {
-                        st.in_window -= u;
-                        st.spends.pop_front();
-                    } else {
-                        break;
-                    }
-                }
-                let allowed = self.allowed(st.share);
-                let paused = st.paused_until.filter(|p| *p > now);
-                if paused.is_none() && (st.in_window + units <= allowed || st.in_window == 0) {
-                    st.spends.push_back((now, units));
-                    st.in_window += units;
-                    st.spent_total += units;
-                    return;
-                }
-                match paused {
-                    Some(p) => p - now,
-                    None => {
-                        // Until enough of the oldest spends leave the window.
-                        let mut freed = st.in_window;
-                        let mut until = now;
-                        for &(t, u) in &st.spends {
-                            freed -= u;
-                            until = t + keep;
-                            if freed + units <= allowed {
-                                break;
-                            }
-                        }
-                        until
-                            .saturating_duration_since(now)
-                            .max(Duration::from_millis(1))
-                    }
-                }
-            };
-            tokio::time::sleep(wait).await;
+            match self.reserve(units, units) {
+                Ok(_) => return,
+                Err(wait) => tokio::time::sleep(wait).await,
+            }
         }
+    }
+
+    /// Take as many units as fit now, from `min` up to `max`, and count them
+    /// as spent; or say how long until `min` fits. Sizing a chunk to what
+    /// fits, instead of waiting until a whole chunk does, is what keeps the
+    /// spend close to the limit. `min` larger than the whole budget is let
+    /// through alone, on an empty window.
+    pub fn reserve(&self, min: u64, max: u64) -> Result<u64, Duration> {
+        let mut st = self.state.lock().unwrap();
+        if self.limit.is_none() {
+            st.spent_total += max;
+            return Ok(max);
+        }
+        let now = Instant::now();
+        let keep = self.window + st.margin;
+        while let Some(&(t, u)) = st.spends.front() {
+            if now.duration_since(t) >= keep {
+                st.in_window -= u;
+                st.spends.pop_front();
+            } else {
+                break;
+            }
+        }
+        if let Some(p) = st.paused_until.filter(|p| *p > now) {
+            return Err(p - now);
+        }
+        let allowed = self.allowed(st.share);
+        let free = allowed.saturating_sub(st.in_window);
+        let grant = if free >= min {
+            max.min(free)
+        } else if st.in_window == 0 {
+            min
+        } else {
+            // Until enough of the oldest spends leave the window.
+            let mut used = st.in_window;
+            let mut until = now;
+            for &(t, u) in &st.spends {
+                used -= u;
+                until = t + keep;
+                if used + min <= allowed {
+                    break;
+                }
+            }
+            return Err(until
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1)));
+        };
+        st.spends.push_back((now, grant));
+        st.in_window += grant;
+        st.spent_total += grant;
+        Ok(grant)
     }
 
     /// Units that the server did not count after all (refused calls).
@@ -261,6 +271,16 @@ mod tests {
             p.on_clean(Duration::from_millis(1));
         }
         assert_eq!(p.state.lock().unwrap().share, TARGET);
+    }
+
+    #[test]
+    fn reserve_grants_what_fits() {
+        let p = Pacer::new(&Profile::Units(1000), Duration::from_secs(60));
+        assert_eq!(p.reserve(20, 900), Ok(900));
+        assert_eq!(p.reserve(20, 900), Ok(80), "980 is the ceiling");
+        assert!(p.reserve(20, 900).is_err());
+        p.refund(100);
+        assert_eq!(p.reserve(20, 40), Ok(40));
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@
 //! run stops early — counted as not done.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -266,29 +266,33 @@ impl Runner {
         let mut source = source;
         let mut source_done = false;
         let mut next_chunk = 0u64;
+        // Items taken from the source or the retry queue, not yet sent.
+        let mut staged: VecDeque<Pending> = VecDeque::new();
+        // When the pacer will have room for the next staged item.
+        let mut pacer_at: Option<Instant> = None;
+        let parallel = opts.parallel.max(1);
         loop {
             if st.stop.is_none() && cancel.as_ref().is_some_and(|c| *c.borrow()) {
                 st.stop = Some(Stop::Cancelled);
             }
-            // Launch chunks while there is room and work.
-            while st.stop.is_none() && st.chunks.len() < opts.parallel.max(1) {
+            // Launch chunks while there is room, work and quota.
+            while st.stop.is_none() && st.chunks.len() < parallel {
                 let size = policy
                     .chunk_size(&st.last)
                     .unwrap_or(st.last.size)
                     .clamp(1, st.sizer.max());
-                let mut items = Vec::with_capacity(size);
                 let now = Instant::now();
-                while items.len() < size {
+                while staged.len() < size {
                     match st.waiting.peek() {
                         Some(Reverse(w)) if w.at <= now => {
-                            items.push(st.waiting.pop().unwrap().0.pending)
+                            staged.push_back(st.waiting.pop().unwrap().0.pending)
                         }
                         _ => break,
                     }
                 }
-                while items.len() < size && !source_done {
+                while staged.len() < size && !source_done {
                     match source.next().await {
-                        Some(Ok(item)) => items.push(Pending {
+                        Some(Ok(item)) => staged.push_back(Pending {
                             item,
                             attempt: 0,
                             refreshed: false,
@@ -300,13 +304,33 @@ impl Runner {
                         None => source_done = true,
                     }
                 }
-                if items.is_empty() {
+                if staged.is_empty() || st.stop.is_some() {
                     break;
                 }
-                if st.stop.is_some() {
-                    st.report.not_done += items.len() as u64;
-                    break;
+                // As many of the staged items as the quota takes now.
+                let costs: Vec<u64> = staged
+                    .iter()
+                    .take(size)
+                    .map(|p| self.profile.cost(p.item.request.method))
+                    .collect();
+                let granted = match self.pacer.reserve(costs[0], costs.iter().sum()) {
+                    Ok(g) => g,
+                    Err(wait) => {
+                        pacer_at = Some(now + wait);
+                        break;
+                    }
+                };
+                pacer_at = None;
+                let mut n = 0;
+                let mut used = 0;
+                while n < costs.len() && (n == 0 || used + costs[n] <= granted) {
+                    used += costs[n];
+                    n += 1;
                 }
+                if granted > used {
+                    self.pacer.refund(granted - used);
+                }
+                let items: Vec<Pending> = staged.drain(..n).collect();
                 if let Some(stale) = st.stale.take() {
                     if let Err(e) = self.client.refresh(&stale).await {
                         st.report.not_done += items.len() as u64;
@@ -325,10 +349,6 @@ impl Runner {
                     .enumerate()
                     .map(|(i, p)| (format!("item-{i}"), p.item.request.clone()))
                     .collect();
-                let cost: u64 = items
-                    .iter()
-                    .map(|p| self.profile.cost(p.item.request.method))
-                    .sum();
                 let token = self.client.token().await.ok();
                 st.chunks.insert(
                     id,
@@ -344,40 +364,47 @@ impl Runner {
                 );
                 tokio::spawn(send_chunk(
                     self.client.clone(),
-                    self.pacer.clone(),
                     id,
                     requests,
-                    cost,
                     token,
                     tx.clone(),
                 ));
             }
-            if st.chunks.is_empty() {
-                if st.stop.is_some() || (source_done && st.waiting.is_empty()) {
-                    break;
+            let idle = st.chunks.is_empty();
+            if idle
+                && (st.stop.is_some()
+                    || (source_done && st.waiting.is_empty() && staged.is_empty()))
+            {
+                break;
+            }
+            // Wake for a retry coming due or the pacer making room, when a
+            // chunk could be launched then.
+            let wake_at = if st.chunks.len() < parallel && st.stop.is_none() {
+                let retry_at = st.waiting.peek().map(|Reverse(w)| w.at);
+                match (pacer_at.filter(|_| !staged.is_empty()), retry_at) {
+                    (Some(p), _) => Some(p),
+                    (None, r) => r,
                 }
-                // Only retries left, none ready yet.
-                if let Some(Reverse(w)) = st.waiting.peek() {
-                    let at = w.at;
+            } else {
+                None
+            };
+            if idle {
+                if let Some(at) = wake_at {
                     wait_or_cancel(at, cancel.as_mut()).await;
                 }
                 continue;
             }
-            let retry_at = st
-                .waiting
-                .peek()
-                .map(|Reverse(w)| w.at)
-                .filter(|_| st.chunks.len() < opts.parallel.max(1) && st.stop.is_none());
             tokio::select! {
                 ev = rx.recv() => {
                     if let Some(ev) = ev {
                         st.handle(ev, self, policy, sink, opts);
                     }
                 }
-                _ = sleep_until_opt(retry_at) => {}
+                _ = sleep_until_opt(wake_at) => {}
                 _ = cancel_changed(cancel.as_mut()) => {}
             }
         }
+        st.report.not_done += staged.len() as u64;
         st.report.not_done += st.waiting.len() as u64;
         st.report.units = self.pacer.spent() - units_before;
         st.report.elapsed = started.elapsed();
@@ -411,17 +438,14 @@ async fn wait_or_cancel(at: Instant, cancel: Option<&mut watch::Receiver<bool>>)
     }
 }
 
-/// One chunk on the wire: pace, send, and report each part as it decodes.
+/// One chunk on the wire: send, and report each part as it decodes.
 async fn send_chunk(
     client: Arc<Client>,
-    pacer: Arc<Pacer>,
     chunk: u64,
     requests: Vec<(String, Request)>,
-    cost: u64,
     token: Option<Secret>,
     tx: mpsc::Sender<Event>,
 ) {
-    pacer.acquire(cost).await;
     let started = Instant::now();
     let token = match token {
         Some(t) => t,
