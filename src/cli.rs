@@ -24,9 +24,77 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a Lua script (the policy) against Gmail or a simulator.
+    Run(RunArgs),
     /// Serve a local Gmail API simulator (REST subset, batch endpoint, OAuth
     /// token endpoint, quota, latency and injected faults).
     Sim(SimArgs),
+}
+
+/// Where to connect: the built-in simulator, a running one, or an account.
+#[derive(Debug, Clone, Args)]
+pub struct ConnArgs {
+    /// Start a simulator in this process and run against it (no Google
+    /// account needed). Its quota clock runs --sim-speed times faster.
+    #[arg(long, conflicts_with = "endpoint")]
+    pub sim: bool,
+    /// Messages in the simulated mailbox.
+    #[arg(long, default_value_t = 1000, requires = "sim")]
+    pub sim_messages: usize,
+    /// Seed of the simulated mailbox and its faults.
+    #[arg(long, default_value_t = 1, requires = "sim")]
+    pub sim_seed: u64,
+    /// Faults to inject, e.g. 500:0.02,503:0.01,429:0.03,reset:0.005,truncate:0.002
+    #[arg(long, default_value = "", value_parser = parse_faults, requires = "sim")]
+    pub sim_faults: crate::sim::faults::FaultSpec,
+    /// The simulator's quota profile: 2026, legacy or off.
+    #[arg(long, default_value = "2026", value_parser = parse_profile, requires = "sim")]
+    pub sim_quota: crate::sim::quota::Profile,
+    /// How many times faster the simulator's quota clock runs (the pacing
+    /// follows it), so a demo of minutes of quota takes seconds.
+    #[arg(long, default_value_t = 30.0, requires = "sim")]
+    pub sim_speed: f64,
+    /// A running Gmail API (a `gmailscript sim`, say) to talk to; the access
+    /// token comes from the GMAILSCRIPT_TOKEN environment variable.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Quota profile to pace for with --endpoint: 2026, legacy, off, or
+    /// units per window.
+    #[arg(long, default_value = "2026", value_parser = parse_client_profile)]
+    pub quota: crate::gmail::quota::Profile,
+    /// The quota window to pace for (60s on Gmail; 60s divided by a
+    /// simulator's --speed).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub quota_window: Duration,
+    /// A saved account (see `gmailscript auth`).
+    #[arg(long)]
+    pub account: Option<String>,
+    /// The mailbox to act on (default: the token's own, `me`).
+    #[arg(long, value_name = "EMAIL")]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Examples:
+  gmailscript run scripts/backup.lua --sim
+  gmailscript run scripts/cleanup.lua --sim --dry-run
+  GMAILSCRIPT_TOKEN=sim-token gmailscript run scripts/export.lua --endpoint http://127.0.0.1:41234 -- 'older_than:1y' out.jsonl
+
+Exit codes: 0 all done; 1 some items failed (recorded); 2 usage or script error; 3 stopped by the policy; 130 interrupted.")]
+pub struct RunArgs {
+    /// The Lua script to run.
+    pub script: PathBuf,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Mutations print what they would change and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// No progress display and no info logs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Arguments for the script (after --), in its `arg` table.
+    #[arg(last = true)]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -125,6 +193,12 @@ impl SimArgs {
 fn parse_profile(s: &str) -> Result<crate::sim::quota::Profile, String> {
     crate::sim::quota::Profile::parse(s)
         .ok_or_else(|| format!("unknown quota profile {s:?}; use 2026, legacy or off"))
+}
+
+fn parse_client_profile(s: &str) -> Result<crate::gmail::quota::Profile, String> {
+    crate::gmail::quota::Profile::parse(s).ok_or_else(|| {
+        format!("unknown quota profile {s:?}; use 2026, legacy, off or a number of units")
+    })
 }
 
 fn parse_faults(s: &str) -> Result<crate::sim::faults::FaultSpec, String> {

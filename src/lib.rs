@@ -2,7 +2,11 @@
 //! batches, retries and paces; Lua scripts decide the policy; `sim` is a
 //! local Gmail API simulator to try everything offline.
 
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod gmail;
+pub mod lua;
+pub mod output;
 pub mod sim;
+pub mod store;

@@ -6,9 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use gmailscript::cli::{Cli, Command};
 
-/// Exit codes: 0 done; 1 some items failed; 2 usage, input or script error;
-/// 3 stopped by the policy.
-const EXIT_USAGE: u8 = 2;
+use gmailscript::app::EXIT_USAGE;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -26,6 +24,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Sim(args) => sim(args).await,
+            Command::Run(args) => gmailscript::app::run(args, cli.verbose)
+                .await
+                .map(ExitCode::from),
         }
     });
     match result {

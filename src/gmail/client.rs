@@ -303,6 +303,23 @@ impl Client {
         })
     }
 
+    /// A call retried on rate, server and network errors; the raw answer.
+    pub async fn call_retrying(&self, req: &Request, backoff: &Backoff) -> Result<Bytes, ApiError> {
+        let mut retry = 0;
+        loop {
+            match self.call(req).await {
+                Err(e) if e.is_retryable_by_default() => {
+                    retry += 1;
+                    match backoff.delay(retry, e.retry_after) {
+                        Some(d) => tokio::time::sleep(d).await,
+                        None => return Err(e),
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// A call retried on rate, server and network errors.
     pub async fn call_json_retrying(
         &self,

@@ -56,6 +56,12 @@ pub trait Policy {
     fn chunk_size(&mut self, _stats: &ChunkStats) -> Option<usize> {
         None
     }
+
+    /// Some(reason) stops the run (a policy that cannot go on, e.g. its
+    /// own code failed). Checked before each chunk.
+    fn halt(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The default policy of DESIGN.md: retry rate, server and network errors
@@ -130,6 +136,8 @@ pub enum Stop {
     Source(ApiError),
     /// Asked to stop (Ctrl-C).
     Cancelled,
+    /// The policy could not go on (its own code failed).
+    Halted(String),
 }
 
 impl std::fmt::Display for Stop {
@@ -145,6 +153,7 @@ impl std::fmt::Display for Stop {
             Stop::Sink { key, message } => write!(f, "could not store {key}: {message}"),
             Stop::Source(e) => write!(f, "listing failed: {e}"),
             Stop::Cancelled => f.write_str("cancelled"),
+            Stop::Halted(why) => write!(f, "stopped: {why}"),
         }
     }
 }
@@ -260,6 +269,7 @@ impl Runner {
             chunks: HashMap::new(),
             stale: None,
             stop: None,
+            size_for_last: None,
         };
         st.last.size = st.sizer.size();
         let (tx, mut rx) = mpsc::channel::<Event>(256);
@@ -275,12 +285,25 @@ impl Runner {
             if st.stop.is_none() && cancel.as_ref().is_some_and(|c| *c.borrow()) {
                 st.stop = Some(Stop::Cancelled);
             }
+            if st.stop.is_none() {
+                if let Some(why) = policy.halt() {
+                    st.stop = Some(Stop::Halted(why));
+                }
+            }
             // Launch chunks while there is room, work and quota.
             while st.stop.is_none() && st.chunks.len() < parallel {
-                let size = policy
-                    .chunk_size(&st.last)
-                    .unwrap_or(st.last.size)
-                    .clamp(1, st.sizer.max());
+                // Asked once per new set of figures, not on every wake-up.
+                let size = match st.size_for_last {
+                    Some(n) => n,
+                    None => {
+                        let n = policy
+                            .chunk_size(&st.last)
+                            .unwrap_or(st.last.size)
+                            .clamp(1, st.sizer.max());
+                        st.size_for_last = Some(n);
+                        n
+                    }
+                };
                 let now = Instant::now();
                 while staged.len() < size {
                     match st.waiting.peek() {
@@ -520,6 +543,8 @@ struct State {
     /// A token that drew a 401: refresh before the next chunk.
     stale: Option<Secret>,
     stop: Option<Stop>,
+    /// The chunk size the policy gave for `last`.
+    size_for_last: Option<usize>,
 }
 
 impl State {
@@ -606,6 +631,7 @@ impl State {
                     size: self.sizer.size(),
                     ..c.stats
                 };
+                self.size_for_last = None;
             }
         }
     }
@@ -672,6 +698,7 @@ impl State {
             Decision::Split => {
                 self.sizer.shrink();
                 self.last.size = self.sizer.size();
+                self.size_for_last = None;
                 self.report.retried += 1;
                 self.requeue(p, Duration::ZERO);
             }

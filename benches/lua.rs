@@ -1,0 +1,198 @@
+//! The cost of going through Lua: `cargo bench --bench lua`. Prints figures.
+//!
+//! - throughput: the same simulated workload (quota off, no latency, 100,000
+//!   metadata gets, batches of 100, 4 in flight) through the engine alone
+//!   (a sink that counts) and through `gmail.batch` with an `on_message`
+//!   that reads two headers. Target: Lua delivers >= 80% of the engine's
+//!   messages per second.
+//! - start-up: wall time of `gmailscript run` on a trivial script, median
+//!   of 30 runs, beside `gmailscript --version` (target: < 20 ms).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use gmailscript::auth::FixedToken;
+use gmailscript::gmail::client::ClientConfig;
+use gmailscript::gmail::quota::Profile;
+use gmailscript::gmail::request::{Format, ListQuery, Request};
+use gmailscript::gmail::runner::{DefaultPolicy, Item, RunOptions, Runner};
+use gmailscript::gmail::{ApiError, Client};
+use gmailscript::lua::{Host, HostConfig};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gmailscript");
+const N: usize = 100_000;
+
+fn client(url: &str) -> Arc<Client> {
+    Arc::new(
+        Client::new(
+            ClientConfig {
+                base_url: url.to_string(),
+                ..ClientConfig::default()
+            },
+            Arc::new(FixedToken::new("sim-token")),
+        )
+        .unwrap(),
+    )
+}
+
+async fn engine_alone(c: Arc<Client>, ids: Vec<String>) -> f64 {
+    let runner = Runner::new(c, Profile::Off, Duration::from_secs(60));
+    let mut n = 0u64;
+    let mut sink = |_: &str, _: Bytes| {
+        n += 1;
+        Ok(())
+    };
+    let opts = RunOptions {
+        chunk_start: 100,
+        chunk_max: 100,
+        parallel: 4,
+        ..RunOptions::default()
+    };
+    let items = futures_util::stream::iter(ids.into_iter().map(|id| -> Result<Item, ApiError> {
+        Ok(Item {
+            request: Request::get_message(
+                &id,
+                Format::Metadata,
+                &["From".into(), "Subject".into()],
+            ),
+            key: id,
+        })
+    }));
+    let t = Instant::now();
+    let r = runner
+        .run(items, &mut DefaultPolicy, &mut sink, &opts, None)
+        .await;
+    assert_eq!(r.ok as usize, N);
+    N as f64 / t.elapsed().as_secs_f64()
+}
+
+async fn through_lua(c: Arc<Client>, ids: Vec<String>) -> f64 {
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let host = Host::new(HostConfig {
+        client: c,
+        profile: Profile::Off,
+        window: Duration::from_secs(60),
+        dry_run: false,
+        quiet: true,
+        verbose: 0,
+        cancel: rx,
+    })
+    .unwrap();
+    host.lua
+        .globals()
+        .set("IDS", host.lua.create_sequence_from(ids).unwrap())
+        .unwrap();
+    let script = r#"
+        local n, chars = 0, 0
+        local r = gmail.batch(IDS, {
+          format = "metadata", headers = {"From", "Subject"},
+          chunk = 100, parallel = 4, progress = false,
+          on_message = function(m)
+            local from, subject = m:header("From"), m:header("Subject")
+            chars = chars + #(from or "") + #(subject or "")
+            n = n + 1
+          end,
+        })
+        assert(r.ok == n and n == #IDS, "all delivered")
+    "#;
+    let f = host.lua.load(script).into_function().unwrap();
+    let t = Instant::now();
+    tokio::task::LocalSet::new()
+        .run_until(host.call_traced(f, &[]))
+        .await
+        .unwrap();
+    N as f64 / t.elapsed().as_secs_f64()
+}
+
+fn startup() {
+    let dir = std::env::temp_dir().join(format!("gmailscript-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("trivial.lua");
+    std::fs::write(&script, "local x = 1 + 1\n").unwrap();
+    let median = |args: &[&str]| {
+        let mut times: Vec<f64> = (0..30)
+            .map(|_| {
+                let t = Instant::now();
+                let st = Command::new(BIN)
+                    .args(args)
+                    .env("GMAILSCRIPT_TOKEN", "x")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .unwrap();
+                assert!(st.success(), "{args:?}");
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        times[times.len() / 2]
+    };
+    let version = median(&["--version"]);
+    let run = median(&[
+        "run",
+        script.to_str().unwrap(),
+        "--endpoint",
+        "http://127.0.0.1:9",
+    ]);
+    println!(
+        "start-up: `run` of a trivial script {run:.1} ms median (process start alone, --version: {version:.1} ms) (target: < 20 ms)"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--test" || a == "--list") {
+        return;
+    }
+    startup();
+    let mut child = Command::new(BIN)
+        .args([
+            "sim",
+            "--port",
+            "0",
+            "--quota",
+            "off",
+            "--messages",
+            "20000",
+            "--concurrency",
+            "100000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let url = url.trim().to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = client(&url);
+        let base: Vec<String> = c
+            .list_messages(ListQuery { include_spam_trash: true, ..ListQuery::default() }, Default::default())
+            .map(|r| r.unwrap().id)
+            .collect()
+            .await;
+        let ids: Vec<String> = base.iter().cycle().take(N).cloned().collect();
+        // Alternate, twice each, so neither side gets a warmer simulator.
+        let mut engine = Vec::new();
+        let mut lua = Vec::new();
+        for _ in 0..2 {
+            engine.push(engine_alone(c.clone(), ids.clone()).await);
+            lua.push(through_lua(c.clone(), ids.clone()).await);
+        }
+        let best = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
+        let (e, l) = (best(&engine), best(&lua));
+        println!(
+            "throughput: engine alone {e:.0} msg/s, gmail.batch + on_message reading 2 headers {l:.0} msg/s: Lua delivers {:.0}% (target: >= 80%)",
+            100.0 * l / e
+        );
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}

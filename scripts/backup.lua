@@ -1,0 +1,76 @@
+-- Back up a mailbox to a Maildir, and keep it up to date.
+--
+--   gmailscript run scripts/backup.lua --sim            # into ./backup
+--   gmailscript run scripts/backup.lua --sim -- ~/mail  # somewhere else
+--
+-- The first run fetches every message (format raw) into DEST/{cur,new,tmp}.
+-- Its state (ids done, failures, the history id) lives beside the mail in
+-- DEST/.gmailscript-state. A killed run resumes where it stopped and writes
+-- nothing twice. A later run is incremental: it asks Gmail's history what
+-- changed since, fetches new mail, applies label changes to the Maildir
+-- flags (seen, flagged) and notes deletions; if Gmail no longer keeps that
+-- history, it lists everything again (done ids are skipped).
+
+local dest = arg[1] or "backup"
+local mail = output.maildir(dest)
+local state = store.open(dest .. "/.gmailscript-state")
+
+-- Taken before listing, so changes made while we fetch show up next time.
+local profile = assert(gmail.profile())
+
+local function fetch(ids, total)
+  return gmail.batch(ids, {
+    format = "raw",
+    resume = state,
+    total = total,
+    on_message = function(msg) mail:write(msg) end,
+  })
+end
+
+local since = state:get("history_id")
+local report, mode
+if since then
+  local changes, err = gmail.history(since)
+  if changes then
+    mode = "incremental"
+    local new, seen, relabelled, deleted = {}, {}, 0, 0
+    for c in changes do
+      if c.type == "added" and not seen[c.id] then
+        seen[c.id] = true
+        new[#new + 1] = c.id
+      elseif c.type == "deleted" then
+        deleted = deleted + 1
+        state:set("deleted:" .. c.id, c.history_id)
+      elseif c.message_labels and mail:relabel(c.id, c.message_labels) then
+        relabelled = relabelled + 1
+      end
+    end
+    -- Ids that failed last time get another chance.
+    for _, f in ipairs(state:failures()) do
+      if not seen[f.id] then new[#new + 1] = f.id end
+    end
+    report = fetch(new)
+    log.info(string.format("history since %s: %d new, %d relabelled, %d deleted",
+      since, #new, relabelled, deleted))
+  elseif err.too_old then
+    log.warn("Gmail no longer keeps history from " .. since .. "; listing everything again")
+  else
+    error("history: " .. tostring(err))
+  end
+end
+
+if not report then
+  mode = "full"
+  report = fetch(gmail.list{}, profile.messages_total)
+end
+
+-- Move the history mark on only when the whole run went through.
+if not report.stopped then
+  state:set("history_id", profile.history_id)
+end
+state:commit()
+
+print(string.format(
+  "%s backup of %s to %s: %d fetched, %d already there, %d skipped, %d failed, %d retried, %d quota units, %.1f s",
+  mode, profile.email, dest, report.ok, report.already_done, report.skipped,
+  report.failed, report.retried, report.units, report.seconds))

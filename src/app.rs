@@ -1,0 +1,198 @@
+//! The commands behind the CLI: connect (simulator, endpoint or account),
+//! build the Lua host, run the script, and turn the outcome into an exit
+//! code and a one-line summary.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use tokio::sync::watch;
+
+use crate::auth::FixedToken;
+use crate::cli::{ConnArgs, RunArgs};
+use crate::gmail::client::ClientConfig;
+use crate::gmail::quota::Profile;
+use crate::gmail::Client;
+use crate::lua::{Host, HostConfig, Outcome};
+
+/// Exit codes.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED_ITEMS: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_STOPPED: u8 = 3;
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// A usage or input problem: exit code 2, one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// What a run talks to; keeps an in-process simulator alive.
+pub struct Connection {
+    pub client: Arc<Client>,
+    pub profile: Profile,
+    pub window: Duration,
+    pub sim: Option<crate::sim::SimHandle>,
+}
+
+pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
+    let user = c.user.clone().unwrap_or_else(|| "me".to_string());
+    if c.sim {
+        let speed = c.sim_speed;
+        let handle = crate::sim::start(crate::sim::SimConfig {
+            messages: c.sim_messages,
+            seed: c.sim_seed,
+            faults: c.sim_faults.clone(),
+            quota: c.sim_quota,
+            speed,
+            // A little service time, so batching and pacing behave as on
+            // the real service.
+            latency: Duration::from_millis(10),
+            jitter: Duration::from_millis(5),
+            ..crate::sim::SimConfig::default()
+        })
+        .await
+        .map_err(|e| UsageError(format!("cannot start the simulator: {e}")))?;
+        let profile = match c.sim_quota {
+            crate::sim::quota::Profile::P2026 => Profile::P2026,
+            crate::sim::quota::Profile::Legacy => Profile::Legacy,
+            crate::sim::quota::Profile::Off => Profile::Off,
+        };
+        let client = Client::new(
+            ClientConfig {
+                base_url: handle.base_url.clone(),
+                user,
+                ..ClientConfig::default()
+            },
+            Arc::new(FixedToken::new(handle.sim.config.token.clone())),
+        )?;
+        return Ok(Connection {
+            client: Arc::new(client),
+            profile,
+            window: handle.sim.quota.window,
+            sim: Some(handle),
+        });
+    }
+    if let Some(url) = &c.endpoint {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| UsageError(format!("--endpoint {url:?} is not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            bail!(UsageError(format!(
+                "--endpoint {url:?} must be an http:// or https:// URL"
+            )));
+        }
+        let token = std::env::var("GMAILSCRIPT_TOKEN").map_err(|_| {
+            UsageError(
+                "--endpoint needs an access token in GMAILSCRIPT_TOKEN (a simulator started with `gmailscript sim` accepts sim-token)"
+                    .into(),
+            )
+        })?;
+        let client = Client::new(
+            ClientConfig {
+                base_url: url.trim_end_matches('/').to_string(),
+                user,
+                ..ClientConfig::default()
+            },
+            Arc::new(FixedToken::new(token)),
+        )?;
+        return Ok(Connection {
+            client: Arc::new(client),
+            profile: c.quota.clone(),
+            window: c.quota_window,
+            sim: None,
+        });
+    }
+    let which = c
+        .account
+        .as_deref()
+        .map(|a| format!("account {a:?}: "))
+        .unwrap_or_default();
+    bail!(UsageError(format!(
+        "{which}no saved Google accounts yet (`gmailscript auth` is not available in this version). \
+         Try the built-in simulator with --sim, or a running one with --endpoint URL and GMAILSCRIPT_TOKEN."
+    )))
+}
+
+/// Ctrl-C once: stop cleanly (batches in flight finish, state is flushed).
+/// Twice: exit at once.
+fn watch_interrupts() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        eprintln!("\ngmailscript: stopping after the batches in flight (Ctrl-C again to quit now)");
+        let _ = tx.send(true);
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(EXIT_INTERRUPTED as i32);
+        }
+    });
+    rx
+}
+
+pub async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<u8> {
+    if !args.script.exists() {
+        bail!(UsageError(format!(
+            "script {} not found (see scripts/ for examples)",
+            args.script.display()
+        )));
+    }
+    let conn = connect(&args.conn).await?;
+    let host = Host::new(HostConfig {
+        client: conn.client.clone(),
+        profile: conn.profile.clone(),
+        window: conn.window,
+        dry_run: args.dry_run,
+        quiet: args.quiet,
+        verbose,
+        cancel: watch_interrupts(),
+    })
+    .map_err(|e| anyhow::anyhow!("cannot set up Lua: {e}"))?;
+    let local = tokio::task::LocalSet::new();
+    let result = local
+        .run_until(host.run_file(&args.script, &args.args))
+        .await;
+    let outcome = host.ctx.outcome.borrow().clone();
+    drop(host);
+    if let Some(sim) = conn.sim {
+        sim.stop().await;
+    }
+    if let Err(e) = result {
+        eprintln!("gmailscript: script error: {}", e.message);
+        if let Some(tb) = &e.traceback {
+            eprintln!("stack traceback:");
+            for line in tb.lines().take(8) {
+                eprintln!("  {}", line.trim_start());
+            }
+        }
+        return Ok(EXIT_USAGE);
+    }
+    Ok(exit_code(&outcome))
+}
+
+/// The exit code and summary line for how the script's work went.
+pub fn exit_code(o: &Outcome) -> u8 {
+    if o.cancelled {
+        eprintln!("gmailscript: interrupted; what was done is saved (run again to resume)");
+        return EXIT_INTERRUPTED;
+    }
+    if let Some(why) = &o.stopped {
+        eprintln!("gmailscript: {why}");
+        return EXIT_STOPPED;
+    }
+    if o.failed > 0 {
+        match &o.failures_in {
+            Some(p) => eprintln!(
+                "gmailscript: {} item(s) failed; recorded in {} (state:failures() lists them; a rerun retries them)",
+                o.failed,
+                p.display()
+            ),
+            None => eprintln!(
+                "gmailscript: {} item(s) failed (the batch report's `failures` lists them)",
+                o.failed
+            ),
+        }
+        return EXIT_FAILED_ITEMS;
+    }
+    EXIT_OK
+}

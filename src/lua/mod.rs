@@ -1,0 +1,257 @@
+//! The Lua host: one Lua state with the gmailscript modules, scripts run as
+//! coroutines on the tokio runtime, so every engine call is async
+//! underneath and looks synchronous in Lua. One file per module; each
+//! registers itself from `register`.
+
+pub mod gmail;
+pub mod json;
+pub mod log;
+pub mod message;
+pub mod opts;
+pub mod output;
+pub mod retry;
+pub mod store;
+pub mod time;
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mlua::{Lua, Value};
+use tokio::sync::watch;
+
+use crate::gmail::backoff::Backoff;
+use crate::gmail::quota::Profile;
+use crate::gmail::runner::Runner;
+use crate::gmail::Client;
+
+/// What the engine needs to know, for every module.
+pub struct HostConfig {
+    pub client: Arc<Client>,
+    pub profile: Profile,
+    /// The quota window (60 s on Gmail; shorter on a sped-up simulator).
+    pub window: Duration,
+    pub dry_run: bool,
+    /// No progress bars, no info logs.
+    pub quiet: bool,
+    pub verbose: u8,
+    /// Turns true on Ctrl-C: runs stop cleanly.
+    pub cancel: watch::Receiver<bool>,
+}
+
+/// How the script's work went, for the exit code and the summary.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    /// Items recorded as failed by any batch.
+    pub failed: u64,
+    /// Where failures were recorded (a state file), if anywhere.
+    pub failures_in: Option<PathBuf>,
+    /// A batch stopped on its policy's "abort" (the diagnosis).
+    pub stopped: Option<String>,
+    pub cancelled: bool,
+}
+
+/// Shared by every module through the Lua state's app data.
+pub struct Ctx {
+    pub runner: Runner,
+    pub dry_run: bool,
+    pub quiet: bool,
+    pub verbose: u8,
+    pub backoff: Backoff,
+    pub cancel: watch::Receiver<bool>,
+    pub outcome: RefCell<Outcome>,
+    /// labels.list, fetched once when a name must be resolved.
+    pub labels: RefCell<Option<Vec<gmail::LabelInfo>>>,
+}
+
+impl Ctx {
+    pub fn client(&self) -> &Arc<Client> {
+        &self.runner.client
+    }
+    pub fn cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+}
+
+pub fn ctx(lua: &Lua) -> Rc<Ctx> {
+    lua.app_data_ref::<Rc<Ctx>>()
+        .expect("the host sets its context before running scripts")
+        .clone()
+}
+
+/// A script that failed: `file:line: message`, and a traceback.
+#[derive(Debug, Clone)]
+pub struct ScriptError {
+    pub message: String,
+    pub traceback: Option<String>,
+}
+
+impl std::fmt::Display for ScriptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+pub struct Host {
+    pub lua: Lua,
+    pub ctx: Rc<Ctx>,
+}
+
+impl Host {
+    pub fn new(cfg: HostConfig) -> mlua::Result<Host> {
+        let lua = Lua::new();
+        let ctx = Rc::new(Ctx {
+            runner: Runner::new(cfg.client, cfg.profile, cfg.window),
+            dry_run: cfg.dry_run,
+            quiet: cfg.quiet,
+            verbose: cfg.verbose,
+            backoff: Backoff::default(),
+            cancel: cfg.cancel,
+            outcome: RefCell::new(Outcome::default()),
+            labels: RefCell::new(None),
+        });
+        lua.set_app_data(ctx.clone());
+        gmail::register(&lua)?;
+        retry::register(&lua)?;
+        output::register(&lua)?;
+        store::register(&lua)?;
+        json::register(&lua)?;
+        log::register(&lua)?;
+        time::register(&lua)?;
+        lua.globals().set("DRY_RUN", ctx.dry_run)?;
+        Ok(Host { lua, ctx })
+    }
+
+    /// Load and run a script file with `arg` set, to its end.
+    pub async fn run_file(&self, path: &Path, args: &[String]) -> Result<(), ScriptError> {
+        let source = std::fs::read(path).map_err(|e| ScriptError {
+            message: format!("cannot read {}: {e}", path.display()),
+            traceback: None,
+        })?;
+        let lua = &self.lua;
+        let arg = lua.create_table().map_err(script_error)?;
+        arg.raw_set(0, path.display().to_string())
+            .map_err(script_error)?;
+        for (i, a) in args.iter().enumerate() {
+            arg.raw_set(i + 1, a.as_str()).map_err(script_error)?;
+        }
+        lua.globals().set("arg", arg).map_err(script_error)?;
+        let chunk = lua
+            .load(source)
+            .set_name(format!("@{}", path.display()))
+            .into_function()
+            .map_err(script_error)?;
+        self.call_traced(chunk, args).await
+    }
+
+    /// Run `f` as a coroutine under xpcall, so an error carries the
+    /// traceback of where it was raised.
+    pub async fn call_traced(&self, f: mlua::Function, args: &[String]) -> Result<(), ScriptError> {
+        let lua = &self.lua;
+        let wrapper: mlua::Function = lua
+            .load("local f, h = ...; return xpcall(f, h, select(3, ...))")
+            .set_name("=gmailscript")
+            .into_function()
+            .map_err(script_error)?;
+        let handler = lua
+            .create_function(|lua, e: Value| Ok(traceback(lua, &e)))
+            .map_err(script_error)?;
+        let mut argv = vec![Value::Function(f), Value::Function(handler)];
+        for a in args {
+            argv.push(Value::String(lua.create_string(a).map_err(script_error)?));
+        }
+        let thread = lua.create_thread(wrapper).map_err(script_error)?;
+        let (ok, err): (bool, Value) = thread
+            .into_async(mlua::MultiValue::from_vec(argv))
+            .await
+            .map_err(script_error)?;
+        if ok {
+            return Ok(());
+        }
+        let text = match err {
+            Value::String(s) => s.to_string_lossy(),
+            other => format!("{other:?}"),
+        };
+        let (message, traceback) = match text.split_once("\nstack traceback:\n") {
+            Some((m, t)) => (m.to_string(), Some(t.to_string())),
+            None => (text, None),
+        };
+        Err(ScriptError { message, traceback })
+    }
+}
+
+/// The message of a Lua error value and the stack where it was raised,
+/// `file:line` per frame, innermost first.
+fn traceback(lua: &Lua, e: &Value) -> String {
+    let message = match e {
+        Value::String(s) => s.to_string_lossy(),
+        Value::Error(err) => script_error((**err).clone()).message,
+        Value::Nil => "error (nil)".to_string(),
+        other => other
+            .to_string()
+            .unwrap_or_else(|_| format!("error ({})", other.type_name())),
+    };
+    let mut frames = Vec::new();
+    for level in 1..40 {
+        let Some(d) = lua.inspect_stack(level) else {
+            break;
+        };
+        let src = d.source();
+        let what = src.what;
+        if what == "C" {
+            continue;
+        }
+        let file = src.short_src.map(|s| s.to_string()).unwrap_or_default();
+        if file == "gmailscript" {
+            continue;
+        }
+        let line = d.curr_line();
+        let name = d
+            .names()
+            .name
+            .map(|n| format!("in function '{n}'"))
+            .unwrap_or_else(|| {
+                if what == "main" {
+                    "in main chunk".to_string()
+                } else {
+                    "in function".to_string()
+                }
+            });
+        frames.push(format!("\t{file}:{line}: {name}"));
+    }
+    if frames.is_empty() {
+        message
+    } else {
+        format!("{message}\nstack traceback:\n{}", frames.join("\n"))
+    }
+}
+
+/// Turn an mlua error into one readable line plus a traceback.
+pub fn script_error(e: mlua::Error) -> ScriptError {
+    match e {
+        mlua::Error::CallbackError { traceback, cause } => {
+            let inner = script_error((*cause).clone());
+            ScriptError {
+                message: inner.message,
+                traceback: Some(traceback),
+            }
+        }
+        mlua::Error::RuntimeError(m) | mlua::Error::SyntaxError { message: m, .. } => ScriptError {
+            message: m,
+            traceback: None,
+        },
+        mlua::Error::WithContext { context, cause } => {
+            let inner = script_error((*cause).clone());
+            ScriptError {
+                message: format!("{context}: {}", inner.message),
+                traceback: inner.traceback,
+            }
+        }
+        other => ScriptError {
+            message: other.to_string(),
+            traceback: None,
+        },
+    }
+}

@@ -1,0 +1,102 @@
+//! `retry(fn, {attempts, base, max, jitter})`: call fn until it succeeds,
+//! with the engine's backoff between tries. A raised error, or a returned
+//! `nil, err` whose class is rate, server or network, counts as failure.
+
+use mlua::{Function, Lua, MultiValue, Value};
+
+use crate::gmail::backoff::Backoff;
+
+use super::opts::Opts;
+
+fn retryable(err: &Value) -> bool {
+    match err {
+        Value::Table(t) => matches!(
+            t.get::<Option<String>>("class").ok().flatten().as_deref(),
+            Some("rate" | "server" | "network")
+        ),
+        _ => false,
+    }
+}
+
+fn retry_after(err: &Value) -> Option<std::time::Duration> {
+    match err {
+        Value::Table(t) => t
+            .get::<Option<f64>>("retry_after")
+            .ok()
+            .flatten()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(std::time::Duration::from_secs_f64),
+        _ => None,
+    }
+}
+
+pub fn register(lua: &Lua) -> mlua::Result<()> {
+    let f =
+        lua.create_async_function(|lua, (func, opts): (Function, Option<Value>)| async move {
+            let o = Opts::new("retry", opts, &["attempts", "base", "max", "jitter"])?;
+            let defaults = Backoff {
+                attempts: 6,
+                ..Backoff::default()
+            };
+            let backoff = Backoff {
+                attempts: o
+                    .integer("attempts", 1, 1000)?
+                    .map(|n| n as u32)
+                    .unwrap_or(defaults.attempts),
+                base: o.duration("base")?.unwrap_or(defaults.base),
+                cap: o.duration("max")?.unwrap_or(defaults.cap),
+                jitter: match o.string("jitter")?.as_deref() {
+                    None | Some("full") => true,
+                    Some("none") => false,
+                    Some(other) => {
+                        return Err(mlua::Error::runtime(format!(
+                            "retry: option 'jitter' must be \"full\" or \"none\", got {other:?}"
+                        )))
+                    }
+                },
+            };
+            let ctx = super::ctx(&lua);
+            let mut tries = 0u32;
+            loop {
+                tries += 1;
+                let (failure, after) = match func.call_async::<MultiValue>(()).await {
+                    Ok(values) => {
+                        let first = values.front().cloned().unwrap_or(Value::Nil);
+                        let second = values.get(1).cloned().unwrap_or(Value::Nil);
+                        if first.is_nil() && retryable(&second) {
+                            let after = retry_after(&second);
+                            (Err(values), after)
+                        } else {
+                            return Ok(values);
+                        }
+                    }
+                    Err(e) => (Ok(e), None),
+                };
+                if ctx.cancelled() {
+                    // Interrupted: no more tries; the failure as it came.
+                    return match failure {
+                        Ok(e) => Err(e),
+                        Err(values) => Ok(values),
+                    };
+                }
+                match backoff.delay(tries, after) {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    // Out of tries: the last error is raised.
+                    None => {
+                        return Err(match failure {
+                            Ok(e) => e,
+                            Err(values) => {
+                                let err = values.get(1).cloned().unwrap_or(Value::Nil);
+                                let text = err.to_string().unwrap_or_else(|_| "error".into());
+                                mlua::Error::runtime(format!(
+                                    "retry: gave up after {tries} tries: {text}"
+                                ))
+                            }
+                        })
+                    }
+                }
+            }
+        })?;
+    lua.globals().set("retry", f)?;
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! An eml tree: `root/YYYY/MM/<id>.eml`, each written in a temporary folder
+//! under the root, synced, and renamed into place.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use chrono::DateTime;
+
+use super::{
+    check_id, ensure_dir, io_err, probe_writable, sync_dir, write_atomic, OutMessage, OutputError,
+    Writer,
+};
+
+/// One temporary folder for the whole tree, so clearing what a killed run
+/// left needs no walk over a million files.
+const TMP: &str = ".gmailscript-tmp";
+
+pub(super) struct Eml {
+    root: PathBuf,
+    tmp: PathBuf,
+    /// Month folders known to exist.
+    made: HashSet<PathBuf>,
+    /// Folders with renames or new entries not yet synced.
+    dirty: HashSet<PathBuf>,
+    count: u64,
+}
+
+impl Eml {
+    pub(super) fn open(root: &Path) -> Result<Self, OutputError> {
+        ensure_dir(root)?;
+        let tmp = root.join(TMP);
+        ensure_dir(&tmp)?;
+        for entry in fs::read_dir(&tmp).map_err(io_err("read the folder", &tmp))? {
+            let path = entry.map_err(io_err("read the folder", &tmp))?.path();
+            fs::remove_file(&path).map_err(io_err("remove", &path))?;
+        }
+        probe_writable(&tmp)?;
+        Ok(Eml {
+            root: root.into(),
+            tmp,
+            made: HashSet::new(),
+            dirty: HashSet::new(),
+            count: 0,
+        })
+    }
+}
+
+impl Writer for Eml {
+    fn write(&mut self, m: &OutMessage) -> Result<(), OutputError> {
+        let raw = super::raw(m, "eml")?;
+        check_id(m.id, "eml")?;
+        let date = DateTime::from_timestamp_millis(m.internal_date_ms).unwrap_or_default();
+        let year = self.root.join(date.format("%Y").to_string());
+        let month = year.join(date.format("%m").to_string());
+        if !self.made.contains(&month) {
+            fs::create_dir_all(&month).map_err(io_err("create the folder", &month))?;
+            // New entries in the root and the year folder need syncing too.
+            self.dirty.insert(self.root.clone());
+            self.dirty.insert(year);
+            self.made.insert(month.clone());
+        }
+        let name = format!("{}.eml", m.id);
+        write_atomic(&self.tmp.join(&name), &month.join(&name), raw)?;
+        self.dirty.insert(month);
+        self.count += 1;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), OutputError> {
+        for dir in &self.dirty {
+            sync_dir(dir)?;
+        }
+        self.dirty.clear();
+        Ok(())
+    }
+
+    fn count(&self) -> u64 {
+        self.count
+    }
+    fn kind(&self) -> &'static str {
+        "eml"
+    }
+    fn path(&self) -> &Path {
+        &self.root
+    }
+    fn resume_point(&self) -> Option<u64> {
+        None
+    }
+}
+
+impl Drop for Eml {
+    /// Leaves no empty temporary folder behind; fails harmlessly if a
+    /// write left something in it.
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.tmp);
+    }
+}

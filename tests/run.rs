@@ -1,0 +1,537 @@
+//! `gmailscript run` as a user runs it: the shipped scripts against the
+//! simulator, resume after a kill, incremental backup, exit codes, and the
+//! error a user sees for each kind of bad input.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gmailscript");
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn script(name: &str) -> String {
+    root().join("scripts").join(name).display().to_string()
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(BIN);
+    c.arg("run").args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("gmailscript runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A `gmailscript sim` in its own process, for runs that must see the same
+/// mailbox twice.
+struct Sim {
+    child: Child,
+    url: String,
+}
+
+impl Sim {
+    fn start(args: &[&str]) -> Sim {
+        let mut child = Command::new(BIN)
+            .arg("sim")
+            .args(["--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Sim {
+            child,
+            url: line.trim().to_string(),
+        }
+    }
+
+    fn http(&self, post: bool, path: &str) -> Value {
+        let url = format!("{}{path}", self.url);
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async move {
+                let c = reqwest::Client::new();
+                let req = if post { c.post(url) } else { c.get(url) };
+                req.bearer_auth("sim-token")
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap_or(Value::Null)
+            })
+    }
+
+    fn get(&self, path: &str) -> Value {
+        self.http(false, path)
+    }
+
+    fn post(&self, path: &str) -> Value {
+        self.http(true, path)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut all = vec![args[0], "--endpoint", &self.url, "--quota", "off"];
+        all.extend_from_slice(&args[1..]);
+        run(&all, &[("GMAILSCRIPT_TOKEN", "sim-token")])
+    }
+
+    /// Ids messages.list gives (spam and trash left out, as backup lists).
+    fn listed(&self) -> HashSet<String> {
+        let mut ids = HashSet::new();
+        let mut token = String::new();
+        loop {
+            let v = self.get(&format!(
+                "/gmail/v1/users/me/messages?maxResults=500{token}"
+            ));
+            for m in v["messages"].as_array().into_iter().flatten() {
+                ids.insert(m["id"].as_str().unwrap().to_string());
+            }
+            match v["nextPageToken"].as_str() {
+                Some(t) => token = format!("&pageToken={t}"),
+                None => return ids,
+            }
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Message ids in a Maildir, from the file names; panics on a duplicate.
+/// Right after a kill, tmp/ may hold a half-written file (the next run
+/// clears it), so `settled` says whether to insist on an empty tmp/.
+fn maildir_ids_at(dir: &Path, settled: bool) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    for sub in ["cur", "new"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for e in entries {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            let id = name.split('.').nth(1).unwrap().to_string();
+            assert!(ids.insert(id.clone()), "{id} written twice");
+        }
+    }
+    if settled {
+        let tmp: Vec<_> = std::fs::read_dir(dir.join("tmp"))
+            .map(|d| d.collect())
+            .unwrap_or_default();
+        assert!(tmp.is_empty(), "no half-written files left in tmp/");
+    }
+    ids
+}
+
+fn maildir_ids(dir: &Path) -> HashSet<String> {
+    maildir_ids_at(dir, true)
+}
+
+#[test]
+fn backup_with_sim_fetches_every_listed_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("backup");
+    let out = run(
+        &[
+            &script("backup.lua"),
+            "--sim",
+            "--sim-messages",
+            "300",
+            "--",
+            dest.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("full backup of me@example.com"), "{stdout}");
+    let ids = maildir_ids(&dest);
+    assert!(
+        ids.len() > 250 && ids.len() < 300,
+        "spam and trash are not backed up: {}",
+        ids.len()
+    );
+    assert!(
+        dest.join(".gmailscript-state").exists(),
+        "state kept beside the mail"
+    );
+}
+
+#[test]
+fn backup_resumes_after_kill_and_then_runs_incrementally() {
+    let sim = Sim::start(&["--messages", "400", "--latency", "30ms", "--quota", "off"]);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("mail");
+    let listed = sim.listed();
+
+    // Kill -9 mid-run, a few times, then let it finish.
+    for wait_ms in [400, 700] {
+        let mut child = Command::new(BIN)
+            .args([
+                "run",
+                &script("backup.lua"),
+                "--endpoint",
+                &sim.url,
+                "--quota",
+                "off",
+                "--quiet",
+                "--",
+            ])
+            .arg(&dest)
+            .env("GMAILSCRIPT_TOKEN", "sim-token")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let partial = maildir_ids_at(&dest, false);
+    assert!(partial.len() < listed.len(), "the kills landed mid-run");
+    let out = sim.run(&[&script("backup.lua"), "--", dest.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(
+        maildir_ids(&dest),
+        listed,
+        "exactly the listed messages, once each"
+    );
+
+    // New mail arrives; the next run fetches only that.
+    let delivered = sim.post("/_sim/users/me@example.com/deliver?count=5");
+    let new: HashSet<String> = delivered["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let out = sim.run(&[&script("backup.lua"), "--", dest.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("incremental backup"), "{stdout}");
+    assert!(stdout.contains(": 5 fetched"), "{stdout}");
+    let now = maildir_ids(&dest);
+    assert!(new.iter().all(|id| now.contains(id)));
+
+    // One more message, then history forgotten: a full listing again, only
+    // the new message fetched.
+    sim.post("/_sim/users/me@example.com/deliver?count=1");
+    sim.post("/_sim/users/me@example.com/expire-history");
+    let out = sim.run(&[&script("backup.lua"), "--", dest.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("full backup") && stdout.contains(": 1 fetched"),
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(maildir_ids(&dest).len(), listed.len() + 6);
+    assert!(stderr.contains("no longer keeps history"), "{stderr}");
+}
+
+#[test]
+fn export_writes_one_json_line_per_listed_message() {
+    let sim = Sim::start(&["--messages", "200", "--quota", "off"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.jsonl");
+    let out = sim.run(&[
+        &script("export.lua"),
+        "--",
+        "is:unread",
+        path.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let body = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let unread = sim.get("/gmail/v1/users/me/messages?q=is:unread&maxResults=500");
+    assert_eq!(lines.len(), unread["messages"].as_array().unwrap().len());
+    assert!(lines
+        .iter()
+        .all(|l| l["id"].is_string() && l["from"].is_string() && l["subject"].is_string()));
+    assert!(lines.iter().all(|l| l["labels"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("UNREAD"))));
+}
+
+#[test]
+fn cleanup_dry_run_changes_nothing_then_the_real_run_does() {
+    let sim = Sim::start(&["--messages", "300", "--quota", "off"]);
+    let inbox_before = sim.get("/gmail/v1/users/me/labels/INBOX")["messagesTotal"].clone();
+    let out = sim.run(&[&script("cleanup.lua"), "--dry-run"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("dry run: would modify"), "{stdout}");
+    assert_eq!(
+        sim.get("/gmail/v1/users/me/labels/INBOX")["messagesTotal"],
+        inbox_before
+    );
+    let out = sim.run(&[&script("cleanup.lua")]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("archived"), "{stdout}");
+    assert!(
+        sim.get("/gmail/v1/users/me/labels/INBOX")["messagesTotal"].as_u64()
+            < inbox_before.as_u64()
+    );
+}
+
+#[test]
+fn adaptive_and_stats_scripts_run_under_faults() {
+    let out = run(
+        &[
+            &script("adaptive.lua"),
+            "--sim",
+            "--sim-messages",
+            "400",
+            "--sim-faults",
+            "503:0.05,429:0.05,reset:0.01",
+            "--",
+            "300",
+        ],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("300 fetched"), "{stdout}");
+    let out = run(
+        &[&script("stats.lua"), "--sim", "--sim-messages", "200"],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("Top senders by count") && stdout.contains("Top senders by size"),
+        "{stdout}"
+    );
+}
+
+fn write_script(dir: &Path, name: &str, body: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p.display().to_string()
+}
+
+fn expect_usage_error(args: &[&str], needles: &[&str]) {
+    let out = run(args, &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{args:?}\n{stdout}\n{stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "{args:?}: {n:?} not in:\n{stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn script_errors_show_file_line_and_traceback() {
+    let dir = tempfile::tempdir().unwrap();
+    let syntax = write_script(dir.path(), "syntax.lua", "local x = \nprint((\n");
+    expect_usage_error(&[&syntax, "--sim"], &["syntax.lua:"]);
+    let runtime = write_script(
+        dir.path(),
+        "runtime.lua",
+        "local function inner()\n  error('boom here')\nend\nlocal function outer() inner() end\nouter()\n",
+    );
+    expect_usage_error(
+        &[&runtime, "--sim"],
+        &["runtime.lua:2: boom here", "runtime.lua:4", "traceback"],
+    );
+    let missing = dir.path().join("nope.lua");
+    expect_usage_error(
+        &[missing.to_str().unwrap(), "--sim"],
+        &["nope.lua", "not found"],
+    );
+}
+
+#[test]
+fn bad_options_name_the_option_and_the_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "gmail.batch({}, {chunks = 5})",
+            vec!["gmail.batch", "unknown option 'chunks'", "chunk"],
+        ),
+        (
+            "gmail.batch({}, {chunk = 'big'})",
+            vec!["gmail.batch", "option 'chunk'"],
+        ),
+        (
+            "gmail.batch({}, {format = 'html'})",
+            vec!["unknown format 'html'", "minimal, metadata, full, raw"],
+        ),
+        (
+            "gmail.get('abc', {format = 'html'})",
+            vec!["gmail.get", "minimal, metadata, full, raw"],
+        ),
+        (
+            "for id in gmail.list{q = 5} do end",
+            vec!["gmail.list", "option 'q' must be a string"],
+        ),
+        (
+            "retry(function() end, {attempts = 'x'})",
+            vec!["retry", "option 'attempts'"],
+        ),
+        (
+            "json.encode({}, {pretty = 1})",
+            vec!["json.encode", "option 'pretty'"],
+        ),
+        (
+            "gmail.modify({'a'}, {add = {'NoSuchLabel'}})",
+            vec!["gmail.modify", "unknown label 'NoSuchLabel'"],
+        ),
+    ];
+    for (i, (code, needles)) in cases.iter().enumerate() {
+        let s = write_script(dir.path(), &format!("bad{i}.lua"), code);
+        expect_usage_error(&[&s, "--sim", "--sim-messages", "20"], needles);
+    }
+}
+
+#[test]
+fn an_unwritable_output_fails_before_any_fetching() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "not a folder").unwrap();
+    let target = blocker.join("backup");
+    let out = run(
+        &[
+            &script("backup.lua"),
+            "--sim",
+            "--sim-messages",
+            "20",
+            "--",
+            target.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("output.maildir") && stderr.contains("file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_corrupt_state_file_is_reported_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("b");
+    std::fs::create_dir_all(&dest).unwrap();
+    let state = dest.join(".gmailscript-state");
+    std::fs::write(&state, b"this is not a database, it is my novel").unwrap();
+    let out = run(
+        &[
+            &script("backup.lua"),
+            "--sim",
+            "--sim-messages",
+            "20",
+            "--",
+            dest.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(".gmailscript-state"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&state).unwrap(),
+        b"this is not a database, it is my novel"
+    );
+}
+
+#[test]
+fn exit_codes_say_how_it_went() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every item fails: exit 1 and a summary.
+    let failing = write_script(
+        dir.path(),
+        "failing.lua",
+        "local r = gmail.batch({'00000000000000aa', '00000000000000bb'}, {on_error = function() return 'fail' end})\nprint(r.failed)\n",
+    );
+    let out = run(&[&failing, "--sim", "--sim-messages", "10"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.trim() == "2" && stderr.contains("2 item(s) failed"),
+        "{stdout}\n{stderr}"
+    );
+
+    // A user without Gmail: the default policy stops with the diagnosis.
+    let sim = Sim::start(&["--messages", "10"]);
+    let tok = sim.post("/_sim/tokens?user=nogmail@example.com");
+    let ids = write_script(
+        dir.path(),
+        "nogmail.lua",
+        "gmail.batch({'00000000000000aa', '00000000000000bb'}, {})\n",
+    );
+    let out = run(
+        &[&ids, "--endpoint", &sim.url],
+        &[("GMAILSCRIPT_TOKEN", tok["access_token"].as_str().unwrap())],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("Mail service not enabled") && stderr.contains("no Gmail"),
+        "{stderr}"
+    );
+
+    // No connection chosen: how to try the simulator.
+    let out = run(&[&ids], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("--sim"), "{stderr}");
+}
+
+#[test]
+fn script_arguments_and_dry_run_flag_reach_lua() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = write_script(
+        dir.path(),
+        "args.lua",
+        "print(#arg, arg[1], arg[2], DRY_RUN)\nlocal r = gmail.trash({'0000000000000001'})\nprint(r.dry_run)\n",
+    );
+    let out = run(
+        &[
+            &s,
+            "--sim",
+            "--sim-messages",
+            "5",
+            "--dry-run",
+            "--",
+            "one",
+            "two",
+        ],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.starts_with("2\tone\ttwo\ttrue"), "{stdout}");
+    assert!(
+        stdout.contains("dry run: would trash 1 messages"),
+        "{stdout}"
+    );
+}
