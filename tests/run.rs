@@ -535,3 +535,56 @@ fn script_arguments_and_dry_run_flag_reach_lua() {
         "{stdout}"
     );
 }
+
+#[test]
+fn ctrl_c_stops_cleanly_and_the_rerun_completes() {
+    let sim = Sim::start(&["--messages", "400", "--latency", "30ms", "--quota", "off"]);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("mail");
+    let listed = sim.listed();
+    let child = Command::new(BIN)
+        .args([
+            "run",
+            &script("backup.lua"),
+            "--endpoint",
+            &sim.url,
+            "--quota",
+            "off",
+            "--",
+        ])
+        .arg(&dest)
+        .env("GMAILSCRIPT_TOKEN", "sim-token")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("stopping after the batches in flight"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let partial = maildir_ids(&dest);
+    assert!(!partial.is_empty() && partial.len() < listed.len());
+    // What was written is recorded as done: the rerun fetches only the rest.
+    let out = sim.run(&[&script("backup.lua"), "--", dest.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "{} fetched, {} already there",
+            listed.len() - partial.len(),
+            partial.len()
+        )),
+        "{stdout}"
+    );
+    assert_eq!(maildir_ids(&dest), listed);
+}

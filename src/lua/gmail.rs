@@ -634,13 +634,22 @@ fn progress_bar(ctx: &super::Ctx, enabled: bool, total: Option<u64>) -> Option<P
         None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
     };
     let template = if total.is_some() {
-        "{spinner} {pos}/{len} messages [{bar:30}] {per_sec} · ETA {eta} · {msg}"
+        "{spinner} {pos}/{len} messages [{bar:30}] {rate} · ETA {eta} · {msg}"
     } else {
-        "{spinner} {pos} messages · {per_sec} · {elapsed} · {msg}"
+        "{spinner} {pos} messages · {rate} · {elapsed} · {msg}"
     };
     if let Ok(style) = ProgressStyle::with_template(template) {
-        pb.set_style(style.progress_chars("=> "));
+        let style = style
+            .with_key(
+                "rate",
+                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0}/s", s.per_sec());
+                },
+            )
+            .progress_chars("=> ");
+        pb.set_style(style);
     }
+    pb.set_message("0 retries");
     pb.enable_steady_tick(Duration::from_millis(200));
     Some(pb)
 }

@@ -68,18 +68,22 @@ impl LuaState {
         let mut inner = self.0.borrow_mut();
         inner.outputs.retain(|w| w.strong_count() > 0);
         let outputs: Vec<SharedWriter> = inner.outputs.iter().filter_map(Weak::upgrade).collect();
+        inner.save(&outputs)
+    }
+}
+
+impl Inner {
+    fn save(&mut self, outputs: &[SharedWriter]) -> Result<(), String> {
         for w in outputs {
             let mut w = w.borrow_mut();
             w.flush().map_err(|e| e.to_string())?;
             if let Some(at) = w.resume_point() {
-                let key = output_key(w.path());
-                inner
-                    .store
-                    .set(&key, Some(&at.to_string()))
+                self.store
+                    .set(&output_key(w.path()), Some(&at.to_string()))
                     .map_err(|e| e.to_string())?;
             }
         }
-        inner.store.commit().map_err(|e| e.to_string())
+        self.store.commit().map_err(|e| e.to_string())
     }
 }
 
@@ -89,23 +93,9 @@ impl Drop for Inner {
     /// otherwise the uncommitted marks are rolled back and fetched again.
     fn drop(&mut self) {
         let outputs: Option<Vec<SharedWriter>> = self.outputs.iter().map(Weak::upgrade).collect();
-        let Some(outputs) = outputs else { return };
-        for w in outputs {
-            let mut w = w.borrow_mut();
-            if w.flush().is_err() {
-                return;
-            }
-            if let Some(at) = w.resume_point() {
-                if self
-                    .store
-                    .set(&output_key(w.path()), Some(&at.to_string()))
-                    .is_err()
-                {
-                    return;
-                }
-            }
+        if let Some(outputs) = outputs {
+            let _ = self.save(&outputs);
         }
-        let _ = self.store.commit();
     }
 }
 
