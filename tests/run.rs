@@ -588,3 +588,116 @@ fn ctrl_c_stops_cleanly_and_the_rerun_completes() {
     );
     assert_eq!(maildir_ids(&dest), listed);
 }
+
+#[test]
+fn every_output_format_writes_what_was_fetched() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let s = write_script(
+        dir.path(),
+        "outputs.lua",
+        &format!(
+            r#"
+local state = store.open("{d}/state.db")
+local outs = {{
+  output.jsonl("{d}/all.jsonl", {{ resume = state }}),
+  output.mbox("{d}/all.mbox", {{ resume = state }}),
+  output.maildir("{d}/md"),
+  output.eml("{d}/eml"),
+}}
+local r = gmail.batch(gmail.list{{ limit = 40 }}, {{
+  format = "raw", resume = state,
+  on_message = function(m)
+    assert(m:raw():find("Message-ID", 1, true) or m:raw():find("Message-Id", 1, true), "raw has headers")
+    assert(m:header("Subject"), "subject from the raw message")
+    for _, o in ipairs(outs) do o:write(m) end
+  end,
+}})
+for _, o in ipairs(outs) do assert(o:count() == 40, tostring(o)) o:close() end
+print(r.ok, state:count())
+"#
+        ),
+    );
+    let out = run(&[&s, "--sim", "--sim-messages", "100"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim(), "40\t40");
+    let jsonl = std::fs::read_to_string(dir.path().join("all.jsonl")).unwrap();
+    assert_eq!(jsonl.lines().count(), 40);
+    let mbox = std::fs::read_to_string(dir.path().join("all.mbox")).unwrap();
+    assert_eq!(mbox.lines().filter(|l| l.starts_with("From ")).count(), 40);
+    assert!(mbox.contains("X-Gmail-Labels: "));
+    assert_eq!(maildir_ids(&dir.path().join("md")).len(), 40);
+    let emls = walk(&dir.path().join("eml"));
+    assert_eq!(
+        emls.iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .count(),
+        40
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn outputs_states_and_json_behave_at_their_edges() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let s = write_script(
+        dir.path(),
+        "edges.lua",
+        &format!(
+            r#"
+-- close() releases the file: it can be opened again at once.
+local o = output.jsonl("{d}/a.jsonl")
+o:write{{ x = 1 }}
+o:close()
+assert(not pcall(function() o:write{{ x = 2 }} end), "closed outputs refuse writes")
+local again = output.jsonl("{d}/a.jsonl", {{ overwrite = true }})
+again:close()
+assert(not pcall(output.jsonl, "{d}/a.jsonl", {{ overwrite = true, resume = store.open("{d}/s1") }}))
+
+-- state:close() releases the state file.
+local st = store.open("{d}/s2")
+st:set("k", "v")
+st:close()
+assert(store.open("{d}/s2"):get("k") == "v")
+
+-- No key is dropped; messages encode as their JSON at any depth.
+assert(json.encode({{ 1, 2, nil, 4 }}) == '{{"1":1,"2":2,"4":4}}', json.encode({{ 1, 2, nil, 4 }}))
+assert(json.encode({{ [2] = "b" }}) == '{{"2":"b"}}')
+assert(json.encode({{ "a", "b" }}) == '["a","b"]')
+local m = assert(gmail.get(gmail.list{{ limit = 1 }}(), {{ format = "minimal" }}))
+local nested = json.decode(json.encode({{ a = {{ m }} }}))
+assert(nested.a[1].id == m.id)
+local v, err = json.decode("{{nope")
+assert(v == nil and err:find("json.decode"))
+
+-- An on_error that raises is an error the script can catch; it is not
+-- the policy's stop.
+local ok, e = pcall(gmail.batch, {{ "00000000000000aa" }}, {{ on_error = function() error("boom in policy") end }})
+assert(not ok and tostring(e):find("boom in policy"), tostring(e))
+print("edges ok")
+
+-- An ids iterator that raises stops the batch and raises.
+gmail.batch(function() error("iterator broke") end, {{}})
+"#
+        ),
+    );
+    let out = run(&[&s, "--sim", "--sim-messages", "20"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(stdout.contains("edges ok"), "{stdout}\n{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains("iterator broke"), "{stderr}");
+}

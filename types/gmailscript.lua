@@ -4,13 +4,14 @@
 -- Reference: docs/lua-api.md.
 
 ---Script arguments: `gmailscript run script.lua -- a b` gives arg[1] == "a".
----arg[0] is the script path.
+---arg[0] is the script path. They are also the script's `...`.
 ---@type string[]
 arg = {}
 
 ---@alias ErrorClass "rate"|"server"|"network"|"auth"|"not_found"|"precondition"|"invalid"|"quota_daily"|"forbidden"
 
 ---An API error. Expected failures of a call come back as `nil, err`.
+---tostring(err) gives "STATUS REASON: MESSAGE" (and the diagnosis).
 ---@class GmailError
 ---@field status integer HTTP status (0 when no answer arrived)
 ---@field reason string Google's reason, e.g. "rateLimitExceeded", "failedPrecondition"
@@ -71,30 +72,31 @@ function Message:has_label(label) end
 ---@class BatchOptions
 ---@field format? "minimal"|"metadata"|"full"|"raw"|fun(id: string): FetchRequest default "metadata"
 ---@field headers? string[] metadata headers to ask for (default From, To, Subject, Date)
----@field chunk? integer|fun(stats: ChunkStats): integer calls per batch (default adaptive from 50)
----@field max_chunk? integer upper bound for the adaptive size (default 50, at most 100)
----@field parallel? integer batches in flight at once (default 1)
----@field on_error? fun(err: GmailError, id: string, attempt: integer): Decision, number? per-failure policy; the optional number is a delay in seconds for "retry"
----@field on_message? fun(msg: Message) called once per delivered message
+---@field chunk? integer|fun(stats: ChunkStats): integer calls per batch request, 1-100 (default adaptive from 50); an error a chunk function raises, or a size out of range, stops the run and is re-raised by gmail.batch
+---@field max_chunk? integer upper bound for the adaptive size (default 50, or the fixed chunk; at most 100)
+---@field parallel? integer batch requests in flight at once, 1-16 (default 1)
+---@field on_error? fun(err: GmailError, id: string, attempt: integer): Decision?, number? per-failure policy; the optional number is a delay in seconds for "retry"; nil lets the default policy decide. An error it raises stops the run and is re-raised by gmail.batch
+---@field on_message? fun(msg: Message) called once per delivered message; an error it raises stops the run and is re-raised by gmail.batch
 ---@field resume? State skip ids already done; record new ones
----@field max_attempts? integer hard cap on tries per id (default 10)
----@field backoff? RetryOptions backoff for retries (default base "1s", max "64s")
+---@field max_attempts? integer hard cap on tries per id: a "retry" or "split" at this many tries becomes "fail" (default 10)
+---@field backoff? RetryOptions wait before a retry when on_error gives no delay (default base "1s", max "64s"); its attempts, if given, also caps the tries per id unless max_attempts is given
 ---@field progress? boolean show a progress bar on a terminal (default true)
----@field total? integer expected count, for the progress bar when ids is an iterator
+---@field total? integer expected count, for the progress bar when ids is an iterator (default #ids for an array)
 
 ---@class BatchReport
----@field ok integer delivered
+---@field ok integer delivered (modify: messages changed)
+---@field already_done integer gmail.batch only: ids skipped because the resume state had them done (not in skipped)
 ---@field skipped integer
 ---@field failed integer
 ---@field retried integer re-sends of failed parts
 ---@field units integer quota units spent
 ---@field seconds number
 ---@field rate_errors integer
----@field not_done integer begun but not finished because the run stopped
----@field stopped? string why the run stopped early (abort, cancel, sink error)
----@field failures {id: string, error: GmailError, attempts: integer}[]
+---@field not_done integer taken from ids (or waiting for a retry) but not finished because the run stopped
+---@field stopped? string why the run stopped early: "stopped on ID: ..." (policy abort), "cancelled" (Ctrl-C), "listing failed: ..." (gmail.list or an ids function failed), "could not store ID: ..." (resume state not written)
+---@field failures {id: string, error: GmailError, attempts: integer}[] modify: id reads "FIRST..LAST (N ids)", one entry per batchModify call
 ---@field skips {id: string, error: GmailError, attempts: integer}[]
----@field dry_run? boolean mutations only: nothing was changed
+---@field dry_run? boolean modify and trash only: true under --dry-run; nothing was changed
 
 ---@class ListOptions
 ---@field q? string Gmail search query, e.g. "older_than:1y -in:chats"
@@ -108,9 +110,9 @@ function Message:has_label(label) end
 ---@field headers? string[] with metadata: which headers
 
 ---@class FetchRequest
----@field method? "GET"|"POST"|"PUT"|"PATCH"|"DELETE" default "GET"
----@field path string below users/{user}/, e.g. "labels" or "messages/ID/attachments/AID"
----@field query? table<string, string|string[]>
+---@field method? "GET"|"POST"|"PUT"|"PATCH"|"DELETE"|string default "GET" (any case)
+---@field path string below users/{user}/, e.g. "labels" or "messages/ID/attachments/AID"; no "?", no spaces
+---@field query? table<string, string|number|boolean|(string|number|boolean)[]> query parameters; a list repeats the parameter
 ---@field body? table JSON body
 
 ---@class ModifyOptions
@@ -125,12 +127,27 @@ function Message:has_label(label) end
 ---@field labels string[] for added: the message's labels; for label changes: the labels added or removed
 ---@field message_labels? string[] for label changes: the message's labels after the change
 
+---The iterator gmail.list returns: a callable userdata (type() is
+---"userdata"). Each call gives id, thread_id; nil at the end. Works in
+---`for id, thread_id in gmail.list{...} do`, and gmail.batch takes it
+---directly (pages are fetched as the batch pulls ids). Used once: after it
+---was given to a gmail.batch, calling it gives nil and giving it to another
+---gmail.batch raises.
+---@class IdIterator
+---@overload fun(): string|nil, string|nil
+
+---The iterator gmail.history returns: a callable userdata; each call gives
+---the next change, nil at the end. A lasting error on a later page raises.
+---@class HistoryIterator
+---@overload fun(): HistoryChange|nil
+
 gmail = {}
 
----Message ids matching a query, fetched page by page as the loop asks.
----Transient errors are retried; a lasting one raises.
+---Message ids matching a query, fetched page by page as the loop (or the
+---batch) asks. Transient errors are retried; a lasting one raises
+---"gmail.list: ..." from the loop. An unknown label name raises at once.
 ---@param opts? ListOptions
----@return fun(): string|nil, string|nil iterator yielding id, thread_id
+---@return IdIterator iterator giving id, thread_id per call
 function gmail.list(opts) end
 
 ---One message.
@@ -140,7 +157,9 @@ function gmail.list(opts) end
 ---@return GmailError|nil
 function gmail.get(id, opts) end
 
----Any users/{user}/... call; returns the decoded JSON answer.
+---Any users/{user}/... call; returns the decoded JSON answer (JSON null
+---becomes json.null). With --dry-run, a call other than GET is not sent and
+---returns an empty table.
 ---@param req FetchRequest
 ---@return table|nil
 ---@return GmailError|nil
@@ -148,14 +167,18 @@ function gmail.fetch(req) end
 
 ---Fetch many messages through batches: paced to the quota, failed parts
 ---retried per `on_error`, each message handed to `on_message` once.
----@param ids string[]|fun(): string|nil an array or an iterator (e.g. gmail.list{...})
+---Raises for wrong arguments or options, for a callback that raised
+---(on_message, on_error, chunk, format), and when the state cannot be
+---written at the end. An ids function that fails stops the batch with
+---report.stopped = "listing failed: ..." instead.
+---@param ids string[]|IdIterator|fun(): string|nil an array, gmail.list{...}, or a function giving one id per call
 ---@param opts? BatchOptions
 ---@return BatchReport
 function gmail.batch(ids, opts) end
 
 ---Changes since a history id (from gmail.profile().history_id or a store).
----@param start_history_id string
----@return (fun(): HistoryChange|nil)|nil iterator over changes, oldest first
+---@param start_history_id string|integer
+---@return HistoryIterator|nil iterator over changes, oldest first
 ---@return GmailError|nil err.too_old when Gmail no longer keeps that history
 function gmail.history(start_history_id) end
 
@@ -168,7 +191,10 @@ function gmail.labels() end
 function gmail.profile() end
 
 ---Add and remove labels on many messages (batchModify, 1,000 ids a call).
----With --dry-run, prints what would change and changes nothing.
+---At least one of add and remove is required; names are resolved against
+---gmail.labels() (labels are not created). Each failures/skips entry is one
+---call, its id "FIRST..LAST (N ids)". With --dry-run, prints what would
+---change and changes nothing.
 ---@param ids string[]
 ---@param opts ModifyOptions
 ---@return BatchReport
@@ -179,6 +205,17 @@ function gmail.modify(ids, opts) end
 ---@return BatchReport
 function gmail.trash(ids) end
 
+---The policy gmail.batch uses when a script gives no on_error (it ships as
+---scripts/default_policy.lua); gmail.modify and gmail.trash always use it.
+gmail.default_policy = {}
+---rate, server, network: "retry"; not_found: "skip"; precondition, auth:
+---"abort"; invalid, quota_daily, forbidden: "fail".
+---@param err GmailError
+---@param id string
+---@param attempt integer
+---@return Decision
+function gmail.default_policy.on_error(err, id, attempt) end
+
 ---@class RetryOptions
 ---@field attempts? integer tries in all (default 6)
 ---@field base? string|number first backoff, e.g. "1s", "250ms" or seconds (default "1s")
@@ -187,7 +224,9 @@ function gmail.trash(ids) end
 
 ---Call fn until it succeeds: an error it raises, or a `nil, err` whose
 ---err.class is rate, server or network, is retried with backoff. Returns
----fn's results; raises the last error when the tries run out.
+---fn's results (a `nil, err` of another class is returned as it is). When
+---the tries run out it raises: the last error fn raised, or
+---"retry: gave up after N tries: " .. tostring(err) for a returned nil, err.
 ---@generic T
 ---@param fn fun(): T
 ---@param opts? RetryOptions
@@ -197,27 +236,41 @@ function retry(fn, opts) end
 ---@class Output
 local Output = {}
 ---Write one message (or, for jsonl, any table). Raw formats (mbox,
----maildir, eml) need messages fetched with format "raw".
+---maildir, eml) need messages fetched with format "raw". Raises after close.
 ---@param msg Message|table
 function Output:write(msg) end
----Messages written so far.
+---Messages written through this Output so far.
 ---@return integer
 function Output:count() end
----Flush and close.
+---Bring a stored message's labels up to date. maildir: renames the file
+---so its flags S and F follow UNREAD and STARRED; true if it changed.
+---jsonl, mbox and eml keep no labels outside the message: false.
+---@param id string
+---@param labels string[] label ids, as in msg.labels
+---@return boolean changed
+function Output:relabel(id, labels) end
+---Flush to disk; later writes raise.
 function Output:close() end
 
+---@class AppendOptions
+---@field resume? State follow this state: the length is recorded at each commit, and cut back to it on reopening
+---@field overwrite? boolean start the file over (cannot go with resume)
+
 output = {}
----One JSON object per line; a message is written as its Gmail JSON.
+---One JSON value per line; a message is written as its Gmail JSON. Without
+---resume or overwrite, a file that already has content is refused.
 ---@param path string
----@param opts? {resume?: State}
+---@param opts? AppendOptions
 ---@return Output
 function output.jsonl(path, opts) end
 ---An mbox file as Google Takeout writes it (X-Gmail-Labels, X-GM-THRID).
+---Options and an existing file as for output.jsonl. Fetches the label list.
 ---@param path string
----@param opts? {resume?: State}
+---@param opts? AppendOptions
 ---@return Output
 function output.mbox(path, opts) end
----A Maildir (tmp/, new/, cur/): one file per message, written atomically.
+---A Maildir (tmp/, new/, cur/): one file per message, written atomically,
+---flags S and F from UNREAD and STARRED.
 ---@param dir string
 ---@return Output
 function output.maildir(dir) end
@@ -239,31 +292,47 @@ function State:count() end
 ---@return string|nil
 function State:get(key) end
 ---@param key string
----@param value string|number|nil nil deletes
+---@param value string|number|boolean|nil kept as a string; nil deletes
 function State:set(key, value) end
----The last failures recorded by gmail.batch{resume = state}.
----@return {id: string, error: GmailError, attempts: integer}[]
+---The failures recorded by gmail.batch{resume = state} and not cleared
+---since. error is a plain table {status, reason, message, class}.
+---@return {id: string, error: {status: integer, reason: string, message: string, class: ErrorClass}, attempts: integer}[]
 function State:failures() end
----Write everything to disk now (batch does this after every chunk).
+---Write everything to disk now: outputs opened with {resume = state} are
+---flushed and their lengths recorded, then the state is committed
+---(gmail.batch does this about every 50 messages and at its end).
 function State:commit() end
+---Commit. (The file stays held until the script ends.)
 function State:close() end
+---The path given to store.open.
+---@return string
+function State:path() end
 
 store = {}
 ---Open (or create) a state file: an SQLite database. A file that is not a
----gmailscript state file is reported, never overwritten.
+---gmailscript state file is reported, never overwritten. A file another
+---State holds (this script's too, until it ends) raises "in use".
 ---@param path string
 ---@return State
 function store.open(path) end
 
 json = {}
+---Encode as JSON: a sequence becomes an array, a table with string keys an
+---object; a Message becomes its Gmail JSON. Raises "json.encode: ..." for
+---what JSON cannot hold (a function, a non-UTF-8 string).
 ---@param value any
 ---@param opts? {pretty?: boolean}
 ---@return string
 function json.encode(value, opts) end
+---Decode JSON text: objects and arrays become tables, null becomes json.null.
+---On invalid JSON: nil and a message string ("json.decode: ...").
 ---@param text string
----@return any
+---@return any|nil value
+---@return string|nil message
 function json.decode(text) end
----The JSON null value (decode gives it for null).
+---The JSON null value (decode and gmail.fetch give it for null). A distinct
+---value, not nil, and truthy: test with `v == json.null`.
+---@type lightuserdata
 json.null = nil
 
 log = {}

@@ -172,12 +172,7 @@ impl Client {
 
     /// One call, parsed as JSON (`{}` for an empty answer such as 204).
     pub async fn call_json(&self, req: &Request) -> Result<Value, ApiError> {
-        let body = self.call(req).await?;
-        if body.is_empty() {
-            return Ok(Value::Object(Default::default()));
-        }
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::network(format!("answer is not JSON: {e}")))
+        parse_json(&self.call(req).await?)
     }
 
     async fn call_once(&self, req: &Request, token: &Secret) -> Result<Bytes, ApiError> {
@@ -320,26 +315,23 @@ impl Client {
         }
     }
 
-    /// A call retried on rate, server and network errors.
+    /// A call retried on rate, server and network errors, parsed as JSON.
     pub async fn call_json_retrying(
         &self,
         req: &Request,
         backoff: &Backoff,
     ) -> Result<Value, ApiError> {
-        let mut retry = 0;
-        loop {
-            match self.call_json(req).await {
-                Err(e) if e.is_retryable_by_default() => {
-                    retry += 1;
-                    match backoff.delay(retry, e.retry_after) {
-                        Some(d) => tokio::time::sleep(d).await,
-                        None => return Err(e),
-                    }
-                }
-                other => return other,
-            }
-        }
+        let body = self.call_retrying(req, backoff).await?;
+        parse_json(&body)
     }
+}
+
+/// An answer body as JSON (`{}` for an empty answer such as 204).
+fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Ok(Value::Object(Default::default()));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::network(format!("answer is not JSON: {e}")))
 }
 
 /// history.list's own failure: a start too old is not an error to retry

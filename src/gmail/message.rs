@@ -18,25 +18,7 @@ use mail_parser::{MessageParser, MimeHeaders, PartType};
 use serde::{de, Deserialize, Deserializer};
 
 /// The format a message was fetched in, inferred from the fields present.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Minimal,
-    Metadata,
-    Full,
-    Raw,
-}
-
-impl Format {
-    /// The name Gmail's `format` parameter uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Minimal => "minimal",
-            Format::Metadata => "metadata",
-            Format::Full => "full",
-            Format::Raw => "raw",
-        }
-    }
-}
+pub use super::request::Format;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {

@@ -757,7 +757,9 @@ fn note_outcome(lua: &Lua, r: &Report, state: Option<&LuaState>) {
     }
     match &r.stopped {
         Some(Stop::Cancelled) => o.cancelled = true,
-        Some(s @ Stop::Policy { .. }) => o.stopped = Some(s.to_string()),
+        Some(s @ (Stop::Policy { .. } | Stop::Source(_) | Stop::Sink { .. })) => {
+            o.stopped = Some(s.to_string())
+        }
         _ => {}
     }
 }
@@ -857,27 +859,32 @@ async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Result<Ta
             _ => None,
         });
 
+    // A Lua error from the ids iterator or the format function: the run
+    // stops, then it is raised.
+    let req_error: Rc<RefCell<Option<mlua::Error>>> = Rc::new(RefCell::new(None));
     // The ids, as a stream the runner pulls from; done ones skipped.
     let skipped_done = Rc::new(RefCell::new(0u64));
+    let iter_error = req_error.clone();
     let id_stream: Pin<Box<dyn Stream<Item = Result<String, ApiError>>>> = match ids {
         Ids::List(v) => Box::pin(futures_util::stream::iter(v.into_iter().map(Ok))),
         Ids::Stream(s) => Box::pin(s.map(|r| r.map(|m| m.id))),
-        Ids::Func(f) => Box::pin(futures_util::stream::unfold(Some(f), |f| async move {
-            let func = f?;
-            match func.call::<Value>(()) {
-                Ok(Value::String(s)) => Some((Ok(s.to_string_lossy()), Some(func))),
-                Ok(Value::Nil) => None,
-                Ok(other) => Some((
-                    Err(ApiError::network(format!(
-                        "the ids iterator gave {} instead of an id",
+        Ids::Func(f) => Box::pin(futures_util::stream::unfold(Some(f), move |f| {
+            let iter_error = iter_error.clone();
+            async move {
+                let func = f?;
+                let failed = |e: mlua::Error| {
+                    iter_error.borrow_mut().get_or_insert(e);
+                    Some((Err(ApiError::network("the ids iterator failed")), None))
+                };
+                match func.call::<Value>(()) {
+                    Ok(Value::String(s)) => Some((Ok(s.to_string_lossy()), Some(func))),
+                    Ok(Value::Nil) => None,
+                    Ok(other) => failed(mlua::Error::runtime(format!(
+                        "gmail.batch: the ids iterator gave {} instead of an id string",
                         display(&other)
                     ))),
-                    None,
-                )),
-                Err(e) => Some((
-                    Err(ApiError::network(format!("the ids iterator failed: {e}"))),
-                    None,
-                )),
+                    Err(e) => failed(e),
+                }
             }
         })),
     };
@@ -893,7 +900,6 @@ async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Result<Ta
         }
         futures_util::future::ready(keep)
     });
-    let req_error: Rc<RefCell<Option<mlua::Error>>> = Rc::new(RefCell::new(None));
     let req_err = req_error.clone();
     let items = id_stream.map(move |r| {
         let id = r?;
@@ -991,13 +997,15 @@ async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Result<Ta
         s.commit()
             .map_err(|e| mlua::Error::runtime(format!("gmail.batch: {e}")))?;
     }
-    note_outcome(&lua, &report, state.as_ref());
+    // A script error is raised, not counted as the policy's stop: a
+    // script that catches it decides what happens next.
     if let Some(e) = req_error.borrow_mut().take() {
         return Err(e);
     }
     if let Some(e) = callback_error.borrow_mut().take() {
         return Err(e);
     }
+    note_outcome(&lua, &report, state.as_ref());
     let t = report_table(&lua, &report, false)?;
     t.set("already_done", *skipped_done.borrow())?;
     Ok(t)

@@ -1,6 +1,6 @@
 //! `json.encode(value, {pretty = bool})`, `json.decode(text)`, `json.null`.
 
-use mlua::{Lua, LuaSerdeExt, Table, Value};
+use mlua::{Lua, LuaSerdeExt, Value};
 
 use super::message::LuaMessage;
 use super::opts::Opts;
@@ -38,39 +38,78 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
     Ok(())
 }
 
-/// A Lua value as JSON; a message becomes its Gmail JSON.
-pub fn to_json(lua: &Lua, v: Value) -> mlua::Result<serde_json::Value> {
-    if let Value::UserData(ud) = &v {
-        if let Ok(m) = ud.borrow::<LuaMessage>() {
-            return serde_json::from_str(m.0.json())
-                .map_err(|e| mlua::Error::runtime(format!("message JSON: {e}")));
-        }
-    }
-    if let Value::Table(t) = &v {
-        // Messages nested in tables are encoded as their JSON too.
-        if has_userdata(t)? {
-            let copy = lua.create_table()?;
-            for pair in t.pairs::<Value, Value>() {
-                let (k, val) = pair?;
-                let val = match val {
-                    Value::UserData(_) | Value::Table(_) => lua.to_value(&to_json(lua, val)?)?,
-                    other => other,
-                };
-                copy.raw_set(k, val)?;
-            }
-            return lua.from_value(Value::Table(copy));
-        }
-    }
-    lua.from_value(v)
-        .map_err(|e| mlua::Error::runtime(format!("json.encode: {e}")))
+/// A Lua value as JSON; a message becomes its Gmail JSON, wherever it is.
+/// A table with keys 1..n and nothing else is an array; any other table is
+/// an object (number keys become strings), so no key is silently dropped.
+pub fn to_json(_lua: &Lua, v: Value) -> mlua::Result<serde_json::Value> {
+    convert(&v, 0)
 }
 
-fn has_userdata(t: &Table) -> mlua::Result<bool> {
-    for pair in t.pairs::<Value, Value>() {
-        let (_, v) = pair?;
-        if matches!(v, Value::UserData(_)) {
-            return Ok(true);
-        }
+fn convert(v: &Value, depth: usize) -> mlua::Result<serde_json::Value> {
+    use serde_json::Value as J;
+    if depth > 100 {
+        return Err(mlua::Error::runtime(
+            "json.encode: nested more than 100 levels (a table that contains itself?)",
+        ));
     }
-    Ok(false)
+    Ok(match v {
+        Value::Nil => J::Null,
+        Value::LightUserData(p) if p.0.is_null() => J::Null,
+        Value::Boolean(b) => J::Bool(*b),
+        Value::Integer(i) => J::from(*i),
+        Value::Number(n) => serde_json::Number::from_f64(*n)
+            .map(J::Number)
+            .ok_or_else(|| mlua::Error::runtime(format!("json.encode: {n} has no JSON form")))?,
+        Value::String(s) => J::String(s.to_string_lossy()),
+        Value::Table(t) => {
+            let n = t.raw_len();
+            let mut count = 0usize;
+            let mut pairs = Vec::new();
+            for pair in t.pairs::<Value, Value>() {
+                let (k, v) = pair?;
+                count += 1;
+                pairs.push((k, v));
+            }
+            if n > 0 && count == n {
+                let mut arr = Vec::with_capacity(n);
+                for i in 1..=n {
+                    arr.push(convert(&t.raw_get::<Value>(i)?, depth + 1)?);
+                }
+                J::Array(arr)
+            } else {
+                let mut map = serde_json::Map::new();
+                for (k, v) in pairs {
+                    let key = match &k {
+                        Value::String(s) => s.to_string_lossy(),
+                        Value::Integer(i) => i.to_string(),
+                        Value::Number(n) => n.to_string(),
+                        Value::Boolean(b) => b.to_string(),
+                        other => {
+                            return Err(mlua::Error::runtime(format!(
+                                "json.encode: a key of type {} has no JSON form",
+                                other.type_name()
+                            )))
+                        }
+                    };
+                    map.insert(key, convert(&v, depth + 1)?);
+                }
+                J::Object(map)
+            }
+        }
+        Value::UserData(ud) => match ud.borrow::<LuaMessage>() {
+            Ok(m) => serde_json::from_str(m.0.json())
+                .map_err(|e| mlua::Error::runtime(format!("json.encode: message JSON: {e}")))?,
+            Err(_) => {
+                return Err(mlua::Error::runtime(
+                    "json.encode: only messages among userdata values can be encoded",
+                ))
+            }
+        },
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "json.encode: a {} has no JSON form",
+                other.type_name()
+            )))
+        }
+    })
 }

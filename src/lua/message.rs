@@ -6,19 +6,10 @@ use std::sync::Arc;
 
 use mlua::{Lua, MetaMethod, UserData, UserDataFields, UserDataMethods, Value};
 
-use crate::gmail::message::{Format, Message};
+use crate::gmail::message::Message;
 
 #[derive(Clone)]
 pub struct LuaMessage(pub Arc<Message>);
-
-fn format_name(f: Format) -> &'static str {
-    match f {
-        Format::Minimal => "minimal",
-        Format::Metadata => "metadata",
-        Format::Full => "full",
-        Format::Raw => "raw",
-    }
-}
 
 impl UserData for LuaMessage {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
@@ -31,7 +22,7 @@ impl UserData for LuaMessage {
         fields.add_field_method_get("size", |_, m| Ok(m.0.size));
         fields.add_field_method_get("date", |_, m| Ok(m.0.date_seconds()));
         fields.add_field_method_get("history_id", |_, m| Ok(m.0.history_id.clone()));
-        fields.add_field_method_get("format", |_, m| Ok(format_name(m.0.format)));
+        fields.add_field_method_get("format", |_, m| Ok(m.0.format.as_str()));
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
@@ -67,7 +58,7 @@ impl UserData for LuaMessage {
             Ok(format!(
                 "message {} ({}, {} labels)",
                 m.0.id,
-                format_name(m.0.format),
+                m.0.format.as_str(),
                 m.0.labels.len()
             ))
         });

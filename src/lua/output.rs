@@ -15,8 +15,10 @@ use super::opts::Opts;
 use super::store::{output_key, LuaState, SharedWriter};
 
 pub struct LuaOutput {
-    writer: SharedWriter,
-    closed: RefCell<bool>,
+    /// None once closed: dropping the writer releases its file lock.
+    writer: RefCell<Option<SharedWriter>>,
+    kind: &'static str,
+    count_at_close: RefCell<u64>,
 }
 
 fn lua_err(func: &str, e: impl std::fmt::Display) -> mlua::Error {
@@ -24,11 +26,18 @@ fn lua_err(func: &str, e: impl std::fmt::Display) -> mlua::Error {
 }
 
 impl LuaOutput {
+    fn writer(&self, method: &str) -> mlua::Result<SharedWriter> {
+        self.writer.borrow().clone().ok_or_else(|| {
+            mlua::Error::runtime(format!(
+                "output.{}:{method}: this output is closed",
+                self.kind
+            ))
+        })
+    }
+
     fn write(&self, lua: &Lua, v: Value) -> mlua::Result<()> {
-        if *self.closed.borrow() {
-            return Err(mlua::Error::runtime("output:write: this output is closed"));
-        }
-        let kind = self.writer.borrow().kind();
+        let writer = self.writer("write")?;
+        let kind = self.kind;
         let func = format!("output.{kind}:write");
         match &v {
             Value::UserData(ud) if ud.is::<LuaMessage>() => {
@@ -49,7 +58,7 @@ impl LuaOutput {
                         .collect()
                 };
                 let raw = m.raw();
-                self.writer
+                writer
                     .borrow_mut()
                     .write(&OutMessage {
                         id: &m.id,
@@ -66,7 +75,7 @@ impl LuaOutput {
                 let json = serde_json::to_string(&super::json::to_json(lua, v.clone())?)
                     .map_err(|e| lua_err(&func, e))?;
                 let id: Option<String> = t.get("id").ok().flatten();
-                self.writer
+                writer
                     .borrow_mut()
                     .write(&OutMessage {
                         id: id.as_deref().unwrap_or(""),
@@ -91,38 +100,57 @@ impl LuaOutput {
 impl UserData for LuaOutput {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("write", |lua, o, v: Value| o.write(lua, v));
-        methods.add_method("count", |_, o, ()| Ok(o.writer.borrow().count()));
+        methods.add_method("count", |_, o, ()| {
+            Ok(o.writer
+                .borrow()
+                .as_ref()
+                .map(|w| w.borrow().count())
+                .unwrap_or(o.closed_count()))
+        });
         methods.add_method("relabel", |_, o, (id, labels): (String, Vec<String>)| {
-            let kind = o.writer.borrow().kind();
-            o.writer
+            o.writer("relabel")?
                 .borrow_mut()
                 .relabel(&id, &labels)
-                .map_err(|e| lua_err(&format!("output.{kind}:relabel"), e))
+                .map_err(|e| lua_err(&format!("output.{}:relabel", o.kind), e))
         });
         methods.add_method("close", |_, o, ()| {
-            *o.closed.borrow_mut() = true;
-            let kind = o.writer.borrow().kind();
-            o.writer
-                .borrow_mut()
-                .flush()
-                .map_err(|e| lua_err(&format!("output.{kind}:close"), e))
+            let Some(w) = o.writer.borrow_mut().take() else {
+                return Ok(());
+            };
+            let mut w = w.borrow_mut();
+            *o.count_at_close.borrow_mut() = w.count();
+            w.flush()
+                .map_err(|e| lua_err(&format!("output.{}:close", o.kind), e))
         });
         methods.add_meta_method(mlua::MetaMethod::ToString, |_, o, ()| {
-            let w = o.writer.borrow();
-            Ok(format!(
-                "{} output {} ({} written)",
-                w.kind(),
-                w.path().display(),
-                w.count()
-            ))
+            Ok(match o.writer.borrow().as_ref() {
+                Some(w) => {
+                    let w = w.borrow();
+                    format!(
+                        "{} output {} ({} written)",
+                        w.kind(),
+                        w.path().display(),
+                        w.count()
+                    )
+                }
+                None => format!("{} output (closed, {} written)", o.kind, o.closed_count()),
+            })
         });
+    }
+}
+
+impl LuaOutput {
+    fn closed_count(&self) -> u64 {
+        *self.count_at_close.borrow()
     }
 }
 
 impl Drop for LuaOutput {
     fn drop(&mut self) {
         // Buffered bytes reach the disk even if the script forgot close().
-        let _ = self.writer.borrow_mut().flush();
+        if let Some(w) = self.writer.borrow().as_ref() {
+            let _ = w.borrow_mut().flush();
+        }
     }
 }
 
@@ -134,9 +162,11 @@ fn wrap(func: &str, writer: Box<dyn Writer>, state: Option<&LuaState>) -> mlua::
         // commit resumes this file instead of finding it unexplained.
         s.commit().map_err(|e| lua_err(func, e))?;
     }
+    let kind = writer.borrow().kind();
     Ok(LuaOutput {
-        writer,
-        closed: RefCell::new(false),
+        writer: RefCell::new(Some(writer)),
+        kind,
+        count_at_close: RefCell::new(0),
     })
 }
 

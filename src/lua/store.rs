@@ -11,12 +11,14 @@ use mlua::{Lua, UserData, UserDataMethods, Value};
 
 use crate::gmail::ApiError;
 use crate::output::Writer;
-use crate::store::{FailureRecord, Store, StoreError};
+use crate::store::{FailureRecord, Store};
 
 pub type SharedWriter = Rc<RefCell<Box<dyn Writer>>>;
 
 struct Inner {
-    store: Store,
+    /// None once closed (the file is released).
+    store: Option<Store>,
+    path: PathBuf,
     outputs: Vec<Weak<RefCell<Box<dyn Writer>>>>,
 }
 
@@ -29,61 +31,33 @@ pub fn output_key(path: &Path) -> String {
     format!("output:{}", abs.display())
 }
 
-impl LuaState {
-    pub fn path(&self) -> PathBuf {
-        self.0.borrow().store.path().to_path_buf()
-    }
-
-    pub fn is_done(&self, id: &str) -> Result<bool, StoreError> {
-        self.0.borrow().store.is_done(id)
-    }
-
-    pub fn mark_done(&self, id: &str) -> Result<(), StoreError> {
-        self.0.borrow_mut().store.mark_done(id)
-    }
-
-    pub fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.0.borrow().store.get(key)
-    }
-
-    pub fn record_failure(&self, id: &str, e: &ApiError, attempts: u32) -> Result<(), StoreError> {
-        self.0.borrow_mut().store.record_failure(&FailureRecord {
-            id: id.to_string(),
-            status: e.status,
-            reason: e.reason.clone(),
-            message: e.message.clone(),
-            class: e.class.as_str().to_string(),
-            attempts,
-        })
-    }
-
-    /// Follow this output: its resume point is saved at every commit.
-    pub fn register(&self, w: &SharedWriter) {
-        self.0.borrow_mut().outputs.push(Rc::downgrade(w));
+impl Inner {
+    fn store(&mut self) -> Result<&mut Store, String> {
+        let path = self.path.display().to_string();
+        self.store
+            .as_mut()
+            .ok_or_else(|| format!("the state {path} is closed"))
     }
 
     /// Flush the outputs, record where they stand, then commit: the state
     /// never says "done" for a message an output has not durably written.
-    pub fn commit(&self) -> Result<(), String> {
-        let mut inner = self.0.borrow_mut();
-        inner.outputs.retain(|w| w.strong_count() > 0);
-        let outputs: Vec<SharedWriter> = inner.outputs.iter().filter_map(Weak::upgrade).collect();
-        inner.save(&outputs)
-    }
-}
-
-impl Inner {
     fn save(&mut self, outputs: &[SharedWriter]) -> Result<(), String> {
+        let store = self.store()?;
         for w in outputs {
             let mut w = w.borrow_mut();
             w.flush().map_err(|e| e.to_string())?;
             if let Some(at) = w.resume_point() {
-                self.store
+                store
                     .set(&output_key(w.path()), Some(&at.to_string()))
                     .map_err(|e| e.to_string())?;
             }
         }
-        self.store.commit().map_err(|e| e.to_string())
+        store.commit().map_err(|e| e.to_string())
+    }
+
+    fn live_outputs(&mut self) -> Vec<SharedWriter> {
+        self.outputs.retain(|w| w.strong_count() > 0);
+        self.outputs.iter().filter_map(Weak::upgrade).collect()
     }
 }
 
@@ -93,28 +67,104 @@ impl Drop for Inner {
     /// otherwise the uncommitted marks are rolled back and fetched again.
     fn drop(&mut self) {
         let outputs: Option<Vec<SharedWriter>> = self.outputs.iter().map(Weak::upgrade).collect();
-        if let Some(outputs) = outputs {
+        if let (Some(outputs), Some(_)) = (outputs, &self.store) {
             let _ = self.save(&outputs);
         }
     }
 }
 
-fn lua_err(e: impl std::fmt::Display) -> mlua::Error {
-    mlua::Error::runtime(e.to_string())
+impl LuaState {
+    pub fn path(&self) -> PathBuf {
+        self.0.borrow().path.clone()
+    }
+
+    pub fn is_done(&self, id: &str) -> Result<bool, String> {
+        self.0
+            .borrow_mut()
+            .store()?
+            .is_done(id)
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn mark_done(&self, id: &str) -> Result<(), String> {
+        self.0
+            .borrow_mut()
+            .store()?
+            .mark_done(id)
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<String>, String> {
+        self.0
+            .borrow_mut()
+            .store()?
+            .get(key)
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn record_failure(&self, id: &str, e: &ApiError, attempts: u32) -> Result<(), String> {
+        self.0
+            .borrow_mut()
+            .store()?
+            .record_failure(&FailureRecord {
+                id: id.to_string(),
+                status: e.status,
+                reason: e.reason.clone(),
+                message: e.message.clone(),
+                class: e.class.as_str().to_string(),
+                attempts,
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    /// Follow this output: its resume point is saved at every commit.
+    pub fn register(&self, w: &SharedWriter) {
+        self.0.borrow_mut().outputs.push(Rc::downgrade(w));
+    }
+
+    pub fn commit(&self) -> Result<(), String> {
+        let mut inner = self.0.borrow_mut();
+        let outputs = inner.live_outputs();
+        inner.save(&outputs)
+    }
+
+    /// Commit, then release the file.
+    pub fn close(&self) -> Result<(), String> {
+        let mut inner = self.0.borrow_mut();
+        if inner.store.is_none() {
+            return Ok(());
+        }
+        let outputs = inner.live_outputs();
+        inner.save(&outputs)?;
+        match inner.store.take() {
+            Some(s) => s.close().map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+}
+
+fn lua_err(method: &str) -> impl Fn(String) -> mlua::Error + '_ {
+    move |e| mlua::Error::runtime(format!("state:{method}: {e}"))
 }
 
 impl UserData for LuaState {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("is_done", |_, s, id: String| {
-            s.is_done(&id).map_err(lua_err)
+            s.is_done(&id).map_err(lua_err("is_done"))
         });
         methods.add_method("mark_done", |_, s, id: String| {
-            s.mark_done(&id).map_err(lua_err)
+            s.mark_done(&id).map_err(lua_err("mark_done"))
         });
         methods.add_method("count", |_, s, ()| {
-            s.0.borrow().store.count_done().map_err(lua_err)
+            let mut inner = s.0.borrow_mut();
+            let store = inner.store().map_err(lua_err("count"))?;
+            store
+                .count_done()
+                .map_err(|e| lua_err("count")(e.to_string()))
         });
-        methods.add_method("get", |_, s, key: String| s.get(&key).map_err(lua_err));
+        methods.add_method("get", |_, s, key: String| {
+            s.get(&key).map_err(lua_err("get"))
+        });
         methods.add_method("set", |_, s, (key, value): (String, Value)| {
             let value = match value {
                 Value::Nil => None,
@@ -129,13 +179,20 @@ impl UserData for LuaState {
                     )))
                 }
             };
-            s.0.borrow_mut()
-                .store
+            let mut inner = s.0.borrow_mut();
+            let store = inner.store().map_err(lua_err("set"))?;
+            store
                 .set(&key, value.as_deref())
-                .map_err(lua_err)
+                .map_err(|e| lua_err("set")(e.to_string()))
         });
         methods.add_method("failures", |lua, s, ()| {
-            let list = s.0.borrow().store.failures().map_err(lua_err)?;
+            let list = {
+                let mut inner = s.0.borrow_mut();
+                let store = inner.store().map_err(lua_err("failures"))?;
+                store
+                    .failures()
+                    .map_err(|e| lua_err("failures")(e.to_string()))?
+            };
             let t = lua.create_table()?;
             for (i, f) in list.into_iter().enumerate() {
                 let e = lua.create_table()?;
@@ -151,8 +208,8 @@ impl UserData for LuaState {
             }
             Ok(t)
         });
-        methods.add_method("commit", |_, s, ()| s.commit().map_err(lua_err));
-        methods.add_method("close", |_, s, ()| s.commit().map_err(lua_err));
+        methods.add_method("commit", |_, s, ()| s.commit().map_err(lua_err("commit")));
+        methods.add_method("close", |_, s, ()| s.close().map_err(lua_err("close")));
         methods.add_method("path", |_, s, ()| Ok(s.path().display().to_string()));
         methods.add_meta_method(mlua::MetaMethod::ToString, |_, s, ()| {
             Ok(format!("state {}", s.path().display()))
@@ -168,7 +225,8 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
             let s = Store::open(Path::new(&path))
                 .map_err(|e| mlua::Error::runtime(format!("store.open: {e}")))?;
             Ok(LuaState(Rc::new(RefCell::new(Inner {
-                store: s,
+                path: s.path().to_path_buf(),
+                store: Some(s),
                 outputs: Vec::new(),
             }))))
         })?,

@@ -206,7 +206,13 @@ async fn serve(sim: Arc<Sim>, req: Request<Incoming>) -> Result<Response<Body>, 
 
     // Connection faults strike API traffic only. The call is still carried
     // out first: a client cannot know whether a reset request took effect.
-    let outer_key = format!("{method} {target} {:x}", fnv(&body));
+    // Keyed by what is asked, not by the client's random batch boundary,
+    // so the same requests meet the same faults in every run.
+    let asked = match batch::boundary(&content_type) {
+        Ok(b) => fnv_without(&body, b.as_bytes()),
+        Err(_) => fnv_without(&body, b""),
+    };
+    let outer_key = format!("{method} {target} {asked:x}");
     let outer = sim.faults.decide(Scope::Outer, &outer_key);
     if outer == Some(Fault::Slow) {
         sim.stats.outer_fault("slow");
@@ -273,10 +279,21 @@ async fn truncate(response: Response<Body>) -> Response<Body> {
     r
 }
 
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
+/// fnv of `bytes` with every occurrence of `cut` left out.
+fn fnv_without(bytes: &[u8], cut: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let (keep, next) = match memchr::memmem::find(rest, cut) {
+            Some(i) if !cut.is_empty() => (&rest[..i], &rest[i + cut.len()..]),
+            _ => (rest, &rest[rest.len()..]),
+        };
+        h = keep
+            .iter()
+            .fold(h, |h, b| (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3));
+        rest = next;
+    }
+    h
 }
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
