@@ -701,3 +701,42 @@ gmail.batch(function() error("iterator broke") end, {{}})
     assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
     assert!(stderr.contains("iterator broke"), "{stderr}");
 }
+
+#[test]
+fn closing_an_output_before_its_state_keeps_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let s = write_script(
+        dir.path(),
+        "close_order.lua",
+        &format!(
+            r#"
+local state = store.open("{d}/state")
+local out = output.jsonl("{d}/out.jsonl", {{ resume = state }})
+if arg[1] == "first" then
+  gmail.batch(gmail.list{{ limit = 30 }}, {{ format = "minimal", resume = state,
+    on_message = function(m) out:write(m) end }})
+  -- After the batch's last commit: one more line and its mark.
+  out:write{{ id = "extra" }}
+  state:mark_done("extra")
+  out:close()
+  state:close()
+else
+  print(state:count(), state:is_done("extra"))
+end
+"#
+        ),
+    );
+    let out = run(&[&s, "--sim", "--sim-messages", "50", "--", "first"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let out = run(&[&s, "--sim", "--sim-messages", "50", "--", "second"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim(), "31\ttrue");
+    let lines = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    assert_eq!(
+        lines.lines().count(),
+        31,
+        "the reopened output kept every line"
+    );
+}

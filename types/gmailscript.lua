@@ -70,7 +70,7 @@ function Message:has_label(label) end
 ---@alias Decision "retry"|"skip"|"fail"|"abort"|"split"
 
 ---@class BatchOptions
----@field format? "minimal"|"metadata"|"full"|"raw"|fun(id: string): FetchRequest default "metadata"
+---@field format? "minimal"|"metadata"|"full"|"raw"|fun(id: string): FetchRequest default "metadata"; an error a format function raises, or a request that is not valid, stops the run and is re-raised by gmail.batch
 ---@field headers? string[] metadata headers to ask for (default From, To, Subject, Date)
 ---@field chunk? integer|fun(stats: ChunkStats): integer calls per batch request, 1-100 (default adaptive from 50); an error a chunk function raises, or a size out of range, stops the run and is re-raised by gmail.batch
 ---@field max_chunk? integer upper bound for the adaptive size (default 50, or the fixed chunk; at most 100)
@@ -93,7 +93,7 @@ function Message:has_label(label) end
 ---@field seconds number
 ---@field rate_errors integer
 ---@field not_done integer taken from ids (or waiting for a retry) but not finished because the run stopped
----@field stopped? string why the run stopped early: "stopped on ID: ..." (policy abort), "cancelled" (Ctrl-C), "listing failed: ..." (gmail.list or an ids function failed), "could not store ID: ..." (resume state not written)
+---@field stopped? string why the run stopped early: "stopped on ID: ..." (policy abort; exit code 3), "cancelled" (Ctrl-C; exit code 130), "listing failed: ..." (gmail.list failed; exit code 3), "could not store ID: ..." (resume state, or an output following it, not written; exit code 3)
 ---@field failures {id: string, error: GmailError, attempts: integer}[] modify: id reads "FIRST..LAST (N ids)", one entry per batchModify call
 ---@field skips {id: string, error: GmailError, attempts: integer}[]
 ---@field dry_run? boolean modify and trash only: true under --dry-run; nothing was changed
@@ -168,10 +168,13 @@ function gmail.fetch(req) end
 ---Fetch many messages through batches: paced to the quota, failed parts
 ---retried per `on_error`, each message handed to `on_message` once.
 ---Raises for wrong arguments or options, for a callback that raised
----(on_message, on_error, chunk, format), and when the state cannot be
----written at the end. An ids function that fails stops the batch with
----report.stopped = "listing failed: ..." instead.
----@param ids string[]|IdIterator|fun(): string|nil an array, gmail.list{...}, or a function giving one id per call
+---(on_message, on_error, chunk, format) or an ids function that raised or
+---gave something other than a string or nil (the batch stops, commits, then
+---raises that error; pcall catches it, and nothing of that batch counts
+---toward the exit code), and when the state cannot be written at the end
+---(a closed resume State included). A gmail.list that fails stops the batch
+---with report.stopped = "listing failed: ..." (exit code 3) instead.
+---@param ids string[]|IdIterator|fun(): string|nil an array, gmail.list{...}, or a function giving one id per call (an error it raises is re-raised by gmail.batch)
 ---@param opts? BatchOptions
 ---@return BatchReport
 function gmail.batch(ids, opts) end
@@ -239,7 +242,7 @@ local Output = {}
 ---maildir, eml) need messages fetched with format "raw". Raises after close.
 ---@param msg Message|table
 function Output:write(msg) end
----Messages written through this Output so far.
+---Messages written through this Output so far (also after close).
 ---@return integer
 function Output:count() end
 ---Bring a stored message's labels up to date. maildir: renames the file
@@ -249,7 +252,12 @@ function Output:count() end
 ---@param labels string[] label ids, as in msg.labels
 ---@return boolean changed
 function Output:relabel(id, labels) end
----Flush to disk; later writes raise.
+---Flush to disk and release the output: the file lock (jsonl, mbox) is let
+---go, so the same path can be opened again at once, and a State it followed
+---no longer records its length (commit before closing to keep later writes).
+---Later write and relabel raise "output.KIND:METHOD: this output is closed";
+---count() still answers; tostring gives "KIND output (closed, N written)".
+---Closing twice is harmless.
 function Output:close() end
 
 ---@class AppendOptions
@@ -302,7 +310,9 @@ function State:failures() end
 ---flushed and their lengths recorded, then the state is committed
 ---(gmail.batch does this about every 50 messages and at its end).
 function State:commit() end
----Commit. (The file stays held until the script ends.)
+---Commit, then release the file: store.open(same path) works again at once.
+---The other methods of a closed State raise "state:METHOD: the state PATH is
+---closed" (path() and tostring still answer); closing twice is harmless.
 function State:close() end
 ---The path given to store.open.
 ---@return string
@@ -311,15 +321,20 @@ function State:path() end
 store = {}
 ---Open (or create) a state file: an SQLite database. A file that is not a
 ---gmailscript state file is reported, never overwritten. A file another
----State holds (this script's too, until it ends) raises "in use".
+---State holds (this script's too, until state:close() or the script's end)
+---raises "in use".
 ---@param path string
 ---@return State
 function store.open(path) end
 
 json = {}
----Encode as JSON: a sequence becomes an array, a table with string keys an
----object; a Message becomes its Gmail JSON. Raises "json.encode: ..." for
----what JSON cannot hold (a function, a non-UTF-8 string).
+---Encode as JSON: a table whose keys are exactly 1..n (n > 0) becomes an
+---array; any other table an object whose number keys become strings, so no
+---key is dropped ({1, 2, nil, 4} gives {"1":1,"2":2,"4":4}); {} gives {}.
+---A Message becomes its Gmail JSON at any depth. Raises "json.encode: ..."
+---for what has no JSON form (NaN, infinity, a function, other userdata, a
+---table as a key) and for nesting deeper than 100 levels. Non-UTF-8 bytes
+---become U+FFFD.
 ---@param value any
 ---@param opts? {pretty?: boolean}
 ---@return string

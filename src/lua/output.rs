@@ -19,6 +19,8 @@ pub struct LuaOutput {
     writer: RefCell<Option<SharedWriter>>,
     kind: &'static str,
     count_at_close: RefCell<u64>,
+    /// The state that records this output's resume point, if any.
+    state: Option<LuaState>,
 }
 
 fn lua_err(func: &str, e: impl std::fmt::Display) -> mlua::Error {
@@ -114,12 +116,7 @@ impl UserData for LuaOutput {
                 .map_err(|e| lua_err(&format!("output.{}:relabel", o.kind), e))
         });
         methods.add_method("close", |_, o, ()| {
-            let Some(w) = o.writer.borrow_mut().take() else {
-                return Ok(());
-            };
-            let mut w = w.borrow_mut();
-            *o.count_at_close.borrow_mut() = w.count();
-            w.flush()
+            o.finish()
                 .map_err(|e| lua_err(&format!("output.{}:close", o.kind), e))
         });
         methods.add_meta_method(mlua::MetaMethod::ToString, |_, o, ()| {
@@ -143,14 +140,25 @@ impl LuaOutput {
     fn closed_count(&self) -> u64 {
         *self.count_at_close.borrow()
     }
+
+    /// Flush, leave the final resume point with the state (committed with
+    /// the ids it covers), and release the file.
+    fn finish(&self) -> Result<(), String> {
+        let Some(w) = self.writer.borrow_mut().take() else {
+            return Ok(());
+        };
+        *self.count_at_close.borrow_mut() = w.borrow().count();
+        match &self.state {
+            Some(s) => s.record_point(&w),
+            None => w.borrow_mut().flush().map_err(|e| e.to_string()),
+        }
+    }
 }
 
 impl Drop for LuaOutput {
     fn drop(&mut self) {
         // Buffered bytes reach the disk even if the script forgot close().
-        if let Some(w) = self.writer.borrow().as_ref() {
-            let _ = w.borrow_mut().flush();
-        }
+        let _ = self.finish();
     }
 }
 
@@ -167,6 +175,7 @@ fn wrap(func: &str, writer: Box<dyn Writer>, state: Option<&LuaState>) -> mlua::
         writer: RefCell::new(Some(writer)),
         kind,
         count_at_close: RefCell::new(0),
+        state: state.cloned(),
     })
 }
 

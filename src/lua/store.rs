@@ -62,12 +62,12 @@ impl Inner {
 }
 
 impl Drop for Inner {
-    /// A state dropped without close() still saves its progress, but only
-    /// when every output it follows is alive to record its resume point;
-    /// otherwise the uncommitted marks are rolled back and fetched again.
+    /// A state dropped without close() still saves its progress: outputs
+    /// already gone recorded their last resume point when they closed (see
+    /// `LuaState::record_point`); the live ones are flushed and recorded now.
     fn drop(&mut self) {
-        let outputs: Option<Vec<SharedWriter>> = self.outputs.iter().map(Weak::upgrade).collect();
-        if let (Some(outputs), Some(_)) = (outputs, &self.store) {
+        if self.store.is_some() {
+            let outputs = self.live_outputs();
             let _ = self.save(&outputs);
         }
     }
@@ -120,6 +120,20 @@ impl LuaState {
     /// Follow this output: its resume point is saved at every commit.
     pub fn register(&self, w: &SharedWriter) {
         self.0.borrow_mut().outputs.push(Rc::downgrade(w));
+    }
+
+    /// An output this state follows is closing: flush it and record where
+    /// it stands, to be committed with the ids marked done so far.
+    pub fn record_point(&self, w: &SharedWriter) -> Result<(), String> {
+        let mut inner = self.0.borrow_mut();
+        let mut w = w.borrow_mut();
+        w.flush().map_err(|e| e.to_string())?;
+        match (w.resume_point(), inner.store.as_mut()) {
+            (Some(at), Some(store)) => store
+                .set(&output_key(w.path()), Some(&at.to_string()))
+                .map_err(|e| e.to_string()),
+            _ => Ok(()),
+        }
     }
 
     pub fn commit(&self) -> Result<(), String> {
