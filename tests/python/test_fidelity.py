@@ -247,3 +247,52 @@ def test_threads_labels_history_and_mutations(sim):
     with pytest.raises(HttpError) as e:
         u.history().list(userId="me", startHistoryId="1").execute()
     assert e.value.status_code == 404
+
+
+def service_account_info(url):
+    # A throwaway key: the simulator reads the JWT's claims and does not
+    # check its signature, but Google's library must be able to sign.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return {
+        "type": "service_account",
+        "project_id": "sim-project",
+        "private_key_id": "sim-key",
+        "private_key": pem,
+        "client_email": "robot@sim-project.iam.gserviceaccount.com",
+        "client_id": "1234567890",
+        "token_uri": url + "/token",
+    }
+
+
+def test_service_account_with_and_without_a_delegated_subject(sim):
+    from google.oauth2 import service_account
+
+    info = service_account_info(sim.url)
+    scopes = ["https://www.googleapis.com/auth/gmail.readonly"]
+    creds = service_account.Credentials.from_service_account_info(info, scopes=scopes)
+    delegated = creds.with_subject("alice@example.com")
+    svc = build(
+        "gmail", "v1", credentials=delegated, client_options={"api_endpoint": sim.url + "/"},
+        static_discovery=True, cache_discovery=False,
+    )
+    assert svc.users().getProfile(userId="me").execute()["emailAddress"] == "alice@example.com"
+    # A read-only token cannot modify.
+    mid = svc.users().messages().list(userId="me", maxResults=1).execute()["messages"][0]["id"]
+    with pytest.raises(HttpError) as e:
+        svc.users().messages().trash(userId="me", id=mid).execute()
+    assert e.value.status_code == 403
+
+    bare = build(
+        "gmail", "v1", credentials=creds, client_options={"api_endpoint": sim.url + "/"},
+        static_discovery=True, cache_discovery=False,
+    )
+    with pytest.raises(HttpError) as e:
+        bare.users().messages().list(userId="me").execute()
+    assert e.value.status_code == 400
+    assert e.value.reason == "Precondition check failed."
