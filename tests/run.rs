@@ -740,3 +740,135 @@ end
         "the reopened output kept every line"
     );
 }
+
+#[test]
+fn chaos_backup_under_the_fault_mix_exports_exactly_the_listed_ids() {
+    // The same seed gives the same mailbox with and without faults: list on
+    // a clean simulator, back up from a faulty one.
+    let clean = Sim::start(&["--messages", "500", "--seed", "5", "--quota", "off"]);
+    let listed = clean.listed();
+    drop(clean);
+    let sim = Sim::start(&[
+        "--messages",
+        "500",
+        "--seed",
+        "5",
+        "--quota",
+        "off",
+        "--faults",
+        "500:0.02,503:0.01,429:0.03,reset:0.005,truncate:0.002",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("mail");
+    let out = sim.run(&[
+        &script("backup.lua"),
+        "--quiet",
+        "--",
+        dest.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(
+        maildir_ids(&dest),
+        listed,
+        "each listed message exactly once"
+    );
+    let stats = sim.get("/_sim/stats");
+    assert!(
+        stats["injected_faults"].as_u64().unwrap() > 0,
+        "faults were injected: {stats}"
+    );
+}
+
+/// Each message file of a Maildir by id.
+fn maildir_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    for sub in ["cur", "new"] {
+        for e in std::fs::read_dir(dir.join(sub)).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let id = name.split('.').nth(1).unwrap().to_string();
+            assert!(
+                out.insert(id, std::fs::read(&p).unwrap()).is_none(),
+                "duplicate {name}"
+            );
+        }
+    }
+    out
+}
+
+/// The long crash test: `cargo test --release --test run -- --ignored crash`
+/// (`CRASHES=N` for more than 20 kills).
+#[test]
+#[ignore = "long: kills the backup at 20+ random moments"]
+fn crash_kill_9_at_random_moments_then_resume_matches_a_clean_run() {
+    use rand::Rng;
+    let kills: usize = std::env::var("CRASHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let sim = Sim::start(&[
+        "--messages",
+        "1500",
+        "--seed",
+        "9",
+        "--quota",
+        "off",
+        "--latency",
+        "20ms",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let clean = dir.path().join("clean");
+    let out = sim.run(&[
+        &script("backup.lua"),
+        "--quiet",
+        "--",
+        clean.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+
+    let crashed = dir.path().join("crashed");
+    let mut rng = rand::thread_rng();
+    for i in 0..kills {
+        let mut child = Command::new(BIN)
+            .args([
+                "run",
+                &script("backup.lua"),
+                "--endpoint",
+                &sim.url,
+                "--quota",
+                "off",
+                "--quiet",
+                "--",
+            ])
+            .arg(&crashed)
+            .env("GMAILSCRIPT_TOKEN", "sim-token")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.gen_range(30..400)));
+        let finished = child.try_wait().unwrap().is_some();
+        child.kill().ok();
+        child.wait().unwrap();
+        eprintln!(
+            "kill {i}: {} files{}",
+            maildir_ids_at(&crashed, false).len(),
+            if finished { " (had finished)" } else { "" }
+        );
+    }
+    let out = sim.run(&[
+        &script("backup.lua"),
+        "--quiet",
+        "--",
+        crashed.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let (a, b) = (maildir_files(&clean), maildir_files(&crashed));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    assert!(a == b, "every message file equals the clean run's");
+    assert!(std::fs::read_dir(crashed.join("tmp"))
+        .unwrap()
+        .next()
+        .is_none());
+}
