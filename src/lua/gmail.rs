@@ -118,7 +118,8 @@ pub async fn resolve_labels(lua: &Lua, func: &str, names: &[String]) -> mlua::Re
                         .map(|l| l.name.as_str())
                         .collect();
                     mlua::Error::runtime(format!(
-                        "{func}: unknown label '{n}' (user labels: {})",
+                        "{func}: unknown label {} (user labels: {})",
+                        short(n),
                         user.join(", ")
                     ))
                 })
@@ -226,8 +227,20 @@ const FORMATS: &str = "minimal, metadata, full, raw";
 
 fn parse_format(func: &str, s: &str) -> mlua::Result<Format> {
     Format::parse(s).ok_or_else(|| {
-        mlua::Error::runtime(format!("{func}: unknown format '{s}' (valid: {FORMATS})"))
+        mlua::Error::runtime(format!(
+            "{func}: unknown format {} (valid: {FORMATS})",
+            short(s)
+        ))
     })
+}
+
+/// A value quoted for an error message, cut if long.
+fn short(s: &str) -> String {
+    if s.chars().count() > 40 {
+        format!("'{}…'", s.chars().take(40).collect::<String>())
+    } else {
+        format!("'{s}'")
+    }
 }
 
 async fn get(lua: Lua, (id, opts): (String, Option<Value>)) -> mlua::Result<(Value, Value)> {
@@ -264,7 +277,8 @@ fn fetch_request(func: &str, v: Value) -> mlua::Result<Request> {
         Some("DELETE") => "DELETE",
         Some(other) => {
             return Err(mlua::Error::runtime(format!(
-                "{func}: option 'method' must be GET, POST, PUT, PATCH or DELETE, got {other:?}"
+                "{func}: option 'method' must be GET, POST, PUT, PATCH or DELETE, got {}",
+                short(other)
             )))
         }
     };
@@ -275,7 +289,8 @@ fn fetch_request(func: &str, v: Value) -> mlua::Result<Request> {
     })?;
     if path.contains("://") || path.contains(char::is_whitespace) || path.contains('?') {
         return Err(mlua::Error::runtime(format!(
-            "{func}: option 'path' must be a path below users/{{user}}/ without a query (use 'query'), got {path:?}"
+            "{func}: option 'path' must be a path below users/{{user}}/ without a query (use 'query'), got {}",
+            short(&path)
         )));
     }
     let mut query = Vec::new();

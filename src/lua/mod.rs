@@ -187,7 +187,10 @@ impl Host {
 fn traceback(lua: &Lua, e: &Value) -> String {
     let message = match e {
         Value::String(s) => s.to_string_lossy(),
-        Value::Error(err) => script_error((**err).clone()).message,
+        Value::Error(err) => match bad_argument(lua, err) {
+            Some(m) => m,
+            None => script_error((**err).clone()).message,
+        },
         Value::Nil => "error (nil)".to_string(),
         other => other
             .to_string()
@@ -204,7 +207,9 @@ fn traceback(lua: &Lua, e: &Value) -> String {
             continue;
         }
         let file = src.short_src.map(|s| s.to_string()).unwrap_or_default();
-        if file == "gmailscript" {
+        // The host's own wrappers (mlua's async glue, ours) are not the
+        // script's business.
+        if file == "gmailscript" || file == "[string \"?\"]" {
             continue;
         }
         let line = d.curr_line();
@@ -226,6 +231,46 @@ fn traceback(lua: &Lua, e: &Value) -> String {
     } else {
         format!("{message}\nstack traceback:\n{}", frames.join("\n"))
     }
+}
+
+/// A wrong argument type names the function, as Lua's own errors do:
+/// `bad argument #1 to 'gmail.get' (error converting ...)`. mlua does not
+/// know the name, so it is read off the stack: the C function being called.
+fn bad_argument(lua: &Lua, err: &mlua::Error) -> Option<String> {
+    let (pos, cause) = match err {
+        mlua::Error::BadArgument {
+            to: None,
+            pos,
+            cause,
+            ..
+        } => (*pos, cause),
+        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => {
+            return bad_argument(lua, cause)
+        }
+        _ => return None,
+    };
+    // The function the script called: a C function, or the Lua wrapper
+    // mlua puts around async ones (whose own C part is named `poll`).
+    let name = (1..10)
+        .filter_map(|level| lua.inspect_stack(level))
+        .find_map(|d| {
+            let src = d.source();
+            let wrapper = src.short_src.as_deref() == Some("[string \"?\"]");
+            let name = d.names().name.map(|n| n.to_string())?;
+            ((src.what == "C" && name != "poll") || wrapper).then_some(name)
+        })?;
+    let qualified = ["gmail", "output", "store", "json", "log", "time"]
+        .iter()
+        .find(|module| {
+            lua.globals()
+                .get::<mlua::Table>(**module)
+                .and_then(|t| t.get::<Value>(name.as_str()))
+                .is_ok_and(|v| v.is_function())
+        })
+        .map(|module| format!("{module}.{name}"))
+        .unwrap_or(name);
+    let cause = script_error((**cause).clone()).message;
+    Some(format!("bad argument #{pos} to '{qualified}' ({cause})"))
 }
 
 /// Turn an mlua error into one readable line plus a traceback.

@@ -132,7 +132,7 @@ impl Sim {
         for u in config.users.iter().chain(&config.no_gmail) {
             if !u.contains('@') || u.contains(char::is_whitespace) {
                 return Err(SimError::Config(format!(
-                    "user {u:?} is not an email address"
+                    "--users / --no-gmail-users: {u:?} is not an email address"
                 )));
             }
         }

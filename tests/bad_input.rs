@@ -1,0 +1,337 @@
+//! The bad-input catalogue (docs/bad-input.md lists it): every user-facing
+//! input tried malformed, empty, huge and of the wrong type. Each must give
+//! one clear line naming what is wrong, exit code 2, and no panic.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gmailscript");
+
+fn gs(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("gmailscript runs")
+}
+
+/// Exit 2, no panic, and each needle in stderr.
+fn refused(what: &str, out: Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    assert!(!err.trim().is_empty(), "{what}: says something");
+    for n in needles {
+        assert!(err.contains(n), "{what}: {n:?} not in {err}");
+    }
+}
+
+#[test]
+fn cli_flags() {
+    let huge = "9".repeat(5000);
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (vec!["sim", "--port", "http"], vec!["--port"]),
+        (vec!["sim", "--port", "70000"], vec!["--port"]),
+        (vec!["sim", "--messages", "-5"], vec!["-5"]),
+        (vec!["sim", "--messages", &huge], vec!["--messages"]),
+        (vec!["sim", "--seed", ""], vec!["--seed"]),
+        (vec!["sim", "--quota", ""], vec!["2026, legacy or off"]),
+        (vec!["sim", "--speed", "-1"], vec!["-1"]),
+        (vec!["sim", "--speed", "NaN"], vec!["--speed"]),
+        (vec!["sim", "--faults", "503:-1"], vec!["503:-1"]),
+        (vec!["sim", "--faults", ":"], vec![":"]),
+        (vec!["sim", "--latency", ""], vec!["duration"]),
+        (vec!["sim", "--latency", &huge], vec!["out of range"]),
+        (vec!["sim", "--token-lifetime", "3 weeks"], vec!["weeks"]),
+        (vec!["sim", "--users", ""], vec!["users"]),
+        (vec!["sim", "--concurrency", "0"], vec!["--concurrency"]),
+        (vec!["sim", "--max-batch", "5000"], vec!["--max-batch"]),
+        (vec!["run"], vec!["SCRIPT"]),
+        (
+            vec!["run", "x.lua", "--sim", "--endpoint", "http://a"],
+            vec!["--endpoint"],
+        ),
+        (vec!["run", "x.lua", "--sim-messages", "5"], vec!["--sim"]),
+        (vec!["run", "x.lua", "--quota", "lots"], vec!["quota"]),
+        (vec!["run", "x.lua", "--quota-window", "soon"], vec!["soon"]),
+        (
+            vec!["run", "/nonexistent/x.lua", "--sim"],
+            vec!["/nonexistent/x.lua", "not found"],
+        ),
+    ];
+    for (args, needles) in cases {
+        refused(&format!("{args:?}"), gs(&args), &needles);
+    }
+}
+
+#[test]
+fn endpoint_and_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("s.lua");
+    std::fs::write(&s, "print(1)").unwrap();
+    let s = s.to_str().unwrap();
+    let out = Command::new(BIN)
+        .args(["run", s, "--endpoint", "not a url"])
+        .env("GMAILSCRIPT_TOKEN", "t")
+        .output()
+        .unwrap();
+    refused("bad endpoint", out, &["--endpoint", "not a url"]);
+    let out = Command::new(BIN)
+        .args(["run", s, "--endpoint", "ftp://x"])
+        .env("GMAILSCRIPT_TOKEN", "t")
+        .output()
+        .unwrap();
+    refused("ftp endpoint", out, &["http"]);
+    let out = Command::new(BIN)
+        .args(["run", s, "--endpoint", "http://127.0.0.1:9"])
+        .env_remove("GMAILSCRIPT_TOKEN")
+        .output()
+        .unwrap();
+    refused("no token", out, &["GMAILSCRIPT_TOKEN"]);
+}
+
+fn script(dir: &Path, name: &str, body: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn scripts_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (script(d, "empty.lua", b""), vec![]),
+        (
+            script(d, "binary.lua", &[0u8, 159, 146, 150, 0, 1, 2]),
+            vec!["binary.lua"],
+        ),
+        (
+            script(
+                d,
+                "huge_line.lua",
+                format!("x = '{}' +", "a".repeat(200_000)).as_bytes(),
+            ),
+            vec!["huge_line.lua"],
+        ),
+        (
+            script(d, "deep.lua", b"local function f() return f() + 1 end f()"),
+            vec!["deep.lua", "stack overflow"],
+        ),
+        (
+            script(d, "error_table.lua", b"error({code = 1})"),
+            vec!["error"],
+        ),
+        (script(d, "error_nil.lua", b"error()"), vec!["error"]),
+    ];
+    for (path, needles) in cases {
+        let out = gs(&["run", &path, "--sim", "--sim-messages", "5"]);
+        if path.ends_with("empty.lua") {
+            assert_eq!(out.status.code(), Some(0), "an empty script does nothing");
+            continue;
+        }
+        refused(&path, out, &needles);
+    }
+}
+
+#[test]
+fn lua_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = "x".repeat(100_000);
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            "gmail.batch({}, 5)".into(),
+            vec!["gmail.batch", "options must be a table"],
+        ),
+        (
+            "gmail.batch({}, {[1] = true})".into(),
+            vec!["gmail.batch", "option names must be strings"],
+        ),
+        (
+            "gmail.batch({}, {parallel = 0})".into(),
+            vec!["option 'parallel'", "1 to 16"],
+        ),
+        (
+            "gmail.batch({}, {parallel = 1.5})".into(),
+            vec!["option 'parallel'"],
+        ),
+        (
+            "gmail.batch({}, {max_attempts = -1})".into(),
+            vec!["option 'max_attempts'"],
+        ),
+        (
+            "gmail.batch({}, {chunk = 0})".into(),
+            vec!["option 'chunk'"],
+        ),
+        (
+            "gmail.batch({}, {chunk = 101})".into(),
+            vec!["option 'chunk'"],
+        ),
+        (
+            "gmail.batch({}, {headers = 'From'})".into(),
+            vec!["option 'headers'", "list of strings"],
+        ),
+        (
+            "gmail.batch({}, {headers = {1, 2}})".into(),
+            vec!["option 'headers'"],
+        ),
+        (
+            "gmail.batch({}, {resume = 'state.db'})".into(),
+            vec!["option 'resume'", "store.open"],
+        ),
+        (
+            "gmail.batch({}, {backoff = {base = 'fast'}})".into(),
+            vec!["option 'base'", "fast"],
+        ),
+        (
+            "gmail.batch({}, {on_message = 'print'})".into(),
+            vec!["option 'on_message'", "function"],
+        ),
+        (
+            "gmail.batch({1, 2}, {})".into(),
+            vec!["gmail.batch", "ids[1]"],
+        ),
+        (
+            "gmail.batch(42, {})".into(),
+            vec!["gmail.batch", "ids must be"],
+        ),
+        (
+            format!("gmail.batch({{}}, {{format = '{huge}'}})"),
+            vec!["unknown format", "…"],
+        ),
+        ("gmail.get({}, {})".into(), vec!["gmail.get"]),
+        (
+            "gmail.fetch{path = 'http://evil/x'}".into(),
+            vec!["gmail.fetch", "option 'path'"],
+        ),
+        (
+            "gmail.fetch{method = 'BREW', path = 'labels'}".into(),
+            vec!["option 'method'", "BREW"],
+        ),
+        ("gmail.fetch{}".into(), vec!["option 'path' is required"]),
+        (
+            "gmail.modify({'a'}, {})".into(),
+            vec!["gmail.modify", "'add' or 'remove'"],
+        ),
+        (
+            "gmail.modify('a', {add = {'INBOX'}})".into(),
+            vec!["gmail.modify"],
+        ),
+        (
+            "gmail.history({})".into(),
+            vec!["gmail.history", "history id"],
+        ),
+        (
+            "gmail.list{page_size = 501}".into(),
+            vec!["option 'page_size'", "1 to 500"],
+        ),
+        ("gmail.list{limit = -3}".into(), vec!["option 'limit'"]),
+        ("retry(5)".into(), vec!["retry"]),
+        (
+            "retry(function() end, {jitter = 'some'})".into(),
+            vec!["option 'jitter'"],
+        ),
+        ("sleep(-1)".into(), vec!["sleep"]),
+        (
+            "json.encode(function() end)".into(),
+            vec!["json.encode", "function"],
+        ),
+        (
+            "local t = {} t.t = t json.encode(t)".into(),
+            vec!["json.encode", "100 levels"],
+        ),
+        (
+            "json.encode(0/0)".into(),
+            vec!["json.encode", "no JSON form"],
+        ),
+        ("output.jsonl()".into(), vec!["output.jsonl"]),
+        (
+            "output.jsonl('x.jsonl', {append = true})".into(),
+            vec!["unknown option 'append'"],
+        ),
+        ("output.eml({})".into(), vec!["output.eml"]),
+        ("store.open()".into(), vec!["store.open"]),
+        ("store.open('.')".into(), vec!["store.open"]),
+        (
+            "local s = store.open('s.db') s:set('k', {})".into(),
+            vec!["state:set", "table"],
+        ),
+    ];
+    for (i, (code, needles)) in cases.iter().enumerate() {
+        let path = script(dir.path(), &format!("opt{i}.lua"), code.as_bytes());
+        let out = Command::new(BIN)
+            .args(["run", &path, "--sim", "--sim-messages", "5"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        refused(code.get(..60).unwrap_or(code), out, needles);
+    }
+}
+
+#[test]
+fn state_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("garbage", b"\x00\x01garbage".to_vec()),
+        ("text", b"notes about my mail\n".to_vec()),
+        ("huge", vec![b'z'; 5 << 20]),
+        ("sqlite-header-only", b"SQLite format 3\0".to_vec()),
+    ];
+    for (name, bytes) in cases {
+        let path = d.join(format!("{name}.state"));
+        std::fs::write(&path, &bytes).unwrap();
+        let s = script(
+            d,
+            &format!("{name}.lua"),
+            format!("store.open('{}')", path.display()).as_bytes(),
+        );
+        refused(
+            name,
+            gs(&["run", &s, "--sim", "--sim-messages", "5"]),
+            &[&format!("{name}.state")],
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{name}: left as it was"
+        );
+    }
+    // A folder where the state file should be.
+    std::fs::create_dir(d.join("folder.state")).unwrap();
+    let s = script(
+        d,
+        "folder.lua",
+        format!("store.open('{}')", d.join("folder.state").display()).as_bytes(),
+    );
+    refused(
+        "folder",
+        gs(&["run", &s, "--sim", "--sim-messages", "5"]),
+        &["folder.state"],
+    );
+}
+
+#[test]
+fn mbox_files_for_the_simulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("garbage", vec![0xff, 0xfe, 0, 1, 2, 3]),
+        ("no-from-line", b"Subject: hi\n\nbody\n".to_vec()),
+        ("huge-junk", vec![b'x'; 3 << 20]),
+    ];
+    for (name, bytes) in cases {
+        let path = dir.path().join(format!("{name}.mbox"));
+        std::fs::write(&path, &bytes).unwrap();
+        refused(
+            name,
+            gs(&["sim", "--mbox", path.to_str().unwrap()]),
+            &[&format!("{name}.mbox")],
+        );
+    }
+    refused(
+        "folder",
+        gs(&["sim", "--mbox", dir.path().to_str().unwrap()]),
+        &[],
+    );
+}
