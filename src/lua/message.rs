@@ -11,7 +11,21 @@ use crate::gmail::message::{Format, Message};
 #[derive(Clone)]
 pub struct LuaMessage(pub Arc<Message>);
 
-fn format_name(f: Format) -> &'static str {
+/// The names registered below, for the REPL's completion (`m.<Tab>`,
+/// `m:<Tab>`); a test checks each is there and of its kind.
+pub const FIELDS: &[&str] = &[
+    "id",
+    "thread_id",
+    "labels",
+    "snippet",
+    "size",
+    "date",
+    "history_id",
+    "format",
+];
+pub const METHODS: &[&str] = &["header", "headers", "text", "raw", "has_label"];
+
+pub fn format_name(f: Format) -> &'static str {
     match f {
         Format::Minimal => "minimal",
         Format::Metadata => "metadata",
@@ -79,4 +93,29 @@ pub fn from_body(lua: &Lua, body: &[u8]) -> mlua::Result<mlua::AnyUserData> {
     let m = Message::from_json(body)
         .map_err(|e| mlua::Error::runtime(format!("bad message from Gmail: {e}")))?;
     lua.create_userdata(LuaMessage(Arc::new(m)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mlua::ObjectLike;
+
+    #[test]
+    fn completion_names_match_the_registered_ones() {
+        let lua = Lua::new();
+        let body = br#"{"id":"m1","threadId":"t1","labelIds":["INBOX"],"snippet":"hi","sizeEstimate":10,"internalDate":"1000","historyId":"5"}"#;
+        let m = from_body(&lua, body).unwrap();
+        for f in FIELDS {
+            assert!(
+                !matches!(m.get::<Value>(*f).unwrap(), Value::Function(_)),
+                "{f} is a field"
+            );
+        }
+        for name in METHODS {
+            assert!(
+                matches!(m.get::<Value>(*name).unwrap(), Value::Function(_)),
+                "{name} is a method"
+            );
+        }
+    }
 }
