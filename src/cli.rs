@@ -54,6 +54,9 @@ pub struct ConnArgs {
     /// follows it), so a demo of minutes of quota takes seconds.
     #[arg(long, default_value_t = 30.0, requires = "sim")]
     pub sim_speed: f64,
+    /// How late the simulator's `slow` fault answers, e.g. 30s.
+    #[arg(long, default_value = "3s", value_parser = parse_duration, requires = "sim")]
+    pub sim_slow_delay: Duration,
     /// A running Gmail API (a `gmailscript sim`, say) to talk to; the access
     /// token comes from the GMAILSCRIPT_TOKEN environment variable.
     #[arg(long, value_name = "URL")]
