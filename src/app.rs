@@ -45,6 +45,7 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
             faults: c.sim_faults.clone(),
             quota: c.sim_quota,
             speed,
+            slow_delay: c.sim_slow_delay,
             // A little service time, so batching and pacing behave as on
             // the real service.
             latency: Duration::from_millis(10),

@@ -26,6 +26,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a Lua script (the policy) against Gmail or a simulator.
     Run(RunArgs),
+    /// An interactive Lua prompt with the same modules as `run`: explore a
+    /// mailbox and try a policy line by line.
+    Repl(ReplArgs),
     /// Serve a local Gmail API simulator (REST subset, batch endpoint, OAuth
     /// token endpoint, quota, latency and injected faults).
     Sim(SimArgs),
@@ -54,6 +57,9 @@ pub struct ConnArgs {
     /// follows it), so a demo of minutes of quota takes seconds.
     #[arg(long, default_value_t = 30.0, requires = "sim")]
     pub sim_speed: f64,
+    /// How late the simulator's `slow` fault answers, e.g. 30s.
+    #[arg(long, default_value = "3s", value_parser = parse_duration, requires = "sim")]
+    pub sim_slow_delay: Duration,
     /// A running Gmail API (a `gmailscript sim`, say) to talk to; the access
     /// token comes from the GMAILSCRIPT_TOKEN environment variable.
     #[arg(long, value_name = "URL")]
@@ -95,6 +101,27 @@ pub struct RunArgs {
     /// Arguments for the script (after --), in its `arg` table.
     #[arg(last = true)]
     pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Examples:
+  gmailscript repl --sim
+  gmailscript repl --sim -i scripts/stats.lua
+  echo 'gmail.profile()' | gmailscript repl --sim
+
+Type Lua: an expression prints its value. :help lists the modules and commands,
+:help gmail.batch shows a function's reference. Tab completes; Ctrl-C cancels a
+running call; Ctrl-D quits. With standard input not a terminal, statements are
+read from it; the exit code is then 2 if any failed, else 0.")]
+pub struct ReplArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Mutations print what they would change and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run this script first, then prompt with its globals.
+    #[arg(short = 'i', value_name = "SCRIPT")]
+    pub script: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -8,5 +8,6 @@ pub mod cli;
 pub mod gmail;
 pub mod lua;
 pub mod output;
+pub mod repl;
 pub mod sim;
 pub mod store;

@@ -27,6 +27,9 @@ fn main() -> ExitCode {
             Command::Run(args) => gmailscript::app::run(args, cli.verbose)
                 .await
                 .map(ExitCode::from),
+            Command::Repl(args) => gmailscript::repl::run(args, cli.verbose)
+                .await
+                .map(ExitCode::from),
         }
     });
     match result {

@@ -11,6 +11,20 @@ use crate::gmail::message::Message;
 #[derive(Clone)]
 pub struct LuaMessage(pub Arc<Message>);
 
+/// The names registered below, for the REPL's completion (`m.<Tab>`,
+/// `m:<Tab>`); a test checks each is there and of its kind.
+pub const FIELDS: &[&str] = &[
+    "id",
+    "thread_id",
+    "labels",
+    "snippet",
+    "size",
+    "date",
+    "history_id",
+    "format",
+];
+pub const METHODS: &[&str] = &["header", "headers", "text", "raw", "has_label"];
+
 impl UserData for LuaMessage {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
         fields.add_field_method_get("id", |_, m| Ok(m.0.id.clone()));
@@ -70,4 +84,29 @@ pub fn from_body(lua: &Lua, body: &[u8]) -> mlua::Result<mlua::AnyUserData> {
     let m = Message::from_json(body)
         .map_err(|e| mlua::Error::runtime(format!("bad message from Gmail: {e}")))?;
     lua.create_userdata(LuaMessage(Arc::new(m)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mlua::ObjectLike;
+
+    #[test]
+    fn completion_names_match_the_registered_ones() {
+        let lua = Lua::new();
+        let body = br#"{"id":"m1","threadId":"t1","labelIds":["INBOX"],"snippet":"hi","sizeEstimate":10,"internalDate":"1000","historyId":"5"}"#;
+        let m = from_body(&lua, body).unwrap();
+        for f in FIELDS {
+            assert!(
+                !matches!(m.get::<Value>(*f).unwrap(), Value::Function(_)),
+                "{f} is a field"
+            );
+        }
+        for name in METHODS {
+            assert!(
+                matches!(m.get::<Value>(*name).unwrap(), Value::Function(_)),
+                "{name} is a method"
+            );
+        }
+    }
 }

@@ -16,6 +16,7 @@ pub mod time;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,6 +98,8 @@ impl std::fmt::Display for ScriptError {
 pub struct Host {
     pub lua: Lua,
     pub ctx: Rc<Ctx>,
+    /// See `set_interrupt`.
+    interrupt: RefCell<Option<Arc<AtomicBool>>>,
 }
 
 impl Host {
@@ -121,7 +124,11 @@ impl Host {
         log::register(&lua)?;
         time::register(&lua)?;
         lua.globals().set("DRY_RUN", ctx.dry_run)?;
-        Ok(Host { lua, ctx })
+        Ok(Host {
+            lua,
+            ctx,
+            interrupt: RefCell::new(None),
+        })
     }
 
     /// Load and run a script file with `arg` set, to its end.
@@ -146,9 +153,48 @@ impl Host {
         self.call_traced(chunk, args).await
     }
 
+    /// From now on, Lua code run by `eval` raises "interrupted" while
+    /// `flag` is set: a loop that never waits on the engine cannot be
+    /// dropped at an await the way a pending call can.
+    pub fn set_interrupt(&self, flag: Arc<AtomicBool>) {
+        *self.interrupt.borrow_mut() = Some(flag);
+    }
+
+    /// Compile what was typed at the REPL, named `stdin`: as an expression
+    /// whose values are returned when it parses as one (so `1 + 1` shows 2),
+    /// else as statements. `Ok(None)` when the input stops mid-statement
+    /// and `more` lines may follow to complete it.
+    pub fn compile_line(
+        &self,
+        source: &str,
+        more: bool,
+    ) -> Result<Option<mlua::Function>, ScriptError> {
+        let load = |text: &str| self.lua.load(text).set_name("=stdin").into_function();
+        if let Ok(f) = load(&format!("return {source}")) {
+            return Ok(Some(f));
+        }
+        match load(source) {
+            Ok(f) => Ok(Some(f)),
+            Err(mlua::Error::SyntaxError {
+                incomplete_input: true,
+                ..
+            }) if more => Ok(None),
+            Err(e) => Err(script_error(e)),
+        }
+    }
+
     /// Run `f` as a coroutine under xpcall, so an error carries the
     /// traceback of where it was raised.
     pub async fn call_traced(&self, f: mlua::Function, args: &[String]) -> Result<(), ScriptError> {
+        self.eval(f, args).await.map(|_| ())
+    }
+
+    /// As `call_traced`, keeping what `f` returned.
+    pub async fn eval(
+        &self,
+        f: mlua::Function,
+        args: &[String],
+    ) -> Result<mlua::MultiValue, ScriptError> {
         let lua = &self.lua;
         let wrapper: mlua::Function = lua
             .load("local f, h = ...; return xpcall(f, h, select(3, ...))")
@@ -163,14 +209,24 @@ impl Host {
             argv.push(Value::String(lua.create_string(a).map_err(script_error)?));
         }
         let thread = lua.create_thread(wrapper).map_err(script_error)?;
-        let (ok, err): (bool, Value) = thread
+        if let Some(flag) = self.interrupt.borrow().clone() {
+            // A hook is the thread's own; the coroutine gets one each time.
+            thread.set_hook(
+                mlua::HookTriggers::new().every_nth_instruction(10_000),
+                move |_, _| match flag.load(Ordering::Relaxed) {
+                    true => Err(mlua::Error::runtime("interrupted")),
+                    false => Ok(mlua::VmState::Continue),
+                },
+            );
+        }
+        let mut values: mlua::MultiValue = thread
             .into_async(mlua::MultiValue::from_vec(argv))
             .await
             .map_err(script_error)?;
-        if ok {
-            return Ok(());
+        if let Some(Value::Boolean(true)) = values.pop_front() {
+            return Ok(values);
         }
-        let text = match err {
+        let text = match values.pop_front().unwrap_or(Value::Nil) {
             Value::String(s) => s.to_string_lossy(),
             other => format!("{other:?}"),
         };

@@ -1,0 +1,400 @@
+//! `gmailscript repl`: an interactive Lua prompt over the same host and
+//! modules as `run`. Each entry runs as a coroutine, like a script; Ctrl-C
+//! drops it and the session goes on. When standard input is not a
+//! terminal, statements are read from it, so the REPL can be scripted.
+
+mod complete;
+mod help;
+mod show;
+
+use std::future::Future;
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::bail;
+use futures_util::FutureExt as _;
+use rustyline::error::ReadlineError;
+use rustyline::history::FileHistory;
+use rustyline::{
+    Cmd, CompletionType, ConditionalEventHandler, Config, Editor, Event, EventContext,
+    EventHandler, KeyEvent, RepeatCount,
+};
+use tokio::sync::watch;
+
+use crate::app::{connect, Connection, UsageError, EXIT_OK, EXIT_USAGE};
+use crate::cli::ReplArgs;
+use crate::lua::{Host, HostConfig, ScriptError};
+
+use complete::ReplHelper;
+
+pub async fn run(args: ReplArgs, verbose: u8) -> anyhow::Result<u8> {
+    if let Some(script) = &args.script {
+        if !script.exists() {
+            bail!(UsageError(format!("script {} not found", script.display())));
+        }
+    }
+    let conn = connect(&args.conn).await?;
+    let host = Host::new(HostConfig {
+        client: conn.client.clone(),
+        profile: conn.profile.clone(),
+        window: conn.window,
+        dry_run: args.dry_run,
+        quiet: false,
+        verbose,
+        // Ctrl-C drops the running entry rather than stopping it cleanly,
+        // so the engine's cancel signal never turns.
+        cancel: watch::channel(false).1,
+    })
+    .map_err(|e| anyhow::anyhow!("cannot set up Lua: {e}"))?;
+    let terminal = std::io::stdin().is_terminal();
+    let mut session = Session {
+        modules: help::modules(&host.lua),
+        host: &host,
+        interrupts: terminal.then(|| listen_interrupts(&host)),
+        failed: false,
+    };
+    let local = tokio::task::LocalSet::new();
+    let code = local
+        .run_until(async {
+            if terminal {
+                say(&format!(
+                    "gmailscript repl: {}{}. :help for help, Ctrl-D to quit.",
+                    target(&args, &conn),
+                    if args.dry_run { " (dry run)" } else { "" }
+                ));
+            }
+            if let Some(script) = &args.script {
+                session.script(script).await;
+            }
+            if terminal {
+                session.interactive().await;
+                EXIT_OK
+            } else {
+                session.piped().await;
+                if session.failed {
+                    EXIT_USAGE
+                } else {
+                    EXIT_OK
+                }
+            }
+        })
+        .await;
+    drop(session);
+    drop(host);
+    if let Some(sim) = conn.sim {
+        sim.stop().await;
+    }
+    Ok(code)
+}
+
+/// What the session talks to, for the greeting (never the token).
+fn target(args: &ReplArgs, conn: &Connection) -> String {
+    match (&conn.sim, &args.conn.endpoint) {
+        (Some(sim), _) => format!(
+            "the built-in simulator at {} ({} messages)",
+            sim.base_url, args.conn.sim_messages
+        ),
+        (None, Some(url)) => url.clone(),
+        (None, None) => "Gmail".to_string(),
+    }
+}
+
+/// Ctrl-C while an entry runs. Only with a terminal: otherwise Ctrl-C
+/// stops the process as it would any program reading a pipe. (At the
+/// prompt the editor reads Ctrl-C as a key, not a signal.)
+#[derive(Clone)]
+struct Interrupts {
+    /// Counts them, to wake the entry's `select!`.
+    count: watch::Receiver<u64>,
+    /// Set by one; Lua code that never yields checks it (`Host::set_interrupt`).
+    flag: Arc<AtomicBool>,
+}
+
+fn listen_interrupts(host: &Host) -> Interrupts {
+    let (tx, count) = watch::channel(0u64);
+    let flag = Arc::new(AtomicBool::new(false));
+    host.set_interrupt(flag.clone());
+    let set = flag.clone();
+    // Polled once here to put the handler in place now: the editor saves
+    // the SIGINT disposition before each read and restores it after, so a
+    // handler that came in during a read would be undone.
+    let mut next = Box::pin(tokio::signal::ctrl_c());
+    let _ = (&mut next).now_or_never();
+    tokio::spawn(async move {
+        while next.await.is_ok() {
+            set.store(true, Ordering::Relaxed);
+            tx.send_modify(|n| *n += 1);
+            next = Box::pin(tokio::signal::ctrl_c());
+        }
+    });
+    Interrupts { count, flag }
+}
+
+/// After reading an entry: wait for more lines, go on, or leave.
+#[derive(PartialEq)]
+enum Flow {
+    More,
+    Done,
+    Quit,
+}
+
+struct Session<'h> {
+    host: &'h Host,
+    modules: Vec<(String, String)>,
+    interrupts: Option<Interrupts>,
+    /// Some entry raised an error (the exit code of the piped mode).
+    failed: bool,
+}
+
+impl Session<'_> {
+    /// Run `source` if it is a whole entry. `last`: no more lines will
+    /// come, so an unfinished statement is an error.
+    async fn submit(&mut self, source: &str, last: bool) -> Flow {
+        // `:help`, not a `::label::`.
+        if let Some(cmd) = source.trim().strip_prefix(':') {
+            if cmd.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                return self.command(cmd);
+            }
+        }
+        let f = match self.host.compile_line(source, !last) {
+            Ok(Some(f)) => f,
+            Ok(None) => return Flow::More,
+            Err(e) => {
+                self.report(&e);
+                return Flow::Done;
+            }
+        };
+        match self.interruptible(self.host.eval(f, &[])).await {
+            Some(Ok(values)) if !values.is_empty() => return say(&show::values(&values)),
+            Some(Ok(_)) | None => {}
+            Some(Err(e)) => self.report(&e),
+        }
+        Flow::Done
+    }
+
+    fn command(&mut self, cmd: &str) -> Flow {
+        let (name, arg) = cmd.split_once(' ').unwrap_or((cmd, ""));
+        match (name, arg.trim()) {
+            ("help" | "h", "") => return say(&help::overview(&self.modules)),
+            ("help" | "h", topic) => match help::section(topic) {
+                Some(text) => return say(&text),
+                None => {
+                    eprintln!(
+                        "no help on {topic:?}; topics: {}",
+                        help::topics().join(", ")
+                    );
+                    self.failed = true;
+                }
+            },
+            ("quit" | "q" | "exit", _) => return Flow::Quit,
+            _ => {
+                eprintln!("unknown command :{name} (commands: :help, :help TOPIC, :quit)");
+                self.failed = true;
+            }
+        }
+        Flow::Done
+    }
+
+    /// `-i SCRIPT`: run it as `run` would, then stay with its globals.
+    async fn script(&mut self, path: &Path) {
+        if let Some(Err(e)) = self.interruptible(self.host.run_file(path, &[])).await {
+            self.report(&e);
+            if let Some(tb) = &e.traceback {
+                eprintln!("stack traceback:");
+                for line in tb.lines().take(8) {
+                    eprintln!("  {}", line.trim_start());
+                }
+            }
+        }
+    }
+
+    fn report(&mut self, e: &ScriptError) {
+        eprintln!("{}", e.message);
+        self.failed = true;
+    }
+
+    /// Run `work`, unless Ctrl-C comes first: then it is dropped (None).
+    async fn interruptible<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        let Some(Interrupts { mut count, flag }) = self.interrupts.clone() else {
+            return Some(work.await);
+        };
+        // A Ctrl-C from before this entry does not cancel it.
+        count.borrow_and_update();
+        flag.store(false, Ordering::Relaxed);
+        tokio::select! {
+            r = work => Some(r),
+            Ok(()) = count.changed() => {
+                if let Some(bar) = crate::lua::gmail::PROGRESS.with(|p| p.borrow_mut().take()) {
+                    bar.finish_and_clear();
+                }
+                // The dropped coroutine still holds what its calls had
+                // borrowed (an iterator, say); collect it now so they are
+                // free for the next entry.
+                let _ = self.host.lua.gc_collect();
+                eprintln!("interrupted");
+                None
+            }
+        }
+    }
+
+    async fn interactive(&mut self) {
+        let mut editor = match editor(&self.host.lua) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("gmailscript: cannot start line editing: {e}");
+                return;
+            }
+        };
+        let empty_at_ctrl_c = Arc::new(AtomicBool::new(true));
+        editor.bind_sequence(
+            KeyEvent::ctrl('C'),
+            EventHandler::Conditional(Box::new(NoteEmpty(empty_at_ctrl_c.clone()))),
+        );
+        let mut history = history_file();
+        if let Some(path) = &history {
+            match editor.load_history(path) {
+                Ok(()) => {}
+                Err(ReadlineError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => eprintln!(
+                    "gmailscript: cannot read the history in {}: {e}",
+                    path.display()
+                ),
+            }
+        }
+        let mut pending = String::new();
+        let mut ctrl_c_once = false;
+        loop {
+            let prompt = if pending.is_empty() { "> " } else { ">> " };
+            let line = match editor.readline(prompt) {
+                Ok(line) => line,
+                Err(ReadlineError::Interrupted) => {
+                    let empty = pending.is_empty() && empty_at_ctrl_c.load(Ordering::Relaxed);
+                    pending.clear();
+                    if empty && ctrl_c_once {
+                        break;
+                    }
+                    ctrl_c_once = empty;
+                    if empty {
+                        eprintln!("(Ctrl-C again or Ctrl-D to quit)");
+                    }
+                    continue;
+                }
+                Err(ReadlineError::Eof) => break,
+                Err(e) => {
+                    eprintln!("gmailscript: cannot read input: {e}");
+                    break;
+                }
+            };
+            ctrl_c_once = false;
+            if pending.is_empty() && line.trim().is_empty() {
+                continue;
+            }
+            if !pending.is_empty() {
+                pending.push('\n');
+            }
+            pending.push_str(&line);
+            let flow = self.submit(&pending, false).await;
+            if flow == Flow::More {
+                continue;
+            }
+            let _ = editor.add_history_entry(pending.as_str());
+            if let Some(path) = &history {
+                if let Err(e) = editor.append_history(path) {
+                    eprintln!(
+                        "gmailscript: cannot write the history to {}: {e}; it is kept for this session only",
+                        path.display()
+                    );
+                    history = None;
+                }
+            }
+            pending.clear();
+            if flow == Flow::Quit {
+                break;
+            }
+        }
+    }
+
+    /// Standard input is not a terminal: read entries from it, no prompt.
+    async fn piped(&mut self) {
+        let mut pending = String::new();
+        for line in std::io::stdin().lock().lines() {
+            let line = match line {
+                Ok(line) => line,
+                Err(e) => {
+                    eprintln!("gmailscript: cannot read standard input: {e}");
+                    self.failed = true;
+                    return;
+                }
+            };
+            if pending.is_empty() && line.trim().is_empty() {
+                continue;
+            }
+            if !pending.is_empty() {
+                pending.push('\n');
+            }
+            pending.push_str(&line);
+            match self.submit(&pending, false).await {
+                Flow::More => continue,
+                Flow::Done => pending.clear(),
+                Flow::Quit => return,
+            }
+        }
+        if !pending.is_empty() {
+            self.submit(&pending, true).await;
+        }
+    }
+}
+
+/// A line on stdout; when nobody reads it any more (a closed pipe), the
+/// session ends.
+fn say(text: &str) -> Flow {
+    use std::io::Write as _;
+    match writeln!(std::io::stdout(), "{text}") {
+        Ok(()) => Flow::Done,
+        Err(_) => Flow::Quit,
+    }
+}
+
+fn editor(lua: &mlua::Lua) -> rustyline::Result<Editor<ReplHelper, FileHistory>> {
+    let config = Config::builder()
+        .completion_type(CompletionType::List)
+        .auto_add_history(false)
+        .history_ignore_dups(true)?
+        .history_ignore_space(true)
+        .max_history_size(1000)?
+        .build();
+    let mut editor = Editor::with_config(config)?;
+    editor.set_helper(Some(ReplHelper { lua: lua.clone() }));
+    Ok(editor)
+}
+
+/// Ctrl-C at the prompt: notes whether the line was empty (twice on an
+/// empty line quits), then interrupts as usual.
+struct NoteEmpty(Arc<AtomicBool>);
+
+impl ConditionalEventHandler for NoteEmpty {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext) -> Option<Cmd> {
+        self.0.store(ctx.line().is_empty(), Ordering::Relaxed);
+        None
+    }
+}
+
+/// `history.txt` in the user's data directory (created if need be), or
+/// None, with a warning, when there is none.
+fn history_file() -> Option<PathBuf> {
+    let Some(dirs) = directories::ProjectDirs::from("", "", "gmailscript") else {
+        eprintln!("gmailscript: no home directory; the history is kept for this session only");
+        return None;
+    };
+    let dir = dirs.data_dir();
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        eprintln!(
+            "gmailscript: cannot create {}: {e}; the history is kept for this session only",
+            dir.display()
+        );
+        return None;
+    }
+    Some(dir.join("history.txt"))
+}
