@@ -287,7 +287,13 @@ impl Decoder {
                     } else {
                         at.max(1)
                     };
-                    let content = segment.freeze().slice(1..end);
+                    // A close delimiter right after a delimiter line: an
+                    // empty part (no leading line break to skip).
+                    let content = if at == 0 {
+                        Bytes::new()
+                    } else {
+                        segment.freeze().slice(1..end)
+                    };
                     return parse_part(content)
                         .map(Some)
                         .map_err(|reason| BatchError::Malformed { index, reason });
@@ -1270,6 +1276,18 @@ HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n{}\r\n--B--";
                 parts as f64 / secs,
                 body_bytes as f64 / secs / 1e6
             );
+        }
+    }
+
+    #[test]
+    fn an_empty_part_before_the_close_is_malformed_not_a_panic() {
+        // Found by cargo fuzz (batch_decoder).
+        for body in [&b"--b\r\n--b--\r\n"[..], b"--b\n--b--", b"x\n--b\n--b--\n"] {
+            let mut d = Decoder::new("multipart/mixed; boundary=b").unwrap();
+            d.push(body);
+            assert!(matches!(d.next_part(), Err(BatchError::Malformed { index: 0, .. })));
+            assert_eq!(d.next_part(), Ok(None));
+            assert_eq!(d.finish(), Ok(()));
         }
     }
 }
