@@ -49,7 +49,7 @@ pub async fn account_tokens(
     let store = Store::open()?;
     let account = store.load(name)?.ok_or_else(|| {
         UsageError(format!(
-            "no account named {name:?} (gmailscript auth status lists the saved ones; \
+            "no account named {name} (gmailscript auth status lists the saved ones; \
              gmailscript auth login --account {name} adds one)"
         ))
     })?;
@@ -309,7 +309,7 @@ async fn logout(store: &Store, a: LogoutArgs) -> anyhow::Result<u8> {
     };
     if !store.remove(name)? {
         bail!(UsageError(format!(
-            "no account named {name:?} (gmailscript auth status lists the saved ones)"
+            "no account named {name} (gmailscript auth status lists the saved ones)"
         )));
     }
     match (&account, revoked) {

@@ -173,7 +173,7 @@ impl Store {
         self.tighten(name)?;
         serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             AuthError(format!(
-                "account {name:?}: {} is damaged ({e}); {}",
+                "account {name}: {} is damaged ({e}); {}",
                 path.display(),
                 setup_hint(name, None)
             ))
@@ -231,7 +231,7 @@ impl Store {
         };
         let entries: Vec<Entry> = serde_json::from_slice(&bytes).map_err(|_| {
             AuthError(format!(
-                "account {name:?}: its token cache {} is damaged; {}",
+                "account {name}: its token cache {} is damaged; {}",
                 path.display(),
                 login_hint(name)
             ))
@@ -297,7 +297,7 @@ pub fn set_mode(path: &Path, mode: u32) -> Result<(), AuthError> {
     }
     if old & !mode != 0 {
         tracing::warn!(
-            "{} was readable by others ({old:o}); set to {mode:o}",
+            "{} was readable by others ({old:04o}); set to {mode:04o}",
             path.display()
         );
     }
