@@ -75,6 +75,8 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
     }
     if let Some(url) = &c.endpoint {
         let base_url = endpoint_url(url)?;
+        // A saved account's tokens are Google credentials: they go to
+        // another endpoint only when the account is named.
         let tokens: Arc<dyn TokenSource> = match &c.account {
             Some(name) => crate::app_auth::account_tokens(name, c.user.as_deref()).await?,
             None => {
@@ -87,7 +89,7 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
                 Arc::new(FixedToken::new(token))
             }
         };
-        return account_connection(c, base_url, user, tokens).await;
+        return token_connection(c, base_url, user, tokens).await;
     }
     let name = match &c.account {
         Some(name) => name.clone(),
@@ -101,7 +103,7 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
         })?,
     };
     let tokens = crate::app_auth::account_tokens(&name, c.user.as_deref()).await?;
-    account_connection(c, GOOGLE_BASE_URL.to_string(), user, tokens).await
+    token_connection(c, GOOGLE_BASE_URL.to_string(), user, tokens).await
 }
 
 /// `--endpoint`'s URL without a trailing slash; only http(s).
@@ -118,7 +120,7 @@ pub fn endpoint_url(url: &str) -> Result<String, UsageError> {
 
 /// A connection through `tokens`. The first token is fetched now, so a
 /// login that no longer works is one clear line before the script starts.
-async fn account_connection(
+async fn token_connection(
     c: &ConnArgs,
     base_url: String,
     user: String,

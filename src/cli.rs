@@ -121,7 +121,7 @@ pub enum AuthCommand {
     #[command(
         after_help = "Needs an OAuth client of type Desktop app: in the Google Cloud console \
 (APIs & Services > Credentials) create an OAuth client ID of type Desktop app and download its JSON. \
-The browser comes back to a port on 127.0.0.1 of this computer."
+The browser must run on this computer: Google sends it back to http://localhost:PORT, where the login waits."
     )]
     Login(LoginArgs),
     /// Save a service account with domain-wide delegation, acting for a

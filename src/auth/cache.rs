@@ -268,7 +268,7 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> AuthError {
 
 /// Write a file readable only by its owner, atomically (a crash leaves the
 /// old file or the new one).
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AuthError> {
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AuthError> {
     let tmp = path.with_extension("tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
