@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::bail;
 use tokio::sync::watch;
 
-use crate::auth::FixedToken;
+use crate::auth::{FixedToken, TokenSource};
 use crate::cli::{ConnArgs, RunArgs};
-use crate::gmail::client::ClientConfig;
+use crate::gmail::client::{ClientConfig, GOOGLE_BASE_URL};
 use crate::gmail::quota::Profile;
 use crate::gmail::Client;
 use crate::lua::{Host, HostConfig, Outcome};
@@ -75,43 +75,73 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
         });
     }
     if let Some(url) = &c.endpoint {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| UsageError(format!("--endpoint {url:?} is not a URL: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            bail!(UsageError(format!(
-                "--endpoint {url:?} must be an http:// or https:// URL"
-            )));
-        }
-        let token = std::env::var("GMAILSCRIPT_TOKEN").map_err(|_| {
+        let base_url = endpoint_url(url)?;
+        // A saved account's tokens are Google credentials: they go to
+        // another endpoint only when the account is named.
+        let tokens: Arc<dyn TokenSource> = match &c.account {
+            Some(name) => crate::app_auth::account_tokens(name, c.user.as_deref()).await?,
+            None => {
+                let token = std::env::var("GMAILSCRIPT_TOKEN").map_err(|_| {
+                    UsageError(
+                        "--endpoint needs an access token in GMAILSCRIPT_TOKEN (a simulator started with `gmailscript sim` accepts sim-token), or --account NAME"
+                            .into(),
+                    )
+                })?;
+                Arc::new(FixedToken::new(token))
+            }
+        };
+        return token_connection(c, base_url, user, tokens).await;
+    }
+    let name = match &c.account {
+        Some(name) => name.clone(),
+        None => crate::app_auth::default_account()?.ok_or_else(|| {
             UsageError(
-                "--endpoint needs an access token in GMAILSCRIPT_TOKEN (a simulator started with `gmailscript sim` accepts sim-token)"
+                "no Google account is set up yet: log in with `gmailscript auth login --client-secret FILE` \
+                 (docs/accounts.md says how to get the file), or try the built-in simulator with --sim \
+                 (or a running one with --endpoint URL and GMAILSCRIPT_TOKEN)"
                     .into(),
             )
-        })?;
-        let client = Client::new(
-            ClientConfig {
-                base_url: url.trim_end_matches('/').to_string(),
-                user,
-                ..ClientConfig::default()
-            },
-            Arc::new(FixedToken::new(token)),
-        )?;
-        return Ok(Connection {
-            client: Arc::new(client),
-            profile: c.quota.clone(),
-            window: c.quota_window,
-            sim: None,
-        });
+        })?,
+    };
+    let tokens = crate::app_auth::account_tokens(&name, c.user.as_deref()).await?;
+    token_connection(c, GOOGLE_BASE_URL.to_string(), user, tokens).await
+}
+
+/// `--endpoint`'s URL without a trailing slash; only http(s).
+pub fn endpoint_url(url: &str) -> Result<String, UsageError> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| UsageError(format!("--endpoint {url:?} is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(UsageError(format!(
+            "--endpoint {url:?} must be an http:// or https:// URL"
+        )));
     }
-    let which = c
-        .account
-        .as_deref()
-        .map(|a| format!("account {a:?}: "))
-        .unwrap_or_default();
-    bail!(UsageError(format!(
-        "{which}no saved Google accounts yet (`gmailscript auth` is not available in this version). \
-         Try the built-in simulator with --sim, or a running one with --endpoint URL and GMAILSCRIPT_TOKEN."
-    )))
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// A connection through `tokens`. The first token is fetched now, so a
+/// login that no longer works is one clear line before the script starts.
+async fn token_connection(
+    c: &ConnArgs,
+    base_url: String,
+    user: String,
+    tokens: Arc<dyn TokenSource>,
+) -> anyhow::Result<Connection> {
+    let client = Client::new(
+        ClientConfig {
+            base_url,
+            user,
+            ..ClientConfig::default()
+        },
+        tokens,
+    )?;
+    client.token().await.map_err(|e| UsageError(e.message))?;
+    Ok(Connection {
+        client: Arc::new(client),
+        profile: c.quota.clone(),
+        window: c.quota_window,
+        sim: None,
+    })
 }
 
 /// Ctrl-C once: stop cleanly (batches in flight finish, state is flushed).

@@ -32,6 +32,8 @@ pub enum Command {
     /// Serve a local Gmail API simulator (REST subset, batch endpoint, OAuth
     /// token endpoint, quota, latency and injected faults).
     Sim(SimArgs),
+    /// Google accounts: log in, add a service account, list them, log out.
+    Auth(AuthArgs),
 }
 
 /// Where to connect: the built-in simulator, a running one, or an account.
@@ -39,7 +41,7 @@ pub enum Command {
 pub struct ConnArgs {
     /// Start a simulator in this process and run against it (no Google
     /// account needed). Its quota clock runs --sim-speed times faster.
-    #[arg(long, conflicts_with = "endpoint")]
+    #[arg(long, conflicts_with_all = ["endpoint", "account"])]
     pub sim: bool,
     /// Messages in the simulated mailbox.
     #[arg(long, default_value_t = 1000, requires = "sim")]
@@ -61,7 +63,8 @@ pub struct ConnArgs {
     #[arg(long, default_value = "3s", value_parser = parse_duration, requires = "sim")]
     pub sim_slow_delay: Duration,
     /// A running Gmail API (a `gmailscript sim`, say) to talk to; the access
-    /// token comes from the GMAILSCRIPT_TOKEN environment variable.
+    /// token comes from the GMAILSCRIPT_TOKEN environment variable, or from
+    /// --account if given.
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
     /// Quota profile to pace for with --endpoint: 2026, legacy, off, or
@@ -72,10 +75,13 @@ pub struct ConnArgs {
     /// simulator's --speed).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub quota_window: Duration,
-    /// A saved account (see `gmailscript auth`).
-    #[arg(long)]
+    /// A saved account (see `gmailscript auth status`); default: the account
+    /// named `default`, if there is one.
+    #[arg(long, value_name = "NAME")]
     pub account: Option<String>,
-    /// The mailbox to act on (default: the token's own, `me`).
+    /// The mailbox to act on (default: the token's own, `me`). With a
+    /// service account, the user it acts for (instead of its saved
+    /// subject), so one key serves many mailboxes.
     #[arg(long, value_name = "EMAIL")]
     pub user: Option<String>,
 }
@@ -83,6 +89,8 @@ pub struct ConnArgs {
 #[derive(Debug, Clone, Args)]
 #[command(after_help = "Examples:
   gmailscript run scripts/backup.lua --sim
+  gmailscript run scripts/backup.lua                       # the default account (gmailscript auth login)
+  gmailscript run scripts/stats.lua --account corp --user alice@example.com
   gmailscript run scripts/cleanup.lua --sim --dry-run
   GMAILSCRIPT_TOKEN=sim-token gmailscript run scripts/export.lua --endpoint http://127.0.0.1:41234 -- 'older_than:1y' out.jsonl
 
@@ -122,6 +130,108 @@ pub struct ReplArgs {
     /// Run this script first, then prompt with its globals.
     #[arg(short = 'i', value_name = "SCRIPT")]
     pub script: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Accounts live in the user's config directory (~/.config/gmailscript on Linux; \
+GMAILSCRIPT_CONFIG_DIR overrides it), readable only by the user. See docs/accounts.md."
+)]
+pub struct AuthArgs {
+    #[command(subcommand)]
+    pub command: AuthCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AuthCommand {
+    /// Log in to a Google account in the browser and save its tokens.
+    #[command(
+        after_help = "Needs an OAuth client of type Desktop app: in the Google Cloud console \
+(APIs & Services > Credentials) create an OAuth client ID of type Desktop app and download its JSON. \
+The browser must run on this computer: Google sends it back to http://localhost:PORT, where the login waits."
+    )]
+    Login(LoginArgs),
+    /// Save a service account with domain-wide delegation, acting for a
+    /// user of the domain (Google Workspace).
+    #[command(
+        after_help = "The service account's client ID must be granted the same scopes in the \
+Admin console (Security > Access and data control > API controls > Manage Domain Wide Delegation). \
+A service account without a subject has no mailbox: Gmail answers `400 Precondition check failed`."
+    )]
+    ServiceAccount(ServiceAccountArgs),
+    /// List the saved accounts: kind, scopes, email and token expiry (never
+    /// a token).
+    Status,
+    /// Forget an account: revoke its login at Google (best effort) and
+    /// delete its saved tokens.
+    Logout(LogoutArgs),
+}
+
+/// What an account may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScopeArg {
+    /// Read mail and labels (gmail.readonly).
+    Readonly,
+    /// Also label, archive and trash (gmail.modify).
+    Modify,
+    /// Everything, permanent delete included (mail.google.com).
+    Full,
+}
+
+impl ScopeArg {
+    pub fn url(self) -> &'static str {
+        match self {
+            ScopeArg::Readonly => crate::auth::SCOPE_READONLY,
+            ScopeArg::Modify => crate::auth::SCOPE_MODIFY,
+            ScopeArg::Full => crate::auth::SCOPE_FULL,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LoginArgs {
+    /// Name to save the account under.
+    #[arg(long, value_name = "NAME", default_value = crate::auth::cache::DEFAULT_ACCOUNT)]
+    pub account: String,
+    /// The OAuth client's JSON (Desktop app). Default: the file this
+    /// account used before, else client_secret.json in the config directory.
+    #[arg(long, value_name = "FILE")]
+    pub client_secret: Option<PathBuf>,
+    /// What gmailscript may do with the mailbox.
+    #[arg(long, value_enum, default_value = "readonly")]
+    pub scope: ScopeArg,
+    /// Only print the address; open no browser (tests).
+    #[arg(long, hide = true)]
+    pub no_browser: bool,
+    /// Gmail API base URL to read the profile from (a simulator's, in tests).
+    #[arg(long, hide = true, value_name = "URL")]
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServiceAccountArgs {
+    /// The service account's key (JSON, from the Cloud console).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// The user of the domain to act for (a run's --user overrides it).
+    #[arg(long, value_name = "USER")]
+    pub subject: Option<String>,
+    /// Name to save the account under.
+    #[arg(long, value_name = "NAME", default_value = crate::auth::cache::DEFAULT_ACCOUNT)]
+    pub account: String,
+    /// What gmailscript may do; the same scopes must be delegated.
+    #[arg(long, value_enum, default_value = "readonly")]
+    pub scope: ScopeArg,
+    /// Gmail API base URL to read the profile from (a simulator's, in tests).
+    #[arg(long, hide = true, value_name = "URL")]
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogoutArgs {
+    /// The account to forget.
+    #[arg(long, value_name = "NAME", default_value = crate::auth::cache::DEFAULT_ACCOUNT)]
+    pub account: String,
 }
 
 #[derive(Debug, Clone, Args)]

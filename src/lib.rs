@@ -3,6 +3,7 @@
 //! local Gmail API simulator to try everything offline.
 
 pub mod app;
+pub mod app_auth;
 pub mod auth;
 pub mod cli;
 pub mod gmail;

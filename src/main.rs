@@ -30,6 +30,7 @@ fn main() -> ExitCode {
             Command::Repl(args) => gmailscript::repl::run(args, cli.verbose)
                 .await
                 .map(ExitCode::from),
+            Command::Auth(args) => gmailscript::app_auth::auth(args).await.map(ExitCode::from),
         }
     });
     match result {
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(verbose: u8) {
+    use tracing_subscriber::prelude::*;
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -49,9 +51,18 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    // yup-oauth2 logs access and refresh tokens, codes and client secrets
+    // at debug level: only its warnings get through, whatever RUST_LOG says.
+    let no_secrets = tracing_subscriber::filter::filter_fn(|meta| {
+        !meta.target().starts_with("yup_oauth2") || *meta.level() <= tracing::Level::WARN
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(no_secrets),
+        )
         .init();
 }
 

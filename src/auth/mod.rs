@@ -1,9 +1,36 @@
 //! Where access tokens come from. The engine asks a [`TokenSource`] for a
 //! token before each request and for a fresh one after a 401. Tokens are
 //! wrapped in [`Secret`] so they never reach logs or error text.
+//!
+//! Sources: [`FixedToken`] (the simulator, `GMAILSCRIPT_TOKEN`),
+//! [`oauth::InstalledSource`] (a user's login, refreshed from its cached
+//! refresh token) and [`service::ServiceSource`] (a service account acting
+//! for a delegated subject). [`cache`] keeps the saved accounts.
 
 use std::future::Future;
 use std::pin::Pin;
+
+pub mod cache;
+pub mod oauth;
+pub mod service;
+
+/// Read mail and labels, change nothing (the default).
+pub const SCOPE_READONLY: &str = "https://www.googleapis.com/auth/gmail.readonly";
+/// Also label, archive and trash; no permanent delete.
+pub const SCOPE_MODIFY: &str = "https://www.googleapis.com/auth/gmail.modify";
+/// Everything, permanent delete included.
+pub const SCOPE_FULL: &str = "https://mail.google.com/";
+
+/// A scope's short name (`readonly`, `modify`, `full`), or the URL itself
+/// for one gmailscript does not ask for.
+pub fn scope_name(url: &str) -> &str {
+    match url {
+        SCOPE_READONLY => "readonly",
+        SCOPE_MODIFY => "modify",
+        SCOPE_FULL => "full",
+        other => other,
+    }
+}
 
 /// An access token. Its `Debug` and `Display` print `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]

@@ -1285,7 +1285,10 @@ HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n{}\r\n--B--";
         for body in [&b"--b\r\n--b--\r\n"[..], b"--b\n--b--", b"x\n--b\n--b--\n"] {
             let mut d = Decoder::new("multipart/mixed; boundary=b").unwrap();
             d.push(body);
-            assert!(matches!(d.next_part(), Err(BatchError::Malformed { index: 0, .. })));
+            assert!(matches!(
+                d.next_part(),
+                Err(BatchError::Malformed { index: 0, .. })
+            ));
             assert_eq!(d.next_part(), Ok(None));
             assert_eq!(d.finish(), Ok(()));
         }

@@ -68,8 +68,9 @@ retrying will not help: check the address or skip this user";
 const NO_SUBJECT: &str = "almost always a service account calling without a delegated subject \
 (give it one: --user EMAIL or `subject` in the account), or domain-wide delegation not granted \
 for these scopes in the Admin console, or a user without Gmail; retrying does not help";
-const BAD_GRANT: &str = "the saved sign-in is no longer valid (revoked, expired, or a service \
-account with a wrong key, subject or clock): sign in again or check the account file";
+const BAD_GRANT: &str = "the saved login is no longer valid (revoked, expired, or a service \
+account with a wrong key, subject or clock): log in again (gmailscript auth login --account NAME) \
+or check the service account";
 const NO_DELEGATION: &str = "domain-wide delegation is not granted to this service account's \
 client ID for these scopes: add them in the Admin console (Security > API controls)";
 const API_DISABLED: &str = "the Gmail API is not enabled for this Cloud project: enable it in \
