@@ -335,3 +335,51 @@ fn mbox_files_for_the_simulator() {
         &[],
     );
 }
+
+#[test]
+fn client_secret_and_key_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("empty.json", Vec::new()),
+        ("array.json", b"[1, 2, 3]".to_vec()),
+        ("junk.json", vec![b'{'; 5 << 20]),
+        ("binary.json", vec![0, 159, 146, 150]),
+        (
+            "wrong-types.json",
+            br#"{"installed": {"client_id": 5, "client_secret": []}}"#.to_vec(),
+        ),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(d.join(name), bytes).unwrap();
+    }
+    std::fs::create_dir(d.join("folder.json")).unwrap();
+    let names: Vec<&str> = files
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(["folder.json", "missing.json"])
+        .collect();
+    for name in names {
+        let path = d.join(name);
+        let path = path.to_str().unwrap();
+        for args in [
+            vec!["auth", "login", "--no-browser", "--client-secret", path],
+            vec![
+                "auth",
+                "service-account",
+                "--key",
+                path,
+                "--subject",
+                "a@example.com",
+            ],
+        ] {
+            let out = Command::new(BIN)
+                .args(&args)
+                .env("GMAILSCRIPT_CONFIG_DIR", d.join("config"))
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            refused(&format!("{args:?}"), out, &[name]);
+        }
+    }
+}
