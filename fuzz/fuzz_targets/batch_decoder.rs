@@ -1,8 +1,24 @@
 //! The client's streaming batch decoder: any bytes, split anywhere, never
-//! panic, and never deliver a part twice.
+//! panic, and the same parts (and malformed-part reports) however the bytes
+//! arrive.
 #![no_main]
-use gmailscript::gmail::batch::Decoder;
+use gmailscript::gmail::batch::{BatchError, Decoder, InnerResponse};
 use libfuzzer_sys::fuzz_target;
+
+/// Drain every complete part; a malformed one is reported and skipped.
+fn drain(d: &mut Decoder, out: &mut Vec<Result<InnerResponse, BatchError>>) {
+    loop {
+        match d.next_part() {
+            Ok(Some(p)) => out.push(Ok(p)),
+            Ok(None) => return,
+            Err(e @ BatchError::Malformed { .. }) => out.push(Err(e)),
+            Err(e) => {
+                out.push(Err(e));
+                return;
+            }
+        }
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let (split, body) = match data.split_first() {
@@ -10,22 +26,18 @@ fuzz_target!(|data: &[u8]| {
         None => return,
     };
     let mut whole = Decoder::new("multipart/mixed; boundary=batch_x").unwrap();
-    whole.push(body);
     let mut a = Vec::new();
-    while let Ok(Some(p)) = whole.next_part() {
-        a.push(p);
-    }
-    let _ = whole.finish();
-    // The same bytes in two pieces give the same parts.
+    whole.push(body);
+    drain(&mut whole, &mut a);
+    let end_a = whole.finish();
     let cut = split.min(body.len());
     let mut pieces = Decoder::new("multipart/mixed; boundary=batch_x").unwrap();
     let mut b = Vec::new();
     for chunk in [&body[..cut], &body[cut..]] {
         pieces.push(chunk);
-        while let Ok(Some(p)) = pieces.next_part() {
-            b.push(p);
-        }
+        drain(&mut pieces, &mut b);
     }
-    let _ = pieces.finish();
+    let end_b = pieces.finish();
     assert_eq!(a, b);
+    assert_eq!(end_a.is_ok(), end_b.is_ok());
 });
