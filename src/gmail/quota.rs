@@ -206,7 +206,8 @@ impl Pacer {
         }
     }
 
-    /// A rate error came back: lower the ceiling, and honour Retry-After.
+    /// The quota ran out (a chunk met many rate errors): lower the ceiling,
+    /// and honour Retry-After.
     pub fn on_rate_error(&self, retry_after: Option<Duration>) {
         let mut st = self.state.lock().unwrap();
         st.share = (st.share * 0.9).max(FLOOR);

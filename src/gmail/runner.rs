@@ -234,6 +234,8 @@ struct InFlight {
     token: Option<Secret>,
     /// Parts received so far, for answers without Content-ID.
     seen: usize,
+    /// The longest Retry-After among its rate errors.
+    retry_after: Option<Duration>,
 }
 
 impl Runner {
@@ -383,6 +385,7 @@ impl Runner {
                         items: items.into_iter().map(Some).collect(),
                         token: token.clone(),
                         seen: 0,
+                        retry_after: None,
                     },
                 );
                 tokio::spawn(send_chunk(
@@ -623,6 +626,10 @@ impl State {
                 };
                 if c.stats.rate_errors == 0 && c.stats.concurrency_errors == 0 {
                     runner.pacer.on_clean(rtt);
+                } else if c.stats.rate_errors >= 3 && c.stats.rate_errors * 4 >= c.stats.sent {
+                    // Many refusals at once: the quota is spent, slow down.
+                    // A stray one (a passing 429) is only retried.
+                    runner.pacer.on_rate_error(c.retry_after);
                 }
                 self.report.rate_errors +=
                     (c.stats.rate_errors + c.stats.concurrency_errors) as u64;
