@@ -669,8 +669,9 @@ impl State {
             runner
                 .pacer
                 .refund(runner.profile.cost(p.item.request.method));
-            if !e.message.contains("concurrent") {
-                runner.pacer.on_rate_error(e.retry_after);
+            // Whether to slow down is decided per chunk, when it is done.
+            if let Some(c) = self.chunks.get_mut(&chunk) {
+                c.retry_after = c.retry_after.max(e.retry_after);
             }
         }
         // A 401: one fresh token, then the same item again, free of charge.
