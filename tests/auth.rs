@@ -7,35 +7,29 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gmailscript");
+mod common;
+
+use common::BIN;
 
 /// A `gmailscript sim` process.
-struct Sim {
-    child: Child,
-    url: String,
+struct Sim(common::SimProcess);
+
+impl std::ops::Deref for Sim {
+    type Target = common::SimProcess;
+    fn deref(&self) -> &common::SimProcess {
+        &self.0
+    }
 }
 
 impl Sim {
     fn start(args: &[&str]) -> Sim {
-        let mut child = Command::new(BIN)
-            .args(["sim", "--port", "0", "--quota", "off"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        Sim {
-            child,
-            url: line.trim().to_string(),
-        }
+        let mut all = vec!["--quota", "off"];
+        all.extend_from_slice(args);
+        Sim(common::SimProcess::start(&all))
     }
 
     fn stats(&self) -> Value {
@@ -60,13 +54,6 @@ impl Sim {
                 .unwrap();
             (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
         })
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

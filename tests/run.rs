@@ -3,14 +3,15 @@
 //! error a user sees for each kind of bad input.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gmailscript");
+mod common;
+
+use common::BIN;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -38,29 +39,18 @@ fn text(o: &Output) -> (String, String) {
 
 /// A `gmailscript sim` in its own process, for runs that must see the same
 /// mailbox twice.
-struct Sim {
-    child: Child,
-    url: String,
+struct Sim(common::SimProcess);
+
+impl std::ops::Deref for Sim {
+    type Target = common::SimProcess;
+    fn deref(&self) -> &common::SimProcess {
+        &self.0
+    }
 }
 
 impl Sim {
     fn start(args: &[&str]) -> Sim {
-        let mut child = Command::new(BIN)
-            .arg("sim")
-            .args(["--port", "0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        Sim {
-            child,
-            url: line.trim().to_string(),
-        }
+        Sim(common::SimProcess::start(args))
     }
 
     fn http(&self, post: bool, path: &str) -> Value {
@@ -110,13 +100,6 @@ impl Sim {
                 None => return ids,
             }
         }
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
