@@ -517,6 +517,53 @@ async fn injected_part_faults_are_reproducible() {
 }
 
 #[tokio::test]
+async fn injected_server_errors_cost_quota_and_rate_errors_do_not() {
+    // Google checks quota at the front end, before the backend that fails
+    // with a 5xx: a client that refunds 5xx parts would overspend.
+    let h = start(SimConfig {
+        faults: FaultSpec::parse("500:0.2,503:0.1,429:0.2").unwrap(),
+        quota: Profile::P2026,
+        seed: 7,
+        ..config(100)
+    })
+    .await;
+    let (ids, _) = list_all(&h, "maxResults=60").await;
+    client()
+        .post(format!("{}/_sim/stats/reset", h.base_url))
+        .send()
+        .await
+        .unwrap();
+    let (_, parts, _) = send_batch(
+        &h,
+        "b",
+        batch_body("b", &get_targets(&ids[..60], "minimal")),
+    )
+    .await;
+    let count = |codes: &[u16]| parts.iter().filter(|p| codes.contains(&p.status)).count() as u64;
+    let (served, backend, rate) = (count(&[200]), count(&[500, 503]), count(&[429, 403]));
+    assert_eq!(
+        served + backend + rate,
+        60,
+        "{:?}",
+        parts.iter().map(|p| p.status).collect::<Vec<_>>()
+    );
+    assert!(
+        backend >= 5 && rate >= 5,
+        "faults struck: {backend} backend, {rate} rate"
+    );
+    let stats: Value = client()
+        .get(format!("{}/_sim/stats", h.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["units_spent"], 20 * (served + backend));
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn resets_and_truncated_bodies_break_the_exchange() {
     for (kind, spec) in [("reset", "reset:1"), ("truncate", "truncate:1")] {
         let h = start(SimConfig {

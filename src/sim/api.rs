@@ -258,14 +258,17 @@ pub fn prepare<'a>(sim: &'a Sim, call: Call<'a>) -> Prepared<'a> {
     }
     let key = format!("{} {}", call.method, call.target);
     let mut slow = false;
-    match sim.faults.decide(Scope::Call, &key) {
+    let fault = sim.faults.decide(Scope::Call, &key);
+    match fault {
         Some(Fault::Status(429)) => {
             return done(
                 rate_reply(sim, &key, Duration::from_secs(1)),
                 Outcome::Injected,
             )
         }
-        Some(Fault::Status(code)) => return done(errors::injected(code), Outcome::Injected),
+        Some(Fault::Status(code)) if !(500..=599).contains(&code) => {
+            return done(errors::injected(code), Outcome::Injected)
+        }
         Some(Fault::Slow) => slow = true,
         _ => {}
     }
@@ -284,8 +287,17 @@ pub fn prepare<'a>(sim: &'a Sim, call: Call<'a>) -> Prepared<'a> {
             )
         }
     };
+    let slot = InFlight { sim, user: email };
+    if let Some(Fault::Status(code)) = fault {
+        // A backend error comes after the front end admitted and charged
+        // the call (quota is checked before dispatch), so it costs units.
+        let reply = errors::injected(code);
+        sim.stats
+            .call(name, &slot.user, reply.status, units, Outcome::Injected);
+        return Prepared::Done(reply);
+    }
     Prepared::Admitted(Box::new(Admitted {
-        slot: InFlight { sim, user: email },
+        slot,
         user,
         op,
         params,
