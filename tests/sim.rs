@@ -50,6 +50,18 @@ async fn post(h: &SimHandle, path: &str, body: Value) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// The simulator's counters (`GET /_sim/stats`).
+async fn sim_stats(h: &SimHandle) -> Value {
+    client()
+        .get(format!("{}/_sim/stats", h.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn reason(v: &Value) -> &str {
     v.pointer("/error/errors/0/reason")
         .and_then(Value::as_str)
@@ -316,14 +328,7 @@ async fn batch_answers_in_order_with_response_content_ids() {
         assert_eq!(p.status, 200);
         assert_eq!(p.body["id"], ids[i].as_str());
     }
-    let stats: Value = client()
-        .get(format!("{}/_sim/stats", h.base_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = sim_stats(&h).await;
     assert_eq!(stats["batches"], 1);
     assert_eq!(stats["batch_parts"], 100);
     assert_eq!(stats["calls"]["messages.get"]["200"], 100);
@@ -477,14 +482,7 @@ async fn quota_refuses_past_the_budget_in_every_shape_and_refills() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (status, _) = get(&h, &format!("messages/{}?format=minimal", ids[0])).await;
     assert_eq!(status, 200, "budget refills after the window");
-    let stats: Value = client()
-        .get(format!("{}/_sim/stats", h.base_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = sim_stats(&h).await;
     assert!(stats["rate_errors"].as_u64().unwrap() > 0);
     assert!(stats["units_spent"].as_u64().unwrap() >= 6000);
     assert_eq!(stats["quota"]["window_seconds"], 1.0);
@@ -551,14 +549,7 @@ async fn injected_server_errors_cost_quota_and_rate_errors_do_not() {
         backend >= 5 && rate >= 5,
         "faults struck: {backend} backend, {rate} rate"
     );
-    let stats: Value = client()
-        .get(format!("{}/_sim/stats", h.base_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = sim_stats(&h).await;
     assert_eq!(stats["units_spent"], 20 * (served + backend));
     h.stop().await;
 }
@@ -582,14 +573,7 @@ async fn resets_and_truncated_bodies_break_the_exchange() {
         };
         assert!(failed, "{kind}: the client sees a broken exchange");
         // The admin API is never faulted.
-        let stats: Value = client()
-            .get(format!("{}/_sim/stats", h.base_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stats = sim_stats(&h).await;
         assert_eq!(stats["outer_faults"][kind], 1);
         h.stop().await;
     }
