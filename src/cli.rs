@@ -118,8 +118,8 @@ pub struct RunArgs {
   echo 'gmail.profile()' | gmailscript repl --sim
 
 Type Lua: an expression prints its value. :help lists the modules and commands,
-:help gmail.batch shows a function's reference. Tab completes; Ctrl-C cancels a
-running call; Ctrl-D quits. With standard input not a terminal, statements are
+:help gmail.batch shows a function's reference. Tab completes; Ctrl-C stops a
+batch cleanly (twice: at once) or cancels any other call; Ctrl-D quits. With standard input not a terminal, statements are
 read from it; the exit code is then 2 if any failed, else 0.")]
 pub struct ReplArgs {
     #[command(flatten)]

@@ -36,6 +36,7 @@ pub async fn run(args: ReplArgs, verbose: u8) -> anyhow::Result<u8> {
         }
     }
     let conn = connect(&args.conn).await?;
+    let (cancel_tx, cancel_rx) = watch::channel(false);
     let host = Host::new(HostConfig {
         client: conn.client.clone(),
         profile: conn.profile.clone(),
@@ -43,16 +44,15 @@ pub async fn run(args: ReplArgs, verbose: u8) -> anyhow::Result<u8> {
         dry_run: args.dry_run,
         quiet: false,
         verbose,
-        // Ctrl-C drops the running entry rather than stopping it cleanly,
-        // so the engine's cancel signal never turns.
-        cancel: watch::channel(false).1,
+        // Turned by a first Ctrl-C during a batch; back off for each entry.
+        cancel: cancel_rx,
     })
     .map_err(|e| anyhow::anyhow!("cannot set up Lua: {e}"))?;
     let terminal = std::io::stdin().is_terminal();
     let mut session = Session {
         modules: help::modules(&host.lua),
         host: &host,
-        interrupts: terminal.then(|| listen_interrupts(&host)),
+        interrupts: terminal.then(|| listen_interrupts(&host, cancel_tx)),
         failed: false,
     };
     let local = tokio::task::LocalSet::new();
@@ -103,20 +103,28 @@ fn target(args: &ReplArgs, conn: &Connection) -> String {
 
 /// Ctrl-C while an entry runs. Only with a terminal: otherwise Ctrl-C
 /// stops the process as it would any program reading a pipe. (At the
-/// prompt the editor reads Ctrl-C as a key, not a signal.)
+/// prompt the editor reads Ctrl-C as a key, not a signal.) During a batch
+/// the first one stops it cleanly, as in `run`: chunks in flight finish,
+/// their messages are delivered and the batch returns its report; a second
+/// one drops the entry.
 #[derive(Clone)]
 struct Interrupts {
-    /// Counts them, to wake the entry's `select!`.
+    /// Counts those that drop the entry, to wake the entry's `select!`.
     count: watch::Receiver<u64>,
     /// Set by one; Lua code that never yields checks it (`Host::set_interrupt`).
     flag: Arc<AtomicBool>,
+    /// The engine's clean stop, for batches.
+    cancel: Arc<watch::Sender<bool>>,
 }
 
-fn listen_interrupts(host: &Host) -> Interrupts {
+fn listen_interrupts(host: &Host, cancel: watch::Sender<bool>) -> Interrupts {
     let (tx, count) = watch::channel(0u64);
     let flag = Arc::new(AtomicBool::new(false));
     host.set_interrupt(flag.clone());
     let set = flag.clone();
+    let cancel = Arc::new(cancel);
+    let stop = cancel.clone();
+    let running = host.ctx.running.clone();
     // Polled once here to put the handler in place now: the editor saves
     // the SIGINT disposition before each read and restores it after, so a
     // handler that came in during a read would be undone.
@@ -124,12 +132,23 @@ fn listen_interrupts(host: &Host) -> Interrupts {
     let _ = (&mut next).now_or_never();
     tokio::spawn(async move {
         while next.await.is_ok() {
-            set.store(true, Ordering::Relaxed);
-            tx.send_modify(|n| *n += 1);
+            if running.load(Ordering::SeqCst) > 0 && !*stop.borrow() {
+                eprintln!(
+                    "\nstopping the batch after the chunks in flight (Ctrl-C again to drop it now)"
+                );
+                stop.send_replace(true);
+            } else {
+                set.store(true, Ordering::Relaxed);
+                tx.send_modify(|n| *n += 1);
+            }
             next = Box::pin(tokio::signal::ctrl_c());
         }
     });
-    Interrupts { count, flag }
+    Interrupts {
+        count,
+        flag,
+        cancel,
+    }
 }
 
 /// After reading an entry: wait for more lines, go on, or leave.
@@ -217,12 +236,18 @@ impl Session<'_> {
 
     /// Run `work`, unless Ctrl-C comes first: then it is dropped (None).
     async fn interruptible<T>(&self, work: impl Future<Output = T>) -> Option<T> {
-        let Some(Interrupts { mut count, flag }) = self.interrupts.clone() else {
+        let Some(Interrupts {
+            mut count,
+            flag,
+            cancel,
+        }) = self.interrupts.clone()
+        else {
             return Some(work.await);
         };
         // A Ctrl-C from before this entry does not cancel it.
         count.borrow_and_update();
         flag.store(false, Ordering::Relaxed);
+        cancel.send_replace(false);
         tokio::select! {
             r = work => Some(r),
             Ok(()) = count.changed() => {

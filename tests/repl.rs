@@ -169,6 +169,65 @@ fn ctrl_c_cancels_a_slow_call_and_the_session_goes_on() {
 }
 
 #[test]
+fn ctrl_c_stops_a_batch_cleanly_then_a_second_drops_it() {
+    let home = tempfile::tempdir().unwrap();
+    // The 2026 quota at real speed lets ~300 gets through, then the batch
+    // waits a minute for the window: a long batch to interrupt.
+    let mut p = spawn(
+        home.path(),
+        &["--sim", "--sim-messages", "2000", "--sim-quota", "2026"],
+    );
+    enter(
+        &mut p,
+        "n = 0; r = gmail.batch(gmail.list{}, {format = 'minimal', progress = false, on_message = function(m) n = n + 1 end})",
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = Instant::now();
+    p.send(ControlCode::EndOfText).unwrap();
+    p.expect("stopping the batch")
+        .expect("the first Ctrl-C stops the batch");
+    prompt(&mut p);
+    assert!(
+        sent.elapsed() < Duration::from_secs(20),
+        "stopped at once, not after the quota window"
+    );
+    // The batch returned its report: what was delivered is counted, and
+    // the report says it was cancelled.
+    enter(
+        &mut p,
+        "return string.format('%s/%s/%s', tostring(n > 0 and n < 1960), tostring(r.ok == n), r.stopped)",
+    );
+    p.expect("true/true/cancelled")
+        .expect("the report of the stopped batch");
+    prompt(&mut p);
+    // The next batch is not born cancelled.
+    enter(
+        &mut p,
+        "return gmail.batch(gmail.list{limit = 3}, {format = 'minimal', progress = false, on_message = function() end}).ok",
+    );
+    p.expect("3").expect("a new batch runs to its end");
+    prompt(&mut p);
+
+    // A batch whose callback never yields: the first Ctrl-C asks for a
+    // clean stop that cannot come, the second drops the entry.
+    enter(
+        &mut p,
+        "gmail.batch(gmail.list{limit = 3}, {format = 'minimal', progress = false, on_message = function() while true do end end})",
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    p.send(ControlCode::EndOfText).unwrap();
+    p.expect("stopping the batch").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    p.send(ControlCode::EndOfText).unwrap();
+    p.expect("interrupted").expect("the second Ctrl-C drops it");
+    prompt(&mut p);
+    enter(&mut p, "return 6 * 7");
+    p.expect("42").expect("the session goes on");
+    prompt(&mut p);
+    assert!(matches!(quit(p), WaitStatus::Exited(_, 0)));
+}
+
+#[test]
 fn history_survives_a_restart() {
     let home = tempfile::tempdir().unwrap();
     let mut p = spawn(home.path(), &["--sim", "--sim-messages", "10"]);

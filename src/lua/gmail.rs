@@ -989,6 +989,7 @@ async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Result<Ta
         backoff,
         max_attempts: max_attempts.unwrap_or(RunOptions::default().max_attempts),
     };
+    let running = ctx.running();
     let report = ctx
         .runner
         .run(
@@ -999,6 +1000,7 @@ async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Result<Ta
             Some(ctx.cancel.clone()),
         )
         .await;
+    drop(running);
     drop(sink);
     if let Some(pb) = &bar {
         pb.finish_and_clear();
@@ -1049,6 +1051,7 @@ async fn mutate(lua: &Lua, items: Vec<Item>) -> mlua::Result<Report> {
     let ctx = super::ctx(lua);
     let mut policy = crate::gmail::runner::DefaultPolicy;
     let mut sink = |_: &str, _: Bytes| Ok(());
+    let _running = ctx.running();
     let report = ctx
         .runner
         .run(

@@ -16,7 +16,7 @@ pub mod time;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +65,18 @@ pub struct Ctx {
     pub outcome: RefCell<Outcome>,
     /// labels.list, fetched once when a name must be resolved.
     pub labels: RefCell<Option<Vec<gmail::LabelInfo>>>,
+    /// Engine runs (batches) under way; the REPL's Ctrl-C handler, on its
+    /// own thread, reads it to stop a batch cleanly rather than drop it.
+    pub running: Arc<AtomicUsize>,
+}
+
+/// Counts one engine run for as long as it lives.
+pub struct Running(Arc<AtomicUsize>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Ctx {
@@ -73,6 +85,10 @@ impl Ctx {
     }
     pub fn cancelled(&self) -> bool {
         *self.cancel.borrow()
+    }
+    pub fn running(&self) -> Running {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        Running(self.running.clone())
     }
 }
 
@@ -114,6 +130,7 @@ impl Host {
             cancel: cfg.cancel,
             outcome: RefCell::new(Outcome::default()),
             labels: RefCell::new(None),
+            running: Arc::new(AtomicUsize::new(0)),
         });
         lua.set_app_data(ctx.clone());
         gmail::register(&lua)?;
