@@ -62,6 +62,14 @@ fn quick() -> RunOptions {
     }
 }
 
+/// A simulator for `cfg`, a client with the fixed token, and every id.
+async fn setup(cfg: SimConfig) -> (SimHandle, Arc<Client>, Vec<String>) {
+    let h = sim::start(cfg).await.unwrap();
+    let client = fixed(&h);
+    let ids = all_ids(&client).await;
+    (h, client, ids)
+}
+
 async fn all_ids(client: &Arc<Client>) -> Vec<String> {
     let q = ListQuery {
         include_spam_trash: true,
@@ -125,9 +133,7 @@ async fn sim_stats(h: &SimHandle) -> Value {
 
 #[tokio::test]
 async fn paged_list_of_1200_ids_in_pages_of_500() {
-    let h = sim::start(sim_config(1200)).await.unwrap();
-    let client = fixed(&h);
-    let ids = all_ids(&client).await;
+    let (h, _, ids) = setup(sim_config(1200)).await;
     assert_eq!(ids.len(), 1200);
     let mut uniq = ids.clone();
     uniq.sort();
@@ -147,15 +153,12 @@ async fn every_message_delivered_exactly_once_under_each_fault() {
         "truncate:0.2",
         "500:0.05,503:0.05,429:0.05,reset:0.05,truncate:0.05",
     ] {
-        let h = sim::start(SimConfig {
+        let (h, client, ids) = setup(SimConfig {
             faults: FaultSpec::parse(spec).unwrap(),
             seed: 3,
             ..sim_config(600)
         })
-        .await
-        .unwrap();
-        let client = fixed(&h);
-        let ids = all_ids(&client).await;
+        .await;
         let (report, seen) = fetch(&runner(client), &ids, &mut DefaultPolicy, &quick()).await;
         assert_eq!(report.ok, 600, "{spec}: {report:?}");
         assert!(
@@ -174,9 +177,7 @@ async fn every_message_delivered_exactly_once_under_each_fault() {
 
 #[tokio::test]
 async fn deleted_messages_are_skipped_and_recorded() {
-    let h = sim::start(sim_config(100)).await.unwrap();
-    let client = fixed(&h);
-    let mut ids = all_ids(&client).await;
+    let (h, client, mut ids) = setup(sim_config(100)).await;
     ids.push("00000000000000aa".into());
     ids.push("00000000000000bb".into());
     let (report, seen) = fetch(&runner(client), &ids, &mut DefaultPolicy, &quick()).await;
@@ -256,9 +257,7 @@ impl Policy for Spy {
 
 #[tokio::test]
 async fn concurrency_429s_on_a_batch_of_100_shrink_the_chunk() {
-    let h = sim::start(sim_config(1000)).await.unwrap();
-    let client = fixed(&h);
-    let ids = all_ids(&client).await;
+    let (h, client, ids) = setup(sim_config(1000)).await;
     let opts = RunOptions {
         chunk_start: 100,
         chunk_max: 100,
@@ -295,9 +294,7 @@ async fn a_custom_chunk_rule_is_obeyed() {
             Some(7)
         }
     }
-    let h = sim::start(sim_config(70)).await.unwrap();
-    let client = fixed(&h);
-    let ids = all_ids(&client).await;
+    let (h, client, ids) = setup(sim_config(70)).await;
     let (report, _) = fetch(&runner(client), &ids, &mut Fixed7, &quick()).await;
     assert_eq!(report.ok, 70);
     assert_eq!(report.chunks, 10);
@@ -309,15 +306,12 @@ async fn a_custom_chunk_rule_is_obeyed() {
 async fn rate_errors_of_every_shape_slow_the_pacer() {
     // The simulator allows 6,000 units per 0.5 s; the client believes in
     // three times that, so it overshoots until rate errors rein it in.
-    let h = sim::start(SimConfig {
+    let (h, client, ids) = setup(SimConfig {
         quota: SimProfile::P2026,
         speed: 120.0,
         ..sim_config(1500)
     })
-    .await
-    .unwrap();
-    let client = fixed(&h);
-    let ids = all_ids(&client).await;
+    .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let runner = Runner::new(client, Profile::Units(18_000), Duration::from_millis(500));
     let (report, seen) = fetch(&runner, &ids, &mut DefaultPolicy, &quick()).await;
@@ -336,15 +330,12 @@ async fn rate_errors_of_every_shape_slow_the_pacer() {
 
 #[tokio::test]
 async fn the_pacer_keeps_under_the_quota() {
-    let h = sim::start(SimConfig {
+    let (h, client, ids) = setup(SimConfig {
         quota: SimProfile::P2026,
         speed: 120.0,
         ..sim_config(1200)
     })
-    .await
-    .unwrap();
-    let client = fixed(&h);
-    let ids = all_ids(&client).await;
+    .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let runner = Runner::new(client, Profile::P2026, Duration::from_millis(500));
     let (report, _) = fetch(&runner, &ids, &mut DefaultPolicy, &quick()).await;
@@ -450,9 +441,7 @@ async fn a_token_that_stays_refused_stops_the_run() {
 
 #[tokio::test]
 async fn batch_modify_of_2500_ids() {
-    let h = sim::start(sim_config(2600)).await.unwrap();
-    let client = fixed(&h);
-    let ids = all_ids(&client).await;
+    let (h, client, ids) = setup(sim_config(2600)).await;
     let calls = Request::batch_modify_chunks(&ids[..2500], &["STARRED".into()], &[]);
     let items: Vec<Result<Item, ApiError>> = calls
         .into_iter()
@@ -518,14 +507,11 @@ async fn history_too_old_is_its_own_error() {
 
 #[tokio::test]
 async fn cancelling_finishes_what_is_in_flight_and_counts_the_rest() {
-    let h = sim::start(SimConfig {
+    let (h, client, ids) = setup(SimConfig {
         latency: Duration::from_millis(50),
         ..sim_config(500)
     })
-    .await
-    .unwrap();
-    let client = fixed(&h);
-    let ids = all_ids(&client).await;
+    .await;
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(120)).await;
@@ -559,9 +545,7 @@ async fn cancelling_finishes_what_is_in_flight_and_counts_the_rest() {
 
 #[tokio::test]
 async fn a_sink_error_stops_and_the_item_is_not_done() {
-    let h = sim::start(sim_config(100)).await.unwrap();
-    let client = fixed(&h);
-    let ids = all_ids(&client).await;
+    let (h, client, ids) = setup(sim_config(100)).await;
     let mut n = 0;
     let mut sink = |_: &str, _: Bytes| {
         n += 1;

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -82,6 +82,21 @@ impl Sim {
         let mut all = vec![args[0], "--endpoint", &self.url, "--quota", "off"];
         all.extend_from_slice(&args[1..]);
         run(&all, &[("GMAILSCRIPT_TOKEN", "sim-token")])
+    }
+
+    /// The backup script into `dest`, started and left running (to kill).
+    fn spawn_backup(&self, dest: &Path, quiet: bool, out: fn() -> Stdio) -> Child {
+        Command::new(BIN)
+            .args(["run", &script("backup.lua"), "--endpoint", &self.url])
+            .args(["--quota", "off"])
+            .args(quiet.then_some("--quiet"))
+            .arg("--")
+            .arg(dest)
+            .env("GMAILSCRIPT_TOKEN", "sim-token")
+            .stdout(out())
+            .stderr(out())
+            .spawn()
+            .unwrap()
     }
 
     /// Ids messages.list gives (spam and trash left out, as backup lists).
@@ -170,23 +185,7 @@ fn backup_resumes_after_kill_and_then_runs_incrementally() {
 
     // Kill -9 mid-run, a few times, then let it finish.
     for wait_ms in [400, 700] {
-        let mut child = Command::new(BIN)
-            .args([
-                "run",
-                &script("backup.lua"),
-                "--endpoint",
-                &sim.url,
-                "--quota",
-                "off",
-                "--quiet",
-                "--",
-            ])
-            .arg(&dest)
-            .env("GMAILSCRIPT_TOKEN", "sim-token")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = sim.spawn_backup(&dest, true, Stdio::null);
         std::thread::sleep(Duration::from_millis(wait_ms));
         child.kill().unwrap();
         child.wait().unwrap();
@@ -525,22 +524,7 @@ fn ctrl_c_stops_cleanly_and_the_rerun_completes() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("mail");
     let listed = sim.listed();
-    let child = Command::new(BIN)
-        .args([
-            "run",
-            &script("backup.lua"),
-            "--endpoint",
-            &sim.url,
-            "--quota",
-            "off",
-            "--",
-        ])
-        .arg(&dest)
-        .env("GMAILSCRIPT_TOKEN", "sim-token")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = sim.spawn_backup(&dest, false, Stdio::piped);
     std::thread::sleep(Duration::from_millis(500));
     let st = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -813,23 +797,7 @@ fn crash_kill_9_at_random_moments_then_resume_matches_a_clean_run() {
     let crashed = dir.path().join("crashed");
     let mut rng = rand::thread_rng();
     for i in 0..kills {
-        let mut child = Command::new(BIN)
-            .args([
-                "run",
-                &script("backup.lua"),
-                "--endpoint",
-                &sim.url,
-                "--quota",
-                "off",
-                "--quiet",
-                "--",
-            ])
-            .arg(&crashed)
-            .env("GMAILSCRIPT_TOKEN", "sim-token")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = sim.spawn_backup(&crashed, true, Stdio::null);
         std::thread::sleep(Duration::from_millis(rng.gen_range(30..400)));
         let finished = child.try_wait().unwrap().is_some();
         child.kill().ok();
