@@ -67,6 +67,21 @@ fn auth_error(e: crate::auth::AuthError) -> ApiError {
     }
 }
 
+/// An error answer: its status, Retry-After and body as one [`ApiError`]
+/// (a body that breaks off is a network error).
+async fn error_answer(resp: reqwest::Response) -> ApiError {
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    match resp.bytes().await {
+        Ok(body) => ApiError::from_response(status, retry_after.as_deref(), &body),
+        Err(e) => network_error(&e),
+    }
+}
+
 /// A transport failure, described without the URL's query (which may hold
 /// user data) and never with headers.
 fn network_error(e: &reqwest::Error) -> ApiError {
@@ -186,22 +201,10 @@ impl Client {
             rb = rb.json(body);
         }
         let resp = rb.send().await.map_err(|e| network_error(&e))?;
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(String::from);
-        let body = resp.bytes().await.map_err(|e| network_error(&e))?;
-        if (200..300).contains(&status) {
-            Ok(body)
-        } else {
-            Err(ApiError::from_response(
-                status,
-                retry_after.as_deref(),
-                &body,
-            ))
+        if !resp.status().is_success() {
+            return Err(error_answer(resp).await);
         }
+        resp.bytes().await.map_err(|e| network_error(&e))
     }
 
     /// Send one batch; its answer is read part by part from the returned
@@ -237,19 +240,8 @@ impl Client {
             .send()
             .await
             .map_err(|e| network_error(&e))?;
-        let status = resp.status().as_u16();
-        if status != 200 {
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .map(String::from);
-            let body = resp.bytes().await.map_err(|e| network_error(&e))?;
-            return Err(ApiError::from_response(
-                status,
-                retry_after.as_deref(),
-                &body,
-            ));
+        if resp.status().as_u16() != 200 {
+            return Err(error_answer(resp).await);
         }
         let ct = resp
             .headers()
