@@ -829,21 +829,7 @@ async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Result<Ta
             .get::<Option<Function>>("on_error")?,
     };
     let on_message = o.function("on_message")?;
-    let state: Option<LuaState> = match o.raw("resume")? {
-        Value::Nil => None,
-        Value::UserData(ud) => Some(
-            ud.borrow::<LuaState>()
-                .map_err(|_| {
-                    o.error(
-                        "resume",
-                        "a state from store.open",
-                        &Value::UserData(ud.clone()),
-                    )
-                })?
-                .clone(),
-        ),
-        other => return Err(o.error("resume", "a state from store.open", &other)),
-    };
+    let state = LuaState::option(&o, "resume")?;
     let mut max_attempts = o.integer("max_attempts", 1, 1000)?.map(|n| n as u32);
     let backoff = match o.raw("backoff")? {
         Value::Nil => ctx.backoff.clone(),

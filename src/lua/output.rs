@@ -193,20 +193,8 @@ fn resume_of(
             "{func}: options 'resume' and 'overwrite' cannot go together"
         )));
     }
-    let state = match o.raw("resume")? {
-        Value::Nil if overwrite => return Ok((None, Some(0))),
-        Value::Nil => return Ok((None, None)),
-        Value::UserData(ud) => ud
-            .borrow::<LuaState>()
-            .map_err(|_| {
-                o.error(
-                    "resume",
-                    "a state from store.open",
-                    &Value::UserData(ud.clone()),
-                )
-            })?
-            .clone(),
-        other => return Err(o.error("resume", "a state from store.open", &other)),
+    let Some(state) = LuaState::option(&o, "resume")? else {
+        return Ok((None, overwrite.then_some(0)));
     };
     let at = state
         .get(&output_key(Path::new(path)))

@@ -13,6 +13,8 @@ use crate::gmail::ApiError;
 use crate::output::Writer;
 use crate::store::{FailureRecord, Store};
 
+use super::opts::Opts;
+
 pub type SharedWriter = Rc<RefCell<Box<dyn Writer>>>;
 
 struct Inner {
@@ -74,6 +76,21 @@ impl Drop for Inner {
 }
 
 impl LuaState {
+    /// Option `key` (`resume`) of an options table: a state from
+    /// store.open, or nil.
+    pub fn option(o: &Opts, key: &str) -> mlua::Result<Option<LuaState>> {
+        match o.raw(key)? {
+            Value::Nil => Ok(None),
+            Value::UserData(ud) => match ud.borrow::<LuaState>() {
+                Ok(state) => Ok(Some(state.clone())),
+                Err(_) => {
+                    Err(o.error(key, "a state from store.open", &Value::UserData(ud.clone())))
+                }
+            },
+            other => Err(o.error(key, "a state from store.open", &other)),
+        }
+    }
+
     pub fn path(&self) -> PathBuf {
         self.0.borrow().path.clone()
     }
