@@ -451,32 +451,20 @@ mod tests {
         );
         assert!(a.principal(Some("Bearer nope")).is_none());
         assert!(a.principal(None).is_none());
-        let v = a
-            .token_endpoint(
-                &form(&[
-                    ("grant_type", "refresh_token"),
-                    ("client_id", "c"),
-                    ("refresh_token", DEFAULT_REFRESH_TOKEN),
-                ]),
-                |_| true,
-                "http://x/token",
-            )
-            .unwrap();
+        let refresh = || {
+            let grant = form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", "c"),
+                ("refresh_token", DEFAULT_REFRESH_TOKEN),
+            ]);
+            a.token_endpoint(&grant, |_| true, "http://x/token")
+        };
+        let v = refresh().unwrap();
         let tok = v["access_token"].as_str().unwrap();
         assert_eq!(v["expires_in"], 60);
         assert!(a.principal(Some(&format!("Bearer {tok}"))).is_some());
         assert!(a.revoke(DEFAULT_REFRESH_TOKEN));
-        let e = a
-            .token_endpoint(
-                &form(&[
-                    ("grant_type", "refresh_token"),
-                    ("client_id", "c"),
-                    ("refresh_token", DEFAULT_REFRESH_TOKEN),
-                ]),
-                |_| true,
-                "http://x/token",
-            )
-            .unwrap_err();
+        let e = refresh().unwrap_err();
         assert_eq!(e.error, "invalid_grant");
     }
 
