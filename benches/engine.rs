@@ -13,84 +13,36 @@
 //! The simulator runs as a separate process so its CPU and memory are not
 //! counted here.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use gmailscript::auth::FixedToken;
-use gmailscript::gmail::client::ClientConfig;
 use gmailscript::gmail::quota::Profile;
 use gmailscript::gmail::request::{Format, ListQuery, Request};
 use gmailscript::gmail::runner::{DefaultPolicy, Item, RunOptions, Runner};
 use gmailscript::gmail::{ApiError, Client};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gmailscript");
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{client, SimProcess as Sim};
 
-struct Sim {
-    child: Child,
-    url: String,
+async fn stats(sim: &Sim) -> Value {
+    reqwest::get(format!("{}/_sim/stats", sim.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
-impl Sim {
-    fn start(args: &[&str]) -> Sim {
-        let mut child = Command::new(BIN)
-            .arg("sim")
-            .args(["--port", "0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("gmailscript runs");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        Sim {
-            child,
-            url: line.trim().to_string(),
-        }
-    }
-
-    async fn stats(&self) -> Value {
-        reqwest::get(format!("{}/_sim/stats", self.url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn reset_stats(&self) {
-        reqwest::Client::new()
-            .post(format!("{}/_sim/stats/reset", self.url))
-            .send()
-            .await
-            .unwrap();
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn client(url: &str) -> Arc<Client> {
-    Arc::new(
-        Client::new(
-            ClientConfig {
-                base_url: url.to_string(),
-                ..ClientConfig::default()
-            },
-            Arc::new(FixedToken::new("sim-token")),
-        )
-        .unwrap(),
-    )
+async fn reset_stats(sim: &Sim) {
+    reqwest::Client::new()
+        .post(format!("{}/_sim/stats/reset", sim.url))
+        .send()
+        .await
+        .unwrap();
 }
 
 async fn ids(client: &Arc<Client>, q: Option<&str>) -> Vec<String> {
@@ -160,7 +112,7 @@ async fn quota(profile: &str, per_user: u64, cost: u64) {
     let list = ids(&c, None).await;
     // Let the listing's units leave the window, then count from zero.
     tokio::time::sleep(window + Duration::from_millis(100)).await;
-    sim.reset_stats().await;
+    reset_stats(&sim).await;
     let runner = Runner::new(c, Profile::parse(profile).unwrap(), window);
     let mut sink = |_: &str, _: Bytes| Ok(());
     // Stop just before `windows` whole windows have passed: over k windows
@@ -182,7 +134,7 @@ async fn quota(profile: &str, per_user: u64, cost: u64) {
         )
         .await;
     let elapsed = t.elapsed().as_secs_f64();
-    let stats = sim.stats().await;
+    let stats = stats(&sim).await;
     let spent = stats["units_spent"].as_f64().unwrap();
     let allowed = (per_user * windows as u64) as f64;
     let calls = stats["calls_total"].as_f64().unwrap();

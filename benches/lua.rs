@@ -8,36 +8,22 @@
 //! - start-up: wall time of `gmailscript run` on a trivial script, median
 //!   of 30 runs, beside `gmailscript --version` (target: < 20 ms).
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use gmailscript::auth::FixedToken;
-use gmailscript::gmail::client::ClientConfig;
 use gmailscript::gmail::quota::Profile;
 use gmailscript::gmail::request::{Format, ListQuery, Request};
 use gmailscript::gmail::runner::{DefaultPolicy, Item, RunOptions, Runner};
 use gmailscript::gmail::{ApiError, Client};
 use gmailscript::lua::{Host, HostConfig};
 
-const BIN: &str = env!("CARGO_BIN_EXE_gmailscript");
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{client, SimProcess, BIN};
 const N: usize = 100_000;
-
-fn client(url: &str) -> Arc<Client> {
-    Arc::new(
-        Client::new(
-            ClientConfig {
-                base_url: url.to_string(),
-                ..ClientConfig::default()
-            },
-            Arc::new(FixedToken::new("sim-token")),
-        )
-        .unwrap(),
-    )
-}
 
 async fn engine_alone(c: Arc<Client>, ids: Vec<String>) -> f64 {
     let runner = Runner::new(c, Profile::Off, Duration::from_secs(60));
@@ -149,27 +135,15 @@ fn main() {
         return;
     }
     startup();
-    let mut child = Command::new(BIN)
-        .args([
-            "sim",
-            "--port",
-            "0",
-            "--quota",
-            "off",
-            "--messages",
-            "20000",
-            "--concurrency",
-            "100000",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut url = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut url)
-        .unwrap();
-    let url = url.trim().to_string();
+    let sim = SimProcess::start(&[
+        "--quota",
+        "off",
+        "--messages",
+        "20000",
+        "--concurrency",
+        "100000",
+    ]);
+    let url = sim.url.clone();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let c = client(&url);
@@ -193,6 +167,4 @@ fn main() {
             100.0 * l / e
         );
     });
-    let _ = child.kill();
-    let _ = child.wait();
 }

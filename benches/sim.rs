@@ -6,28 +6,18 @@
 //! - generate: time to first line and peak RSS of `gmailscript sim
 //!   --messages 100000` (targets: under 3 s, under 400 MB).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_gmailscript");
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::SimProcess;
 
-fn spawn_sim(args: &[&str]) -> (Child, String, Duration) {
+fn spawn_sim(args: &[&str]) -> (SimProcess, Duration) {
     let t = Instant::now();
-    let mut child = Command::new(BIN)
-        .arg("sim")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gmailscript runs");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (child, line.trim().to_string(), t.elapsed())
+    let sim = SimProcess::start(args);
+    (sim, t.elapsed())
 }
 
 fn status_kb(pid: u32, field: &str) -> u64 {
@@ -49,30 +39,26 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 fn generate() {
-    let (mut child, url, elapsed) = spawn_sim(&["--messages", "100000", "--port", "0"]);
-    let pid = child.id();
+    let (sim, elapsed) = spawn_sim(&["--messages", "100000"]);
+    let (pid, url) = (sim.pid(), &sim.url);
     let rss_mb = status_kb(pid, "VmHWM:") as f64 / 1024.0;
     println!(
         "generate: 100000 messages ready in {:.2} s, peak RSS {:.0} MB (targets: < 3 s, < 400 MB) at {url}",
         elapsed.as_secs_f64(),
         rss_mb
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 async fn serve() {
-    let (mut child, url, _) = spawn_sim(&[
+    let (sim, _) = spawn_sim(&[
         "--messages",
         "20000",
         "--quota",
         "off",
         "--concurrency",
         "100000",
-        "--port",
-        "0",
     ]);
-    let pid = child.id();
+    let (pid, url) = (sim.pid(), sim.url.clone());
     let client = reqwest::Client::new();
     let list: serde_json::Value = client
         .get(format!(
@@ -147,8 +133,6 @@ async fn serve() {
         cpu,
         n as f64 / cpu.max(1e-9)
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn main() {

@@ -1,7 +1,14 @@
-//! Shared by the integration tests: a `gmailscript sim` in its own process.
+//! Shared by the integration tests and the benches: a `gmailscript sim` in
+//! its own process, and a client of it. Not every user needs every item.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use gmailscript::auth::FixedToken;
+use gmailscript::gmail::client::ClientConfig;
+use gmailscript::gmail::Client;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_gmailscript");
 
@@ -30,6 +37,26 @@ impl SimProcess {
             url: line.trim().to_string(),
         }
     }
+}
+
+impl SimProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// An engine client of `url` with the simulator's fixed token.
+pub fn client(url: &str) -> Arc<Client> {
+    Arc::new(
+        Client::new(
+            ClientConfig {
+                base_url: url.to_string(),
+                ..ClientConfig::default()
+            },
+            Arc::new(FixedToken::new("sim-token")),
+        )
+        .unwrap(),
+    )
 }
 
 impl Drop for SimProcess {
