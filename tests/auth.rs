@@ -32,17 +32,6 @@ impl Sim {
         Sim(common::SimProcess::start(&all))
     }
 
-    fn stats(&self) -> Value {
-        block_on(async {
-            reqwest::get(format!("{}/_sim/stats", self.url))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap()
-        })
-    }
-
     /// POST a form to the simulator; the status and the JSON answer.
     fn post_form(&self, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
         block_on(async {

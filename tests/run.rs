@@ -53,31 +53,6 @@ impl Sim {
         Sim(common::SimProcess::start(args))
     }
 
-    fn http(&self, post: bool, path: &str) -> Value {
-        let url = format!("{}{path}", self.url);
-        tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(async move {
-                let c = reqwest::Client::new();
-                let req = if post { c.post(url) } else { c.get(url) };
-                req.bearer_auth("sim-token")
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap_or(Value::Null)
-            })
-    }
-
-    fn get(&self, path: &str) -> Value {
-        self.http(false, path)
-    }
-
-    fn post(&self, path: &str) -> Value {
-        self.http(true, path)
-    }
-
     fn run(&self, args: &[&str]) -> Output {
         let mut all = vec![args[0], "--endpoint", &self.url, "--quota", "off"];
         all.extend_from_slice(&args[1..]);

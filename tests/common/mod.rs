@@ -9,6 +9,7 @@ use std::sync::Arc;
 use gmailscript::auth::FixedToken;
 use gmailscript::gmail::client::ClientConfig;
 use gmailscript::gmail::Client;
+use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_gmailscript");
 
@@ -42,6 +43,38 @@ impl SimProcess {
 impl SimProcess {
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// A blocking GET or POST of `path` with the simulator's token; the
+    /// JSON answer (null if none).
+    pub fn http(&self, post: bool, path: &str) -> Value {
+        let url = format!("{}{path}", self.url);
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async move {
+                let c = reqwest::Client::new();
+                let req = if post { c.post(url) } else { c.get(url) };
+                req.bearer_auth("sim-token")
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap_or(Value::Null)
+            })
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        self.http(false, path)
+    }
+
+    pub fn post(&self, path: &str) -> Value {
+        self.http(true, path)
+    }
+
+    /// The simulator's counters (`GET /_sim/stats`).
+    pub fn stats(&self) -> Value {
+        self.get("/_sim/stats")
     }
 }
 
