@@ -93,7 +93,7 @@ function Message:has_label(label) end
 ---@field seconds number
 ---@field rate_errors integer
 ---@field not_done integer taken from ids (or waiting for a retry) but not finished because the run stopped
----@field stopped? string why the run stopped early: "stopped on ID: ..." (policy abort; exit code 3), "cancelled" (Ctrl-C; exit code 130), "listing failed: ..." (gmail.list failed; exit code 3), "could not store ID: ..." (resume state, or an output following it, not written; exit code 3)
+---@field stopped? string why the run stopped early: "stopped on ID: ..." (policy abort; exit code 3), "cancelled" (Ctrl-C: exit code 130 in run; in the REPL the entry goes on), "listing failed: ..." (gmail.list failed; exit code 3), "could not store ID: ..." (resume state, or an output following it, not written; exit code 3)
 ---@field failures {id: string, error: GmailError, attempts: integer}[] modify: id reads "FIRST..LAST (N ids)", one entry per batchModify call
 ---@field skips {id: string, error: GmailError, attempts: integer}[]
 ---@field dry_run? boolean modify and trash only: true under --dry-run; nothing was changed
