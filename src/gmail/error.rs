@@ -19,6 +19,10 @@ pub enum ErrorClass {
     Invalid,
     QuotaDaily,
     Forbidden,
+    /// An answer that arrived but cannot be used: not JSON, a `raw` that
+    /// is not base64url, a body for another id. That item's failure, not
+    /// the run's.
+    Malformed,
 }
 
 impl ErrorClass {
@@ -33,6 +37,7 @@ impl ErrorClass {
             ErrorClass::Invalid => "invalid",
             ErrorClass::QuotaDaily => "quota_daily",
             ErrorClass::Forbidden => "forbidden",
+            ErrorClass::Malformed => "malformed",
         }
     }
 }
@@ -56,7 +61,15 @@ pub struct ApiError {
     pub retry_after: Option<Duration>,
     /// What the user should do, for errors where retrying cannot help.
     pub diagnosis: Option<String>,
+    /// A rate error that is the per-user concurrency limit ("Too many
+    /// concurrent requests for user"), not spent quota: the cure is fewer
+    /// calls in flight, not a slower pace.
+    pub concurrent: bool,
 }
+
+/// The longest wait taken from the network: a Retry-After beyond it is
+/// read as this (a month), so no number from a server overflows a clock.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
 
 const MAX_MESSAGE_CHARS: usize = 300;
 const MAX_SNIPPET_CHARS: usize = 200;
@@ -108,8 +121,11 @@ impl ApiError {
         ]
         .into_iter()
         .flatten()
-        .max();
+        .max()
+        .map(|d| d.min(MAX_RETRY_AFTER));
         let diagnosis = diagnose(class, &reason, &message, rpc_status).map(str::to_string);
+        let concurrent =
+            class == ErrorClass::Rate && message.to_ascii_lowercase().contains("concurrent");
         ApiError {
             status,
             reason,
@@ -117,19 +133,37 @@ impl ApiError {
             class,
             retry_after,
             diagnosis,
+            concurrent,
         }
+    }
+
+    /// An error of `class` made on this side, with no answer behind it.
+    pub fn local(class: ErrorClass, reason: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: 0,
+            reason: reason.to_string(),
+            message: one_line(&message.into(), MAX_MESSAGE_CHARS),
+            class,
+            retry_after: None,
+            diagnosis: None,
+            concurrent: false,
+        }
+    }
+
+    /// A request this side cannot send as it is (an id too long for a URL,
+    /// a bad method): never retried, it would fail the same way.
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        Self::local(ErrorClass::Invalid, "invalidRequest", message)
+    }
+
+    /// An answer that arrived but cannot be used (see [`ErrorClass::Malformed`]).
+    pub fn malformed(message: impl Into<String>) -> ApiError {
+        Self::local(ErrorClass::Malformed, "malformedAnswer", message)
     }
 
     /// No HTTP answer at all (connect, TLS, reset, timeout).
     pub fn network(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: 0,
-            reason: "network".to_string(),
-            message: one_line(&message.into(), MAX_MESSAGE_CHARS),
-            class: ErrorClass::Network,
-            retry_after: None,
-            diagnosis: None,
-        }
+        Self::local(ErrorClass::Network, "network", message)
     }
 
     /// The default policy retries these classes with backoff.
@@ -290,7 +324,13 @@ fn diagnose(
 fn parse_retry_after(header: &str, now: SystemTime) -> Option<Duration> {
     let header = header.trim();
     if !header.is_empty() && header.bytes().all(|b| b.is_ascii_digit()) {
-        return header.parse().ok().map(Duration::from_secs);
+        // Too many digits for a u64 is still "a very long time".
+        return Some(
+            header
+                .parse()
+                .map_or(MAX_RETRY_AFTER, Duration::from_secs)
+                .min(MAX_RETRY_AFTER),
+        );
     }
     let at = httpdate::parse_http_date(header).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
@@ -794,6 +834,33 @@ mod tests {
     }
 
     #[test]
+    fn concurrency_refusals_are_marked_where_parsed() {
+        let concurrent = google(
+            429,
+            "rateLimitExceeded",
+            "Too many concurrent requests for user",
+            "RESOURCE_EXHAUSTED",
+        );
+        let e = err(429, &concurrent);
+        assert_eq!((e.class, e.concurrent), (Rate, true));
+        let quota = google(
+            429,
+            "rateLimitExceeded",
+            "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user'",
+            "RESOURCE_EXHAUSTED",
+        );
+        assert!(!err(429, &quota).concurrent);
+        // Only rate errors are concurrency refusals.
+        let other = google(
+            400,
+            "invalidArgument",
+            "concurrent edits",
+            "INVALID_ARGUMENT",
+        );
+        assert!(!err(400, &other).concurrent);
+    }
+
+    #[test]
     fn retry_after_forms() {
         let with = |header: &str, body: &str| {
             ApiError::from_response_at(429, Some(header), body.as_bytes(), now()).retry_after
@@ -810,7 +877,15 @@ mod tests {
         );
         assert_eq!(with("-5", ""), None);
         assert_eq!(with("soon", ""), None);
-        assert_eq!(with("99999999999999999999999", ""), None);
+        // Absurd numbers are a very long wait, clamped: never an overflow,
+        // and never read as "no wait" (which would hammer the server).
+        assert_eq!(with("99999999999999999999999", ""), Some(MAX_RETRY_AFTER));
+        assert_eq!(with("18446744073709551615", ""), Some(MAX_RETRY_AFTER));
+        assert_eq!(with("999999999", ""), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            with("Fri, 31 Dec 9999 23:59:59 GMT", ""),
+            Some(MAX_RETRY_AFTER)
+        );
         // The later of header and message wins.
         let body = google(
             403,
