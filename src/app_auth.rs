@@ -18,7 +18,7 @@ use crate::gmail::{ApiError, Client};
 
 impl From<AuthError> for UsageError {
     fn from(e: AuthError) -> UsageError {
-        UsageError(e.0)
+        UsageError(e.message)
     }
 }
 
@@ -133,7 +133,7 @@ async fn login(store: &Store, a: LoginArgs) -> anyhow::Result<u8> {
             if previous.is_none() {
                 let _ = store.remove(name);
             }
-            bail!(UsageError(e.0));
+            bail!(UsageError(e.message));
         }
     };
     cache::set_mode(&fresh, 0o600)?;
@@ -273,7 +273,7 @@ fn status(store: &Store) -> anyhow::Result<u8> {
                 "?".into(),
                 "".into(),
                 "".into(),
-                e.0,
+                e.message,
             ],
         });
     }
@@ -348,6 +348,6 @@ async fn revoke_login(
     let refresh = store.cached_token(name).ok()??.refresh_token?;
     Some(match oauth::read_client_secret(client_secret) {
         Ok(secret) => oauth::revoke(&secret.token_uri, &refresh).await,
-        Err(e) => Err(e.0),
+        Err(e) => Err(e.message),
     })
 }

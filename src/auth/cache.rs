@@ -95,7 +95,7 @@ pub fn check_name(name: &str) -> Result<(), AuthError> {
     if ok {
         Ok(())
     } else {
-        Err(AuthError(format!(
+        Err(AuthError::new(format!(
             "account name {name:?}: use letters, digits, '.', '_', '-' or '@' (at most 64, not starting with '.')"
         )))
     }
@@ -121,7 +121,7 @@ impl Store {
         directories::ProjectDirs::from("", "", "gmailscript")
             .map(|d| Store::at(d.config_dir()))
             .ok_or_else(|| {
-                AuthError(format!(
+                AuthError::new(format!(
                     "cannot find a home directory to keep accounts in; set {CONFIG_DIR_ENV}"
                 ))
             })
@@ -172,7 +172,7 @@ impl Store {
         };
         self.tighten(name)?;
         serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            AuthError(format!(
+            AuthError::new(format!(
                 "account {name}: {} is damaged ({e}); {}",
                 path.display(),
                 setup_hint(name, None)
@@ -183,7 +183,7 @@ impl Store {
     pub fn save(&self, name: &str, account: &Account) -> Result<(), AuthError> {
         let dir = self.create_dir(name)?;
         let json = serde_json::to_vec_pretty(account)
-            .map_err(|e| AuthError(format!("cannot encode the account: {e}")))?;
+            .map_err(|e| AuthError::new(format!("cannot encode the account: {e}")))?;
         write_private(&dir.join(ACCOUNT_FILE), &json)
     }
 
@@ -230,7 +230,7 @@ impl Store {
             Err(e) => return Err(io_error("cannot read", &path, e)),
         };
         let entries: Vec<Entry> = serde_json::from_slice(&bytes).map_err(|_| {
-            AuthError(format!(
+            AuthError::new(format!(
                 "account {name}: its token cache {} is damaged; {}",
                 path.display(),
                 login_hint(name)
@@ -263,7 +263,7 @@ impl Store {
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> AuthError {
-    AuthError(format!("{what} {}: {e}", path.display()))
+    AuthError::new(format!("{what} {}: {e}", path.display()))
 }
 
 /// Write a file readable only by its owner, atomically (a crash leaves the
@@ -380,10 +380,10 @@ mod tests {
         let store = Store::at(tmp.path());
         let dir = store.create_dir("work").unwrap();
         std::fs::write(dir.join(ACCOUNT_FILE), "{not json").unwrap();
-        let e = store.load("work").unwrap_err().0;
+        let e = store.load("work").unwrap_err().message;
         assert!(e.contains("damaged") && e.contains("--account work"), "{e}");
         std::fs::write(dir.join(TOKENS_FILE), "[{\"scopes\": 3").unwrap();
-        let e = store.cached_token("work").unwrap_err().0;
+        let e = store.cached_token("work").unwrap_err().message;
         assert!(
             e.contains("damaged") && e.contains("gmailscript auth login --account work"),
             "{e}"

@@ -59,8 +59,32 @@ impl std::fmt::Display for Secret {
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct AuthError(pub String);
+#[error("{message}")]
+pub struct AuthError {
+    pub message: String,
+    /// The token endpoint could not be reached or broke off: worth trying
+    /// again like any network error. Otherwise it refused (`invalid_grant`,
+    /// a bad key or client), and trying again cannot help.
+    pub transient: bool,
+}
+
+impl AuthError {
+    /// A refusal, or a local problem (a missing file): not retried.
+    pub fn new(message: impl Into<String>) -> AuthError {
+        AuthError {
+            message: message.into(),
+            transient: false,
+        }
+    }
+
+    /// The token endpoint was out of reach; the login itself may be fine.
+    pub fn transient(message: impl Into<String>) -> AuthError {
+        AuthError {
+            message: message.into(),
+            transient: true,
+        }
+    }
+}
 
 pub type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<Secret, AuthError>> + Send + 'a>>;
 

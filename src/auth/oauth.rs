@@ -31,28 +31,28 @@ pub(super) const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn read_client_secret(path: &Path) -> Result<ApplicationSecret, AuthError> {
     let shown = path.display();
     let bytes = std::fs::read(path)
-        .map_err(|e| AuthError(format!("cannot read the client secret file {shown}: {e}")))?;
+        .map_err(|e| AuthError::new(format!("cannot read the client secret file {shown}: {e}")))?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-        AuthError(format!(
+        AuthError::new(format!(
             "{shown} is not a client secret file (not JSON: {e}). {GET_DESKTOP_CLIENT}"
         ))
     })?;
     if v["type"] == "service_account" {
-        return Err(AuthError(format!(
+        return Err(AuthError::new(format!(
             "{shown} is a service account key, not a client secret: use gmailscript auth service-account --key {shown} --subject USER"
         )));
     }
     match (v.get("installed"), v.get("web")) {
         (Some(installed), _) => serde_json::from_value(installed.clone()).map_err(|e| {
-            AuthError(format!(
+            AuthError::new(format!(
                 "{shown} is a damaged client secret file ({e}). {GET_DESKTOP_CLIENT}"
             ))
         }),
-        (None, Some(_)) => Err(AuthError(format!(
+        (None, Some(_)) => Err(AuthError::new(format!(
             "{shown} is the client secret of a Web application client, which cannot receive a login \
              on this computer. {GET_DESKTOP_CLIENT}"
         ))),
-        (None, None) => Err(AuthError(format!(
+        (None, None) => Err(AuthError::new(format!(
             "{shown} is not a client secret file (no \"installed\" section). {GET_DESKTOP_CLIENT}"
         ))),
     }
@@ -117,27 +117,27 @@ pub async fn login(
         .with_timeout(TOKEN_TIMEOUT)
         .build()
         .await
-        .map_err(|e| AuthError(format!("cannot start the login: {e}")))?;
+        .map_err(|e| AuthError::new(format!("cannot start the login: {e}")))?;
     let token = tokio::time::timeout(LOGIN_TIMEOUT, auth.token(scopes))
         .await
         .map_err(|_| {
-            AuthError(
+            AuthError::new(
                 "no answer from the browser within 10 minutes (declining the consent also ends here); run the login again"
-                    .into(),
+                    ,
             )
         })?
         .map_err(|e| match &e {
             yup_oauth2::Error::AuthError(a) if a.error == AuthErrorCode::InvalidClient => {
-                AuthError(format!(
+                AuthError::new(format!(
                     "Google does not know this OAuth client ({a}); it may have been deleted. {GET_DESKTOP_CLIENT}"
                 ))
             }
-            _ => AuthError(format!("login failed: {}", describe(&e))),
+            _ => AuthError::new(format!("login failed: {}", describe(&e))),
         })?;
     token
         .token()
         .map(Secret::new)
-        .ok_or_else(|| AuthError("login failed: the token endpoint sent no access token".into()))
+        .ok_or_else(|| AuthError::new("login failed: the token endpoint sent no access token"))
 }
 
 /// What went wrong talking to a token endpoint, in one line and without
@@ -151,6 +151,16 @@ pub(super) fn describe(e: &yup_oauth2::Error) -> String {
         }
         E::StorageError(_) => format!("cannot save the tokens: {e}"),
         _ => e.to_string(),
+    }
+}
+
+/// An error of yup-oauth2's as ours: one that never reached an answer
+/// from the token endpoint is transient (a network blip), the rest refusals.
+pub(super) fn from_yup(message: String, e: &yup_oauth2::Error) -> AuthError {
+    use yup_oauth2::Error as E;
+    match e {
+        E::HttpError(_) | E::HttpClientError(_) => AuthError::transient(message),
+        _ => AuthError::new(message),
     }
 }
 
@@ -189,7 +199,7 @@ impl InstalledSource {
         scopes: &[String],
     ) -> Result<InstalledSource, AuthError> {
         if !client_secret.exists() {
-            return Err(AuthError(format!(
+            return Err(AuthError::new(format!(
                 "account {account}: its client secret file {} is gone (it is needed to renew tokens); \
                  {} --client-secret FILE",
                 client_secret.display(),
@@ -197,12 +207,12 @@ impl InstalledSource {
             )));
         }
         let secret = read_client_secret(client_secret)
-            .map_err(|e| AuthError(format!("account {account}: {e}")))?;
+            .map_err(|e| AuthError::new(format!("account {account}: {e}")))?;
         let has_refresh = store
             .cached_token(account)?
             .is_some_and(|t| t.refresh_token.is_some());
         if !has_refresh {
-            return Err(AuthError(format!(
+            return Err(AuthError::new(format!(
                 "account {account} is not logged in; {}",
                 login_hint(account)
             )));
@@ -217,7 +227,7 @@ impl InstalledSource {
                 .build()
                 .await
                 .map_err(|e| {
-                    AuthError(format!(
+                    AuthError::new(format!(
                         "account {account}: cannot open its token cache ({e}); {}",
                         login_hint(account)
                     ))
@@ -237,14 +247,14 @@ impl InstalledSource {
         let account = &self.account;
         match got {
             Ok(t) => t.token().map(Secret::new).ok_or_else(|| {
-                AuthError(format!(
+                AuthError::new(format!(
                     "account {account}: the token endpoint sent no access token"
                 ))
             }),
             Err(yup_oauth2::Error::UserError(m)) if m == NEEDS_LOGIN => {
                 Err(self.refresh_refused().await)
             }
-            Err(e) => Err(AuthError(format!("account {account}: {}", describe(&e)))),
+            Err(e) => Err(from_yup(format!("account {account}: {}", describe(&e)), &e)),
         }
     }
 
@@ -255,11 +265,11 @@ impl InstalledSource {
     async fn refresh_refused(&self) -> AuthError {
         let account = &self.account;
         match reachable(&self.token_uri).await {
-            Err(why) => AuthError(format!(
+            Err(why) => AuthError::transient(format!(
                 "account {account}: cannot renew the access token: {why}; check the network and run again \
                  (the saved login is kept)"
             )),
-            Ok(()) => AuthError(format!(
+            Ok(()) => AuthError::new(format!(
                 "account {account}: Google no longer accepts the saved login (revoked, expired, or the \
                  password changed); {}",
                 login_hint(account)
@@ -342,27 +352,27 @@ mod tests {
         let (_d, p) = secret_file(
             r#"{"web":{"client_id":"id","client_secret":"s","auth_uri":"a","token_uri":"t","redirect_uris":[]}}"#,
         );
-        let e = read_client_secret(&p).unwrap_err().0;
+        let e = read_client_secret(&p).unwrap_err().message;
         assert!(
             e.contains("Web application") && e.contains("Desktop app"),
             "{e}"
         );
 
         let (_d, p) = secret_file("{oops");
-        let e = read_client_secret(&p).unwrap_err().0;
+        let e = read_client_secret(&p).unwrap_err().message;
         assert!(e.contains("not JSON") && e.contains("Desktop app"), "{e}");
 
         let (_d, p) = secret_file(r#"{"installed":{"client_id":"id"}}"#);
-        let e = read_client_secret(&p).unwrap_err().0;
+        let e = read_client_secret(&p).unwrap_err().message;
         assert!(e.contains("damaged") && e.contains("Desktop app"), "{e}");
 
         let (_d, p) = secret_file(r#"{"type":"service_account","private_key":"k"}"#);
-        let e = read_client_secret(&p).unwrap_err().0;
+        let e = read_client_secret(&p).unwrap_err().message;
         assert!(e.contains("auth service-account"), "{e}");
 
         let e = read_client_secret(Path::new("/nonexistent/cs.json"))
             .unwrap_err()
-            .0;
+            .message;
         assert!(e.contains("cannot read"), "{e}");
     }
 }

@@ -27,25 +27,25 @@ failed` (failedPrecondition), the most common cause of that error";
 pub fn read_key(path: &Path) -> Result<ServiceAccountKey, AuthError> {
     let shown = path.display();
     let bytes = std::fs::read(path)
-        .map_err(|e| AuthError(format!("cannot read the key file {shown}: {e}")))?;
+        .map_err(|e| AuthError::new(format!("cannot read the key file {shown}: {e}")))?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-        AuthError(format!(
+        AuthError::new(format!(
             "{shown} is not a service account key (not JSON: {e}). {GET_KEY}"
         ))
     })?;
     if v.get("installed").is_some() || v.get("web").is_some() {
-        return Err(AuthError(format!(
+        return Err(AuthError::new(format!(
             "{shown} is an OAuth client secret, not a service account key: log in with it instead: \
              gmailscript auth login --client-secret {shown}"
         )));
     }
     if v["type"] != "service_account" {
-        return Err(AuthError(format!(
+        return Err(AuthError::new(format!(
             "{shown} is not a service account key (its \"type\" is not \"service_account\"). {GET_KEY}"
         )));
     }
     serde_json::from_value(v).map_err(|e| {
-        AuthError(format!(
+        AuthError::new(format!(
             "{shown} is a damaged service account key ({e}). {GET_KEY}"
         ))
     })
@@ -69,12 +69,12 @@ impl ServiceSource {
         scopes: &[String],
     ) -> Result<ServiceSource, AuthError> {
         let Some(subject) = subject.filter(|s| !s.is_empty()) else {
-            return Err(AuthError(format!(
+            return Err(AuthError::new(format!(
                 "account {account}: no user to act for: {NO_SUBJECT}. Name the user with --user EMAIL, \
                  or save one: gmailscript auth service-account --key FILE --subject USER --account {account}"
             )));
         };
-        let key = read_key(key).map_err(|e| AuthError(format!("account {account}: {e}")))?;
+        let key = read_key(key).map_err(|e| AuthError::new(format!("account {account}: {e}")))?;
         let client_id = key.client_id.clone().unwrap_or_default();
         let auth = ServiceAccountAuthenticator::builder(key)
             .subject(subject)
@@ -82,7 +82,7 @@ impl ServiceSource {
             .build()
             .await
             .map_err(|e| {
-                AuthError(format!(
+                AuthError::new(format!(
                     "account {account}: the key's private key cannot be used ({e}). {GET_KEY}"
                 ))
             })?;
@@ -103,7 +103,7 @@ impl ServiceSource {
         let why = match got {
             Ok(t) => {
                 return t.token().map(Secret::new).ok_or_else(|| {
-                    AuthError(format!(
+                    AuthError::new(format!(
                         "account {account}: the token endpoint sent no access token"
                     ))
                 })
@@ -139,9 +139,9 @@ impl ServiceSource {
                 ),
                 _ => format!("the token endpoint refused: {a}"),
             },
-            Err(e) => describe(&e),
+            Err(e) => return Err(super::oauth::from_yup(format!("account {account}: {}", describe(&e)), &e)),
         };
-        Err(AuthError(format!("account {account}: {why}")))
+        Err(AuthError::new(format!("account {account}: {why}")))
     }
 }
 
@@ -170,15 +170,15 @@ mod tests {
     #[test]
     fn key_file_kinds() {
         let (_d, p) = file(r#"{"installed":{"client_id":"x"}}"#);
-        assert!(read_key(&p).unwrap_err().0.contains("auth login"));
+        assert!(read_key(&p).unwrap_err().message.contains("auth login"));
         let (_d, p) = file("nope");
-        assert!(read_key(&p).unwrap_err().0.contains("Add key > JSON"));
+        assert!(read_key(&p).unwrap_err().message.contains("Add key > JSON"));
         let (_d, p) = file(r#"{"type":"service_account","client_email":"a@b"}"#);
-        assert!(read_key(&p).unwrap_err().0.contains("damaged"));
+        assert!(read_key(&p).unwrap_err().message.contains("damaged"));
         let (_d, p) = file(r#"{"type":"authorized_user"}"#);
         assert!(read_key(&p)
             .unwrap_err()
-            .0
+            .message
             .contains("not a service account key"));
     }
 
@@ -194,7 +194,7 @@ mod tests {
             .await
             .err()
             .unwrap()
-            .0;
+            .message;
             assert!(
                 e.contains("400 Precondition check failed") && e.contains("--user EMAIL"),
                 "{e}"
