@@ -303,6 +303,11 @@ impl Decoder {
         Ok(None)
     }
 
+    /// The closing delimiter has been read: no part follows.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
     /// Call at end of stream. `Err(Truncated)` unless the closing delimiter
     /// has been received; parts already complete stay available from
     /// [`next_part`](Self::next_part) either way.

@@ -3,12 +3,14 @@
 //! call refreshes the token once and resends; batches leave that to the
 //! runner, which knows which parts need it.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
+use tokio::sync::watch;
 
 use super::backoff::Backoff;
 use super::batch::{self, BatchError, Decoder, InnerRequest, InnerResponse};
@@ -19,15 +21,40 @@ use crate::auth::{Secret, TokenSource};
 /// Google's endpoint; the simulator's base URL replaces it in tests.
 pub const GOOGLE_BASE_URL: &str = "https://gmail.googleapis.com";
 
+/// The largest answer body taken, after decompression: one call's answer
+/// or one batch part. Gmail's largest message (50 MB, the import limit in
+/// the discovery document) is ~67 MB as base64url in JSON; this leaves room
+/// for that and refuses an endless or bomb-sized body long before memory
+/// runs out.
+pub const MAX_BODY: usize = 96 << 20;
+
+/// Error answers are short; only this much of one is read.
+const MAX_ERROR_BODY: usize = 256 << 10;
+
+/// Google refuses URLs much over 8 KB; a longer one is our own mistake
+/// (a huge id), to be reported, not sent and retried.
+pub const MAX_URL_LEN: usize = 8 << 10;
+
+/// A listing whose pages come back empty this many times in a row, each
+/// with a next-page token, is looping, not paging.
+pub const MAX_EMPTY_PAGES: u32 = 20;
+
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Scheme and host, no trailing slash: `https://gmail.googleapis.com`.
     pub base_url: String,
     /// The mailbox: `me`, or an address a delegated token may act for.
     pub user: String,
-    /// Whole-exchange timeout (a batch of 50 raw messages can be large).
-    pub timeout: Duration,
+    /// No byte for this long, while waiting for an answer or reading one,
+    /// ends that exchange as a network error. A whole-exchange limit would
+    /// cut a big batch that is still arriving; this one only a stalled one.
+    pub idle_timeout: Duration,
     pub connect_timeout: Duration,
+    /// The longest wait taken before a retry (a server's Retry-After); a
+    /// longer one stops the work instead, saying when to come back.
+    pub max_wait: Duration,
+    /// See [`MAX_BODY`].
+    pub max_body: usize,
 }
 
 impl Default for ClientConfig {
@@ -35,8 +62,10 @@ impl Default for ClientConfig {
         ClientConfig {
             base_url: GOOGLE_BASE_URL.to_string(),
             user: "me".to_string(),
-            timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(20),
+            max_wait: Duration::from_secs(15 * 60),
+            max_body: MAX_BODY,
         }
     }
 }
@@ -46,6 +75,8 @@ pub struct Client {
     config: ClientConfig,
     tokens: Arc<dyn TokenSource>,
     token: Mutex<Option<Secret>>,
+    /// Turns true on Ctrl-C: a wait before a retry ends at once.
+    cancel: Mutex<Option<watch::Receiver<bool>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -56,15 +87,15 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// A token that could not be had: a refusal stops (class `auth`); a token
+/// endpoint out of reach is a network error, retried like any other.
 fn auth_error(e: crate::auth::AuthError) -> ApiError {
-    ApiError {
-        status: 401,
-        reason: "authError".into(),
-        message: e.0,
-        class: ErrorClass::Auth,
-        retry_after: None,
-        diagnosis: None,
+    if e.transient {
+        return ApiError::network(e.message);
     }
+    let mut err = ApiError::local(ErrorClass::Auth, "authError", e.message);
+    err.status = 401;
+    err
 }
 
 /// An error answer: its status, Retry-After and body as one [`ApiError`]
@@ -76,10 +107,76 @@ async fn error_answer(resp: reqwest::Response) -> ApiError {
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .map(String::from);
-    match resp.bytes().await {
+    match read_body(resp, MAX_ERROR_BODY, true).await {
         Ok(body) => ApiError::from_response(status, retry_after.as_deref(), &body),
-        Err(e) => network_error(&e),
+        Err(e) => e,
     }
+}
+
+/// An answer's body, decompressed, at most `limit` bytes. Past the limit
+/// it is refused (`malformed`), or, with `cut`, its first `limit` bytes
+/// kept (enough of an error page to say what it was).
+async fn read_body(resp: reqwest::Response, limit: usize, cut: bool) -> Result<Bytes, ApiError> {
+    let mut stream = resp.bytes_stream();
+    let mut body = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| network_error(&e))?;
+        if body.len().saturating_add(chunk.len()) > limit {
+            if cut {
+                body.extend_from_slice(&chunk[..limit - body.len()]);
+                break;
+            }
+            return Err(too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::malformed(format!(
+        "the answer is larger than {} MiB, more than any Gmail message; not read further",
+        limit >> 20
+    ))
+}
+
+/// When a wait of `d` from now ends, as a person reads it.
+pub fn wall_time_after(d: Duration) -> String {
+    let at = SystemTime::now()
+        .checked_add(d)
+        .unwrap_or_else(|| SystemTime::now() + super::error::MAX_RETRY_AFTER);
+    chrono::DateTime::<chrono::Local>::from(at)
+        .format("%Y-%m-%d %H:%M %:z")
+        .to_string()
+}
+
+/// A wait longer than `max_wait` that `cause` asked for: the work stops
+/// here; the error says when to come back.
+pub fn wait_too_long(cause: &ApiError, wait: Duration, max_wait: Duration) -> ApiError {
+    let mut e = cause.clone();
+    e.diagnosis = Some(format!(
+        "Gmail asks to wait until {} ({}), longer than --max-wait {}; run again then",
+        wall_time_after(wait),
+        human(wait),
+        human(max_wait)
+    ));
+    e
+}
+
+/// `90s` → `1m30s`, `3h`, `2d4h`: a duration as a person reads it.
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    let (dd, h, m, sec) = (s / 86400, s / 3600 % 24, s / 60 % 60, s % 60);
+    let mut out = String::new();
+    for (n, unit) in [(dd, "d"), (h, "h"), (m, "m"), (sec, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    if out.is_empty() {
+        out = format!("{}ms", d.as_millis());
+    }
+    out
 }
 
 /// A transport failure, described without the URL's query (which may hold
@@ -91,6 +188,9 @@ fn network_error(e: &reqwest::Error) -> ApiError {
         "could not connect"
     } else if e.is_body() || e.is_decode() {
         "connection broke while reading the answer"
+    } else if e.is_builder() {
+        // Made here, not by the network: it would fail the same way again.
+        return ApiError::invalid(format!("cannot build the request: {e}"));
     } else {
         "request failed"
     };
@@ -110,7 +210,7 @@ fn network_error(e: &reqwest::Error) -> ApiError {
 impl Client {
     pub fn new(config: ClientConfig, tokens: Arc<dyn TokenSource>) -> Result<Client, ApiError> {
         let http = reqwest::Client::builder()
-            .timeout(config.timeout)
+            .read_timeout(config.idle_timeout)
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
@@ -130,11 +230,75 @@ impl Client {
             },
             tokens,
             token: Mutex::new(None),
+            cancel: Mutex::new(None),
         })
     }
 
     pub fn config(&self) -> &ClientConfig {
         &self.config
+    }
+
+    /// Ctrl-C: `cancel` turning true ends any wait before a retry at once.
+    pub fn watch_cancel(&self, cancel: watch::Receiver<bool>) {
+        *self.cancel.lock().unwrap() = Some(cancel);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|c| *c.borrow())
+    }
+
+    /// Wait `d` before retrying what failed with `cause`: at most
+    /// `max_wait` (longer: [`wait_too_long`]), and not past a Ctrl-C.
+    pub async fn wait_to_retry(&self, d: Duration, cause: &ApiError) -> Result<(), ApiError> {
+        if d > self.config.max_wait {
+            return Err(wait_too_long(cause, d, self.config.max_wait));
+        }
+        let cancel = self.cancel.lock().unwrap().clone();
+        let Some(mut cancel) = cancel else {
+            tokio::time::sleep(d).await;
+            return Ok(());
+        };
+        if *cancel.borrow() {
+            return Err(cancelled(cause));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(d) => Ok(()),
+            _ = cancel.wait_for(|c| *c) => Err(cancelled(cause)),
+        }
+    }
+
+    /// A request this side must not send: a bad HTTP method, a path that
+    /// climbs out of `users/{user}/`, a URL longer than Google takes. The
+    /// error is `invalid` (never retried).
+    pub fn check(&self, req: &Request) -> Result<(), ApiError> {
+        if reqwest::Method::from_bytes(req.http_method.as_bytes()).is_err() {
+            return Err(ApiError::invalid(format!(
+                "bad HTTP method {:?}",
+                req.http_method
+            )));
+        }
+        let climbs = req.path.split('/').any(|seg| {
+            let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+            seg == ".." || seg == "."
+        });
+        if climbs || req.path.contains('\\') || req.path.to_ascii_lowercase().contains("%2f") {
+            return Err(ApiError::invalid(format!(
+                "the path {:?} leaves users/{{user}}/ (no '.', '..' or encoded '/' segments)",
+                cut(&req.path, 60)
+            )));
+        }
+        let len = self.config.base_url.len() + req.path_and_query(&self.config.user).len();
+        if len > MAX_URL_LEN {
+            return Err(ApiError::invalid(format!(
+                "the request URL would be {len} bytes, more than Gmail takes ({MAX_URL_LEN}); \
+                 an id or query that long is not Gmail's"
+            )));
+        }
+        Ok(())
     }
 
     /// The token to send now.
@@ -168,6 +332,7 @@ impl Client {
     /// One call. 401 refreshes the token once and resends; any other error
     /// answer becomes an [`ApiError`] (no retry here: that is policy).
     pub async fn call(&self, req: &Request) -> Result<Bytes, ApiError> {
+        self.check(req)?;
         let mut token = self.token().await?;
         let mut refreshed = false;
         loop {
@@ -192,7 +357,7 @@ impl Client {
 
     async fn call_once(&self, req: &Request, token: &Secret) -> Result<Bytes, ApiError> {
         let method = reqwest::Method::from_bytes(req.http_method.as_bytes())
-            .map_err(|_| ApiError::network(format!("bad HTTP method {}", req.http_method)))?;
+            .map_err(|_| ApiError::invalid(format!("bad HTTP method {}", req.http_method)))?;
         let mut rb = self
             .http
             .request(method, self.url(&req.path_and_query(&self.config.user)))
@@ -204,7 +369,7 @@ impl Client {
         if !resp.status().is_success() {
             return Err(error_answer(resp).await);
         }
-        resp.bytes().await.map_err(|e| network_error(&e))
+        read_body(resp, self.config.max_body, false).await
     }
 
     /// Send one batch; its answer is read part by part from the returned
@@ -223,14 +388,8 @@ impl Client {
                 json_body: r.body.as_ref().map(|b| b.to_string().into_bytes()),
             })
             .collect();
-        let (content_type, body) = batch::encode(&inner).map_err(|e| ApiError {
-            status: 0,
-            reason: "invalidRequest".into(),
-            message: e.to_string(),
-            class: ErrorClass::Invalid,
-            retry_after: None,
-            diagnosis: None,
-        })?;
+        let (content_type, body) =
+            batch::encode(&inner).map_err(|e| ApiError::invalid(e.to_string()))?;
         let resp = self
             .http
             .post(self.url("/batch/gmail/v1"))
@@ -249,7 +408,9 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let decoder = Decoder::new(&ct).map_err(|e| ApiError::network(e.to_string()))?;
+        let decoder = Decoder::new(&ct)
+            .map_err(|e| ApiError::network(e.to_string()))?
+            .with_max_part_len(self.config.max_body);
         Ok(BatchStream {
             body: Box::pin(resp.bytes_stream()),
             decoder,
@@ -266,7 +427,8 @@ impl Client {
         backoff: Backoff,
     ) -> impl Stream<Item = Result<MessageRef, ApiError>> + Send + 'static {
         let client = self.clone();
-        paged(move |token| {
+        let mut seen = SeenIds::default();
+        let pages = paged(move |token| {
             let (client, query, backoff) = (client.clone(), query.clone(), backoff.clone());
             async move {
                 let page = client
@@ -287,18 +449,26 @@ impl Client {
                     .unwrap_or_default();
                 Ok((refs, page["nextPageToken"].as_str().map(String::from)))
             }
+        });
+        // A listing never hands out an id twice, whatever the pages say.
+        pages.filter(move |r| {
+            futures_util::future::ready(match r {
+                Ok(m) => seen.insert(&m.id),
+                Err(_) => true,
+            })
         })
     }
 
     /// A call retried on rate, server and network errors; the raw answer.
+    /// Waits are bounded by `max_wait` and end on Ctrl-C.
     pub async fn call_retrying(&self, req: &Request, backoff: &Backoff) -> Result<Bytes, ApiError> {
         let mut retry = 0;
         loop {
             match self.call(req).await {
-                Err(e) if e.is_retryable_by_default() => {
+                Err(e) if e.is_retryable_by_default() && !self.cancelled() => {
                     retry += 1;
                     match backoff.delay(retry, e.retry_after) {
-                        Some(d) => tokio::time::sleep(d).await,
+                        Some(d) => self.wait_to_retry(d, &e).await?,
                         None => return Err(e),
                     }
                 }
@@ -318,12 +488,88 @@ impl Client {
     }
 }
 
-/// An answer body as JSON (`{}` for an empty answer such as 204).
+/// An answer body as JSON (`{}` for an empty answer such as 204). One that
+/// is not JSON is `malformed`.
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Ok(Value::Object(Default::default()));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::network(format!("answer is not JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::malformed(format!("answer is not JSON: {e}")))
+}
+
+/// Ctrl-C ended the wait before a retry of what failed with `cause`.
+fn cancelled(cause: &ApiError) -> ApiError {
+    let mut e = ApiError::local(
+        ErrorClass::Network,
+        "cancelled",
+        format!("cancelled (Ctrl-C) while waiting to retry after: {cause}"),
+    );
+    e.retry_after = cause.retry_after;
+    e
+}
+
+/// At most `n` characters of `s`, for error messages.
+fn cut(s: &str, n: usize) -> String {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Message ids seen by one listing. Gmail's ids are 16 hex digits, kept
+/// as the number they spell (8 bytes each, exact); any other id as text.
+#[derive(Default)]
+pub struct SeenIds {
+    hex: HashSet<u64>,
+    other: HashSet<Box<str>>,
+}
+
+impl SeenIds {
+    /// True the first time `id` is seen.
+    pub fn insert(&mut self, id: &str) -> bool {
+        match u64::from_str_radix(id, 16) {
+            // Only the canonical spelling, so "0a" and "a" stay two ids.
+            Ok(n) if id.len() == 16 && id.bytes().all(|b| !b.is_ascii_uppercase()) => {
+                self.hex.insert(n)
+            }
+            _ => self.other.insert(id.into()),
+        }
+    }
+}
+
+/// Stops a listing that loops: a page token it was given before, or
+/// [`MAX_EMPTY_PAGES`] empty pages in a row that each promise more.
+#[derive(Default)]
+pub struct PageGuard {
+    tokens: HashSet<String>,
+    empty_run: u32,
+    pages: u64,
+}
+
+impl PageGuard {
+    /// Judge one page (`items` on it, then `next`) before following `next`.
+    pub fn check(&mut self, what: &str, items: usize, next: Option<&str>) -> Result<(), ApiError> {
+        self.pages += 1;
+        self.empty_run = if items == 0 { self.empty_run + 1 } else { 0 };
+        let Some(next) = next else { return Ok(()) };
+        if !self.tokens.insert(next.to_string()) {
+            return Err(ApiError::malformed(format!(
+                "{what}: page {} gives a page token already followed ({}); the server's paging \
+                 loops, so the listing stops here",
+                self.pages,
+                cut(next, 40)
+            )));
+        }
+        if self.empty_run >= MAX_EMPTY_PAGES {
+            return Err(ApiError::malformed(format!(
+                "{what}: {} empty pages in a row, each promising more; the server's paging \
+                 loops, so the listing stops here",
+                self.empty_run
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// history.list's own failure: a start too old is not an error to retry
@@ -382,6 +628,20 @@ where
         Done,
     }
     let fetch = Arc::new(move |t: Option<String>| -> PageFuture<T> { Box::pin(fetch(t)) });
+    let guard = Arc::new(Mutex::new(PageGuard::default()));
+    // Each page is judged before its next token is followed.
+    let fetch = move |t: Option<String>| -> PageFuture<T> {
+        let (fetch, guard) = (fetch.clone(), guard.clone());
+        Box::pin(async move {
+            let (items, next) = fetch(t).await?;
+            guard
+                .lock()
+                .unwrap()
+                .check("messages.list", items.len(), next.as_deref())?;
+            Ok((items, next))
+        })
+    };
+    let fetch = Arc::new(fetch);
     futures_util::stream::unfold(State::Start, move |mut state| {
         let fetch = fetch.clone();
         async move {
@@ -435,6 +695,11 @@ impl BatchStream {
                     return Some(Err(PartError::Broken(ApiError::network(e.to_string()))));
                 }
                 Ok(None) if self.ended => return None,
+                // The closing delimiter came: whatever follows is not read.
+                Ok(None) if self.decoder.is_done() => {
+                    self.ended = true;
+                    return None;
+                }
                 Ok(None) => {}
             }
             match self.body.next().await {
