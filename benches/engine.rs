@@ -16,10 +16,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use gmailscript::gmail::quota::Profile;
 use gmailscript::gmail::request::{Format, ListQuery, Request};
+use gmailscript::gmail::runner::Answer;
 use gmailscript::gmail::runner::{DefaultPolicy, Item, RunOptions, Runner};
 use gmailscript::gmail::{ApiError, Client};
 use serde_json::Value;
@@ -114,7 +114,7 @@ async fn quota(profile: &str, per_user: u64, cost: u64) {
     tokio::time::sleep(window + Duration::from_millis(100)).await;
     reset_stats(&sim).await;
     let runner = Runner::new(c, Profile::parse(profile).unwrap(), window);
-    let mut sink = |_: &str, _: Bytes| Ok(());
+    let mut sink = |_: &str, _: Answer| Ok(());
     // Stop just before `windows` whole windows have passed: over k windows
     // a sliding-window quota allows at most k × limit units.
     let (tx, rx) = tokio::sync::watch::channel(false);
@@ -164,9 +164,9 @@ async fn cpu() {
     for parse in [false, true] {
         let runner = Runner::new(c.clone(), Profile::Off, Duration::from_secs(60));
         let mut delivered = 0u64;
-        let mut sink = |_: &str, body: Bytes| {
+        let mut sink = |_: &str, answer: Answer| {
             if parse {
-                let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                let v: Value = serde_json::from_slice(answer.bytes()).map_err(|e| e.to_string())?;
                 std::hint::black_box(v);
             }
             delivered += 1;
@@ -218,8 +218,8 @@ async fn memory() {
     let before = peak_rss_mb();
     let runner = Runner::new(c, Profile::Off, Duration::from_secs(60));
     let mut bytes = 0u64;
-    let mut sink = |_: &str, body: Bytes| {
-        bytes += body.len() as u64;
+    let mut sink = |_: &str, answer: Answer| {
+        bytes += answer.bytes().len() as u64;
         Ok(())
     };
     let opts = RunOptions {

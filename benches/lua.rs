@@ -12,10 +12,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use gmailscript::gmail::quota::Profile;
 use gmailscript::gmail::request::{Format, ListQuery, Request};
+use gmailscript::gmail::runner::Answer;
 use gmailscript::gmail::runner::{DefaultPolicy, Item, RunOptions, Runner};
 use gmailscript::gmail::{ApiError, Client};
 use gmailscript::lua::{Host, HostConfig};
@@ -28,7 +28,7 @@ const N: usize = 100_000;
 async fn engine_alone(c: Arc<Client>, ids: Vec<String>) -> f64 {
     let runner = Runner::new(c, Profile::Off, Duration::from_secs(60));
     let mut n = 0u64;
-    let mut sink = |_: &str, _: Bytes| {
+    let mut sink = |_: &str, _: Answer| {
         n += 1;
         Ok(())
     };

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use gmailscript::auth::{FixedToken, Secret, TokenFuture, TokenSource};
 use gmailscript::gmail::backoff::Backoff;
@@ -14,6 +13,7 @@ use gmailscript::gmail::chunk::ChunkStats;
 use gmailscript::gmail::client::{ClientConfig, HistoryError};
 use gmailscript::gmail::quota::Profile;
 use gmailscript::gmail::request::{Format, ListQuery, Request};
+use gmailscript::gmail::runner::Answer;
 use gmailscript::gmail::runner::{
     Decision, DefaultPolicy, Item, Policy, Report, RunOptions, Runner, Stop,
 };
@@ -106,8 +106,8 @@ async fn fetch(
     opts: &RunOptions,
 ) -> (Report, HashMap<String, u32>) {
     let mut seen: HashMap<String, u32> = HashMap::new();
-    let mut sink = |key: &str, body: Bytes| {
-        let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    let mut sink = |key: &str, answer: Answer| {
+        let v: Value = serde_json::from_slice(answer.bytes()).map_err(|e| e.to_string())?;
         assert_eq!(v["id"], key, "the answer is the message asked for");
         *seen.entry(key.to_string()).or_default() += 1;
         Ok(())
@@ -454,7 +454,7 @@ async fn batch_modify_of_2500_ids() {
         })
         .collect();
     let mut done = 0;
-    let mut sink = |_: &str, _: Bytes| {
+    let mut sink = |_: &str, _: Answer| {
         done += 1;
         Ok(())
     };
@@ -518,7 +518,7 @@ async fn cancelling_finishes_what_is_in_flight_and_counts_the_rest() {
         let _ = tx.send(true);
     });
     let mut n = 0u64;
-    let mut sink = |_: &str, _: Bytes| {
+    let mut sink = |_: &str, _: Answer| {
         n += 1;
         Ok(())
     };
@@ -547,7 +547,7 @@ async fn cancelling_finishes_what_is_in_flight_and_counts_the_rest() {
 async fn a_sink_error_stops_and_the_item_is_not_done() {
     let (h, client, ids) = setup(sim_config(100)).await;
     let mut n = 0;
-    let mut sink = |_: &str, _: Bytes| {
+    let mut sink = |_: &str, _: Answer| {
         n += 1;
         if n == 30 {
             Err("disk full".to_string())

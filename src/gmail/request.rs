@@ -59,6 +59,9 @@ pub struct Request {
     pub path: String,
     pub query: Vec<(String, String)>,
     pub body: Option<Value>,
+    /// The message or thread this call is about: its answer must carry
+    /// this id, or it is not the answer asked for.
+    pub answer_id: Option<String>,
 }
 
 /// Percent-encode one path segment (ids, label ids, emails).
@@ -76,7 +79,13 @@ impl Request {
             path,
             query: Vec::new(),
             body: None,
+            answer_id: None,
         }
+    }
+
+    fn about(mut self, id: &str) -> Request {
+        self.answer_id = Some(id.to_string());
+        self
     }
 
     pub fn param(mut self, k: &str, v: impl Into<String>) -> Request {
@@ -113,6 +122,7 @@ impl Request {
             "GET",
             format!("messages/{}", segment(id)),
         )
+        .about(id)
         .param("format", format.as_str());
         if format == Format::Metadata {
             for h in headers {
@@ -140,6 +150,7 @@ impl Request {
             "GET",
             format!("threads/{}", segment(id)),
         )
+        .about(id)
         .param("format", format.as_str())
     }
 
@@ -162,7 +173,8 @@ impl Request {
             Method::MessagesModify,
             "POST",
             format!("messages/{}/modify", segment(id)),
-        );
+        )
+        .about(id);
         r.body = Some(json!({"addLabelIds": add, "removeLabelIds": remove}));
         r
     }
@@ -191,6 +203,7 @@ impl Request {
             "POST",
             format!("messages/{}/trash", segment(id)),
         )
+        .about(id)
     }
 
     /// Any other call under users/{user}/: `path` as given (the caller
@@ -207,6 +220,7 @@ impl Request {
             path: path.trim_start_matches('/').to_string(),
             query,
             body,
+            answer_id: None,
         }
     }
 

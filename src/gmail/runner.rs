@@ -12,17 +12,20 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::time::SystemTime;
+
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::{mpsc, watch};
 
 use super::backoff::Backoff;
-use super::batch::response_id;
+use super::batch::{response_id, InnerResponse};
 use super::chunk::{ChunkSizer, ChunkStats};
 use super::client::{Client, PartError};
 use super::error::{ApiError, ErrorClass};
+use super::message::Message;
 use super::quota::{Pacer, Profile};
-use super::request::Request;
+use super::request::{Method, Request};
 use crate::auth::Secret;
 
 /// One unit of work: a request and the key it is known by (a message id).
@@ -81,15 +84,69 @@ impl Policy for DefaultPolicy {
     }
 }
 
+/// A successful answer, checked: a messages.get answer is parsed (and is
+/// the message asked for); any other answer is its body.
+#[derive(Debug)]
+pub enum Answer {
+    Message(Box<Message>),
+    Body(Bytes),
+}
+
+impl Answer {
+    /// The answer's JSON text.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Answer::Message(m) => m.json().as_bytes(),
+            Answer::Body(b) => b,
+        }
+    }
+}
+
+/// Check a successful answer to `req`: one that cannot be decoded, or that
+/// carries another id than the one asked for, is a `malformed` error of
+/// that item, never a delivery.
+pub fn check_answer(req: &Request, body: Bytes) -> Result<Answer, ApiError> {
+    let wrong_id = |got: &str, want: &str| {
+        ApiError::malformed(format!(
+            "the answer is for {:?}, not for {want:?} that was asked",
+            got.chars().take(40).collect::<String>()
+        ))
+    };
+    if req.method == Method::MessagesGet {
+        let m = Message::from_json(&body)
+            .map_err(|e| ApiError::malformed(format!("cannot decode the message: {e}")))?;
+        match &req.answer_id {
+            Some(want) if &m.id != want => return Err(wrong_id(&m.id, want)),
+            _ => return Ok(Answer::Message(Box::new(m))),
+        }
+    }
+    if let (Some(want), false) = (&req.answer_id, body.is_empty()) {
+        #[derive(serde::Deserialize)]
+        struct Id {
+            id: Option<String>,
+        }
+        let got: Id = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::malformed(format!("the answer is not JSON: {e}")))?;
+        if let Some(got) = got.id.filter(|g| g != want) {
+            return Err(wrong_id(&got, want));
+        }
+    }
+    Ok(Answer::Body(body))
+}
+
 /// Where delivered answers go. An error stops the run; the item is then
 /// counted as not done, so a resumed run fetches it again.
 pub trait Sink {
-    fn deliver(&mut self, key: &str, body: Bytes) -> Result<(), String>;
+    fn deliver(&mut self, key: &str, answer: Answer) -> Result<(), String>;
+
+    /// The run waits for the server (a Retry-After, the quota) until
+    /// `until`, or no longer waits (`None`): for a progress display.
+    fn waiting(&mut self, _until: Option<SystemTime>) {}
 }
 
-impl<F: FnMut(&str, Bytes) -> Result<(), String>> Sink for F {
-    fn deliver(&mut self, key: &str, body: Bytes) -> Result<(), String> {
-        self(key, body)
+impl<F: FnMut(&str, Answer) -> Result<(), String>> Sink for F {
+    fn deliver(&mut self, key: &str, answer: Answer) -> Result<(), String> {
+        self(key, answer)
     }
 }
 
@@ -138,6 +195,9 @@ pub enum Stop {
     Cancelled,
     /// The policy could not go on (its own code failed).
     Halted(String),
+    /// The server asked for a wait longer than `--max-wait`; the error's
+    /// diagnosis says until when.
+    Wait { key: String, error: ApiError },
 }
 
 impl std::fmt::Display for Stop {
@@ -154,6 +214,14 @@ impl std::fmt::Display for Stop {
             Stop::Source(e) => write!(f, "listing failed: {e}"),
             Stop::Cancelled => f.write_str("cancelled"),
             Stop::Halted(why) => write!(f, "stopped: {why}"),
+            Stop::Wait { error, .. } => match &error.diagnosis {
+                Some(d) => write!(
+                    f,
+                    "stopped: {d} (last error: {} {})",
+                    error.status, error.reason
+                ),
+                None => write!(f, "stopped: {error}"),
+            },
         }
     }
 }
@@ -216,10 +284,11 @@ impl Ord for Waiting {
 }
 
 enum Event {
+    /// The answer for item `index` of `chunk`, checked.
     Part {
         chunk: u64,
-        index: Option<usize>,
-        result: Result<(u16, Option<String>, Bytes), ApiError>,
+        index: usize,
+        result: Result<Answer, ApiError>,
     },
     Done {
         chunk: u64,
@@ -232,8 +301,6 @@ struct InFlight {
     items: Vec<Option<Pending>>,
     stats: ChunkStats,
     token: Option<Secret>,
-    /// Parts received so far, for answers without Content-ID.
-    seen: usize,
     /// The longest Retry-After among its rate errors.
     retry_after: Option<Duration>,
 }
@@ -282,6 +349,9 @@ impl Runner {
         let mut staged: VecDeque<Pending> = VecDeque::new();
         // When the pacer will have room for the next staged item.
         let mut pacer_at: Option<Instant> = None;
+        // Token renewals in a row that could not reach the token endpoint.
+        let mut refresh_failures = 0u32;
+        let mut source_error: Option<ApiError> = None;
         let parallel = opts.parallel.max(1);
         loop {
             if st.stop.is_none() && cancel.as_ref().is_some_and(|c| *c.borrow()) {
@@ -317,13 +387,25 @@ impl Runner {
                 }
                 while staged.len() < size && !source_done {
                     match source.next().await {
-                        Some(Ok(item)) => staged.push_back(Pending {
-                            item,
-                            attempt: 0,
-                            refreshed: false,
-                        }),
+                        Some(Ok(item)) => {
+                            let pending = Pending {
+                                item,
+                                attempt: 0,
+                                refreshed: false,
+                            };
+                            // A request that cannot be sent as it is fails
+                            // alone, before it can spoil a whole batch.
+                            match self.client.check(&pending.item.request) {
+                                Ok(()) => staged.push_back(pending),
+                                Err(e) => {
+                                    st.failed_part(NO_CHUNK, pending, e, None, self, policy, opts)
+                                }
+                            }
+                        }
+                        // What was listed before the listing failed is still
+                        // worked through; the run then stops on the error.
                         Some(Err(e)) => {
-                            st.stop = Some(Stop::Source(e));
+                            source_error = Some(e);
                             source_done = true;
                         }
                         None => source_done = true,
@@ -355,17 +437,36 @@ impl Runner {
                 if granted > used {
                     self.pacer.refund(granted - used);
                 }
-                let items: Vec<Pending> = staged.drain(..n).collect();
                 if let Some(stale) = st.stale.take() {
-                    if let Err(e) = self.client.refresh(&stale).await {
-                        st.report.not_done += items.len() as u64;
-                        st.stop = Some(Stop::Policy {
-                            key: items[0].item.key.clone(),
-                            error: e,
-                        });
-                        break;
+                    match self.client.refresh(&stale).await {
+                        Ok(_) => refresh_failures = 0,
+                        // The token endpoint out of reach: wait and try
+                        // again, as for any network error.
+                        Err(e) if e.class == ErrorClass::Network => {
+                            refresh_failures += 1;
+                            if let Some(d) = opts.backoff.delay(refresh_failures, None) {
+                                self.pacer.refund(used);
+                                st.stale = Some(stale);
+                                pacer_at = Some(now + d);
+                                tracing::warn!("cannot renew the access token ({e}); trying again");
+                                break;
+                            }
+                            st.stop = Some(Stop::Policy {
+                                key: staged[0].item.key.clone(),
+                                error: e,
+                            });
+                            break;
+                        }
+                        Err(e) => {
+                            st.stop = Some(Stop::Policy {
+                                key: staged[0].item.key.clone(),
+                                error: e,
+                            });
+                            break;
+                        }
                     }
                 }
+                let items: Vec<Pending> = staged.drain(..n).collect();
                 let id = next_chunk;
                 next_chunk += 1;
                 st.report.chunks += 1;
@@ -384,7 +485,6 @@ impl Runner {
                         },
                         items: items.into_iter().map(Some).collect(),
                         token: token.clone(),
-                        seen: 0,
                         retry_after: None,
                     },
                 );
@@ -416,7 +516,16 @@ impl Runner {
             };
             if idle {
                 if let Some(at) = wake_at {
+                    // A wait worth showing: the display says until when.
+                    let long =
+                        at.saturating_duration_since(Instant::now()) > Duration::from_secs(2);
+                    if long {
+                        sink.waiting(SystemTime::now().checked_add(at - Instant::now()));
+                    }
                     wait_or_cancel(at, cancel.as_mut()).await;
+                    if long {
+                        sink.waiting(None);
+                    }
                 }
                 continue;
             }
@@ -429,6 +538,9 @@ impl Runner {
                 _ = sleep_until_opt(wake_at) => {}
                 _ = cancel_changed(cancel.as_mut()) => {}
             }
+        }
+        if let Some(e) = source_error {
+            st.stop.get_or_insert(Stop::Source(e));
         }
         st.report.not_done += staged.len() as u64;
         st.report.not_done += st.waiting.len() as u64;
@@ -465,6 +577,13 @@ async fn wait_or_cancel(at: Instant, cancel: Option<&mut watch::Receiver<bool>>)
 }
 
 /// One chunk on the wire: send, and report each part as it decodes.
+///
+/// A part counts for an item only when its Content-ID names that item's
+/// part (`response-item-N`). Parts under another Content-ID, repeats, and
+/// malformed parts are not deliveries: they are counted and dropped, and
+/// the items they should have answered end the chunk unanswered (retried
+/// as network errors). Only an answer with no Content-IDs at all and
+/// exactly as many parts as asked is matched by order.
 async fn send_chunk(
     client: Arc<Client>,
     chunk: u64,
@@ -489,44 +608,72 @@ async fn send_chunk(
             }
         },
     };
+    let part = |index: usize, p: InnerResponse| -> Event {
+        let req = &requests[index].1;
+        let result = if (200..300).contains(&p.status) {
+            check_answer(req, p.body)
+        } else {
+            Err(ApiError::from_response(
+                p.status,
+                p.header("Retry-After"),
+                &p.body,
+            ))
+        };
+        Event::Part {
+            chunk,
+            index,
+            result,
+        }
+    };
     let refs: Vec<(String, &Request)> = requests.iter().map(|(id, r)| (id.clone(), r)).collect();
+    let mut answered = vec![false; requests.len()];
+    // Parts without a Content-ID, held until the answer is complete.
+    let mut unnamed: Vec<InnerResponse> = Vec::new();
+    let mut named = false;
+    let mut stray = 0usize;
     let broken = match client.send_batch(&refs, &token).await {
         Err(e) => Some(e),
         Ok(mut stream) => loop {
             match stream.next_part().await {
-                Some(Ok(part)) => {
-                    let index = part
-                        .content_id
-                        .as_deref()
-                        .and_then(|c| response_id(c).strip_prefix("item-"))
-                        .and_then(|i| i.parse().ok());
-                    let retry_after = part.header("Retry-After").map(String::from);
-                    let ev = Event::Part {
-                        chunk,
-                        index,
-                        result: Ok((part.status, retry_after, part.body)),
+                Some(Ok(p)) => {
+                    let Some(cid) = p.content_id.as_deref() else {
+                        unnamed.push(p);
+                        continue;
                     };
-                    if tx.send(ev).await.is_err() {
+                    named = true;
+                    let index = response_id(cid)
+                        .strip_prefix("item-")
+                        .and_then(|i| i.parse::<usize>().ok())
+                        .filter(|i| *i < requests.len() && !answered[*i]);
+                    let Some(index) = index else {
+                        stray += 1;
+                        continue;
+                    };
+                    answered[index] = true;
+                    if tx.send(part(index, p)).await.is_err() {
                         return;
                     }
                 }
-                Some(Err(PartError::Malformed { index, reason })) => {
-                    let ev = Event::Part {
-                        chunk,
-                        index: Some(index),
-                        result: Err(ApiError::network(format!(
-                            "malformed part in batch answer: {reason}"
-                        ))),
-                    };
-                    if tx.send(ev).await.is_err() {
-                        return;
-                    }
-                }
+                Some(Err(PartError::Malformed { .. })) => stray += 1,
                 Some(Err(PartError::Broken(e))) => break Some(e),
                 None => break None,
             }
         },
     };
+    if !named && broken.is_none() && unnamed.len() == requests.len() {
+        for (index, p) in unnamed.drain(..).enumerate() {
+            if tx.send(part(index, p)).await.is_err() {
+                return;
+            }
+        }
+    }
+    stray += unnamed.len();
+    if stray > 0 {
+        tracing::warn!(
+            "batch answer: {stray} part(s) that answer no item asked (unknown, repeated or \
+             missing Content-ID, or malformed) were ignored; their items are retried"
+        );
+    }
     let _ = tx
         .send(Event::Done {
             chunk,
@@ -535,6 +682,9 @@ async fn send_chunk(
         })
         .await;
 }
+
+/// The chunk number of an item that failed before it was sent.
+const NO_CHUNK: u64 = u64::MAX;
 
 struct State {
     report: Report,
@@ -568,15 +718,13 @@ impl State {
                 let Some(c) = self.chunks.get_mut(&chunk) else {
                     return;
                 };
-                let index = index.unwrap_or(c.seen);
-                c.seen += 1;
-                // Unknown or repeated index: nothing to deliver twice.
+                // Repeated index: nothing to deliver twice.
                 let Some(p) = c.items.get_mut(index).and_then(Option::take) else {
                     return;
                 };
                 let token = c.token.clone();
                 match result {
-                    Ok((status, _, body)) if (200..300).contains(&status) => {
+                    Ok(answer) => {
                         c.stats.ok += 1;
                         if self
                             .stop
@@ -586,7 +734,7 @@ impl State {
                             self.report.not_done += 1;
                             return;
                         }
-                        match sink.deliver(&p.item.key, body) {
+                        match sink.deliver(&p.item.key, answer) {
                             Ok(()) => self.report.ok += 1,
                             Err(message) => {
                                 self.report.not_done += 1;
@@ -596,10 +744,6 @@ impl State {
                                 });
                             }
                         }
-                    }
-                    Ok((status, retry_after, body)) => {
-                        let e = ApiError::from_response(status, retry_after.as_deref(), &body);
-                        self.failed_part(chunk, p, e, token, runner, policy, opts);
                     }
                     Err(e) => self.failed_part(chunk, p, e, token, runner, policy, opts),
                 }
@@ -656,9 +800,7 @@ impl State {
     ) {
         if let Some(c) = self.chunks.get_mut(&chunk) {
             match e.class {
-                ErrorClass::Rate if e.message.contains("concurrent") => {
-                    c.stats.concurrency_errors += 1
-                }
+                ErrorClass::Rate if e.concurrent => c.stats.concurrency_errors += 1,
                 ErrorClass::Rate => c.stats.rate_errors += 1,
                 ErrorClass::Server => c.stats.server_errors += 1,
                 _ => {}
@@ -700,6 +842,18 @@ impl State {
                 let wait = after
                     .or_else(|| opts.backoff.delay(p.attempt, e.retry_after))
                     .unwrap_or(opts.backoff.cap);
+                let max_wait = runner.client.config().max_wait;
+                if wait > max_wait {
+                    // Waiting that long would look like a hang: stop, say
+                    // when to come back; the item is not done, so a resumed
+                    // run fetches it.
+                    self.report.not_done += 1;
+                    self.stop = Some(Stop::Wait {
+                        key: p.item.key,
+                        error: super::client::wait_too_long(&e, wait, max_wait),
+                    });
+                    return;
+                }
                 self.report.retried += 1;
                 self.requeue(p, wait);
             }
