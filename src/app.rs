@@ -63,6 +63,8 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
             ClientConfig {
                 base_url: handle.base_url.clone(),
                 user,
+                max_wait: c.max_wait,
+                idle_timeout: c.idle_timeout,
                 ..ClientConfig::default()
             },
             Arc::new(FixedToken::new(handle.sim.config.token.clone())),
@@ -131,6 +133,8 @@ async fn token_connection(
         ClientConfig {
             base_url,
             user,
+            max_wait: c.max_wait,
+            idle_timeout: c.idle_timeout,
             ..ClientConfig::default()
         },
         tokens,
@@ -183,7 +187,9 @@ pub async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<u8> {
     let result = local
         .run_until(host.run_file(&args.script, &args.args))
         .await;
-    let outcome = host.ctx.outcome.borrow().clone();
+    let mut outcome = host.ctx.outcome.borrow().clone();
+    // Ctrl-C ended a wait or a batch the script went past: still interrupted.
+    outcome.cancelled |= host.ctx.cancelled();
     drop(host);
     if let Some(sim) = conn.sim {
         sim.stop().await;

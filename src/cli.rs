@@ -84,6 +84,41 @@ pub struct ConnArgs {
     /// subject), so one key serves many mailboxes.
     #[arg(long, value_name = "EMAIL")]
     pub user: Option<String>,
+    /// The longest wait for Gmail before a retry (a Retry-After, a quota
+    /// penalty). A longer one stops the run cleanly (state saved, exit 3),
+    /// saying when to run again. Up to 30 days.
+    #[arg(long, default_value = "15m", value_parser = parse_max_wait, value_name = "DURATION")]
+    pub max_wait: Duration,
+    /// A call or batch that receives no byte for this long is broken off
+    /// and retried as a network error (1s to 1h).
+    #[arg(long, default_value = "60s", value_parser = parse_idle_timeout, value_name = "DURATION")]
+    pub idle_timeout: Duration,
+}
+
+fn parse_bounded(s: &str, min: Duration, max: Duration, range: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < min || d > max {
+        return Err(format!("{s:?} is out of range: {range}"));
+    }
+    Ok(d)
+}
+
+fn parse_max_wait(s: &str) -> Result<Duration, String> {
+    parse_bounded(
+        s,
+        Duration::ZERO,
+        Duration::from_secs(30 * 86400),
+        "from 0s to 30 days (720h)",
+    )
+}
+
+fn parse_idle_timeout(s: &str) -> Result<Duration, String> {
+    parse_bounded(
+        s,
+        Duration::from_secs(1),
+        Duration::from_secs(3600),
+        "from 1s to 1h",
+    )
 }
 
 #[derive(Debug, Clone, Args)]

@@ -9,7 +9,6 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mlua::{
@@ -18,9 +17,11 @@ use mlua::{
 
 use crate::gmail::backoff::Backoff;
 use crate::gmail::chunk::ChunkStats;
-use crate::gmail::client::{HistoryError, MessageRef};
+use crate::gmail::client::{HistoryError, MessageRef, PageGuard};
 use crate::gmail::request::{Format, ListQuery, Request};
-use crate::gmail::runner::{Decision, Item, Policy, Report, RunOptions, Stop};
+use crate::gmail::runner::{
+    check_answer, Answer, Decision, Item, Policy, Report, RunOptions, Sink, Stop,
+};
 use crate::gmail::{ApiError, ErrorClass};
 
 use super::message;
@@ -51,6 +52,9 @@ pub fn err_table(lua: &Lua, e: &ApiError) -> mlua::Result<Table> {
     }
     if let Some(d) = &e.diagnosis {
         t.set("diagnosis", d.as_str())?;
+    }
+    if e.concurrent {
+        t.set("concurrent", true)?;
     }
     let mt = lua.create_table()?;
     mt.set(
@@ -252,9 +256,14 @@ async fn get(lua: Lua, (id, opts): (String, Option<Value>)) -> mlua::Result<(Val
     let headers = o.strings("headers")?.unwrap_or_default();
     let ctx = super::ctx(&lua);
     let req = Request::get_message(&id, format, &headers);
-    match ctx.client().call_retrying(&req, &ctx.backoff).await {
-        Ok(body) => Ok((
-            Value::UserData(message::from_body(&lua, &body)?),
+    match ctx
+        .client()
+        .call_retrying(&req, &ctx.backoff)
+        .await
+        .and_then(|body| check_answer(&req, body))
+    {
+        Ok(answer) => Ok((
+            Value::UserData(message::from_answer(&lua, answer)?),
             Value::Nil,
         )),
         Err(e) => fail(&lua, &e),
@@ -435,6 +444,8 @@ pub struct HistoryIter {
     start: String,
     buffered: RefCell<VecDeque<Change>>,
     next_page: RefCell<Option<String>>,
+    /// Ends a history whose pages loop (a token seen before, empty pages).
+    guard: RefCell<PageGuard>,
 }
 
 impl UserData for HistoryIter {
@@ -465,7 +476,8 @@ impl UserData for HistoryIter {
                         .history_page(&this.start, Some(&token), &ctx.backoff)
                         .await
                         .map_err(|e| mlua::Error::runtime(format!("gmail.history: {e}")))?;
-                    this.fill(&page);
+                    this.fill(&page)
+                        .map_err(|e| mlua::Error::runtime(format!("gmail.history: {e}")))?;
                 }
             },
         );
@@ -473,12 +485,20 @@ impl UserData for HistoryIter {
 }
 
 impl HistoryIter {
-    fn fill(&self, page: &serde_json::Value) {
+    fn fill(&self, page: &serde_json::Value) -> Result<(), ApiError> {
+        let records = page["history"].as_array();
+        let next = page["nextPageToken"].as_str().map(String::from);
+        self.guard.borrow_mut().check(
+            "history.list",
+            records.map_or(0, Vec::len),
+            next.as_deref(),
+        )?;
         let mut buf = self.buffered.borrow_mut();
-        for r in page["history"].as_array().into_iter().flatten() {
+        for r in records.into_iter().flatten() {
             buf.extend(changes_of(r));
         }
-        *self.next_page.borrow_mut() = page["nextPageToken"].as_str().map(String::from);
+        *self.next_page.borrow_mut() = next;
+        Ok(())
     }
 }
 
@@ -500,19 +520,20 @@ async fn history(lua: Lua, start: Value) -> mlua::Result<(Value, Value)> {
                 start,
                 buffered: RefCell::new(VecDeque::new()),
                 next_page: RefCell::new(None),
+                guard: RefCell::new(PageGuard::default()),
             };
-            it.fill(&page);
+            if let Err(e) = it.fill(&page) {
+                return fail(&lua, &e);
+            }
             Ok((Value::UserData(lua.create_userdata(it)?), Value::Nil))
         }
         Err(HistoryError::TooOld(_)) => {
-            let e = ApiError {
-                status: 404,
-                reason: "historyTooOld".into(),
-                message: format!("history from {start} is no longer kept: list everything again"),
-                class: ErrorClass::NotFound,
-                retry_after: None,
-                diagnosis: None,
-            };
+            let mut e = ApiError::local(
+                ErrorClass::NotFound,
+                "historyTooOld",
+                format!("history from {start} is no longer kept: list everything again"),
+            );
+            e.status = 404;
             let t = err_table(&lua, &e)?;
             t.set("too_old", true)?;
             Ok((Value::Nil, Value::Table(t)))
@@ -772,10 +793,67 @@ fn note_outcome(lua: &Lua, r: &Report, state: Option<&LuaState>) {
     }
     match &r.stopped {
         Some(Stop::Cancelled) => o.cancelled = true,
-        Some(s @ (Stop::Policy { .. } | Stop::Source(_) | Stop::Sink { .. })) => {
-            o.stopped = Some(s.to_string())
-        }
+        Some(
+            s @ (Stop::Policy { .. } | Stop::Source(_) | Stop::Sink { .. } | Stop::Wait { .. }),
+        ) => o.stopped = Some(s.to_string()),
         _ => {}
+    }
+}
+
+/// Where `gmail.batch` delivers: the script's on_message, the resume
+/// state (committed every 50), the progress bar.
+struct BatchSink {
+    lua: Lua,
+    on_message: Option<Function>,
+    state: Option<LuaState>,
+    /// A Lua error raised by on_message: the run stops, then it is re-raised.
+    error: Rc<RefCell<Option<mlua::Error>>>,
+    bar: Option<ProgressBar>,
+    since_commit: u32,
+}
+
+impl Sink for BatchSink {
+    fn deliver(&mut self, key: &str, answer: Answer) -> Result<(), String> {
+        if let Some(f) = &self.on_message {
+            let call = || -> mlua::Result<()> {
+                let msg = message::from_answer(&self.lua, answer)?;
+                f.call::<()>(msg)
+            };
+            if let Err(e) = call() {
+                let text = super::script_error(e.clone()).message;
+                self.error.borrow_mut().get_or_insert(e);
+                return Err(text);
+            }
+        }
+        if let Some(s) = &self.state {
+            s.mark_done(key).map_err(|e| e.to_string())?;
+            self.since_commit += 1;
+            if self.since_commit >= 50 {
+                self.since_commit = 0;
+                s.commit().map_err(|e| e.to_string())?;
+            }
+        }
+        if let Some(pb) = &self.bar {
+            pb.inc(1);
+        }
+        Ok(())
+    }
+
+    fn waiting(&mut self, until: Option<std::time::SystemTime>) {
+        if let Some(pb) = &self.bar {
+            match until {
+                Some(at) => {
+                    let left = at
+                        .duration_since(std::time::SystemTime::now())
+                        .unwrap_or_default();
+                    pb.set_message(format!(
+                        "waiting for Gmail until {}",
+                        crate::gmail::client::wall_time_after(left)
+                    ));
+                }
+                None => pb.set_message(""),
+            }
+        }
     }
 }
 
@@ -931,35 +1009,13 @@ async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Result<Ta
         bar: bar.clone(),
         retries: 0,
     };
-    let sink_state = state.clone();
-    let sink_lua = lua.clone();
-    let sink_error = callback_error.clone();
-    let sink_bar = bar.clone();
-    let mut since_commit = 0u32;
-    let mut sink = move |key: &str, body: Bytes| -> Result<(), String> {
-        if let Some(f) = &on_message {
-            let call = || -> mlua::Result<()> {
-                let msg = message::from_body(&sink_lua, &body)?;
-                f.call::<()>(msg)
-            };
-            if let Err(e) = call() {
-                let text = super::script_error(e.clone()).message;
-                sink_error.borrow_mut().get_or_insert(e);
-                return Err(text);
-            }
-        }
-        if let Some(s) = &sink_state {
-            s.mark_done(key).map_err(|e| e.to_string())?;
-            since_commit += 1;
-            if since_commit >= 50 {
-                since_commit = 0;
-                s.commit().map_err(|e| e.to_string())?;
-            }
-        }
-        if let Some(pb) = &sink_bar {
-            pb.inc(1);
-        }
-        Ok(())
+    let mut sink = BatchSink {
+        lua: lua.clone(),
+        on_message,
+        state: state.clone(),
+        error: callback_error.clone(),
+        bar: bar.clone(),
+        since_commit: 0,
     };
     let chunk_max = max_chunk.unwrap_or(match &policy.chunk {
         Some(ChunkRule::Fixed(n)) => *n,
@@ -1036,7 +1092,7 @@ fn preview(ids: &[String]) -> String {
 async fn mutate(lua: &Lua, items: Vec<Item>) -> mlua::Result<Report> {
     let ctx = super::ctx(lua);
     let mut policy = crate::gmail::runner::DefaultPolicy;
-    let mut sink = |_: &str, _: Bytes| Ok(());
+    let mut sink = |_: &str, _: Answer| Ok(());
     let _running = ctx.running();
     let report = ctx
         .runner

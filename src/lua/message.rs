@@ -7,6 +7,7 @@ use std::sync::Arc;
 use mlua::{Lua, MetaMethod, UserData, UserDataFields, UserDataMethods, Value};
 
 use crate::gmail::message::Message;
+use crate::gmail::runner::Answer;
 
 #[derive(Clone)]
 pub struct LuaMessage(pub Arc<Message>);
@@ -80,6 +81,15 @@ impl UserData for LuaMessage {
 }
 
 /// Parse an answer body into a Lua message.
+/// A checked answer as a message userdata: a messages.get answer is
+/// already parsed; another (a format function's request) is parsed here.
+pub fn from_answer(lua: &Lua, answer: Answer) -> mlua::Result<mlua::AnyUserData> {
+    match answer {
+        Answer::Message(m) => lua.create_userdata(LuaMessage(Arc::new(*m))),
+        Answer::Body(body) => from_body(lua, &body),
+    }
+}
+
 pub fn from_body(lua: &Lua, body: &[u8]) -> mlua::Result<mlua::AnyUserData> {
     let m = Message::from_json(body)
         .map_err(|e| mlua::Error::runtime(format!("bad message from Gmail: {e}")))?;

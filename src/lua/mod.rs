@@ -121,6 +121,8 @@ pub struct Host {
 impl Host {
     pub fn new(cfg: HostConfig) -> mlua::Result<Host> {
         let lua = Lua::new();
+        // Ctrl-C ends the waits of single calls too, not only batches'.
+        cfg.client.watch_cancel(cfg.cancel.clone());
         let ctx = Rc::new(Ctx {
             runner: Runner::new(cfg.client, cfg.profile, cfg.window),
             dry_run: cfg.dry_run,
