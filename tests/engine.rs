@@ -236,6 +236,8 @@ async fn failed_precondition_stops_with_a_diagnosis() {
             text.contains("Precondition") || text.contains("Mail service"),
             "{text}"
         );
+        // The diagnosis is said once, after the error.
+        assert_eq!(text.matches(needle).count(), 1, "{text}");
     }
     h.stop().await;
 }

@@ -175,12 +175,21 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The error without its diagnosis: `STATUS reason: message`, for lines
+    /// that print the diagnosis in their own place.
+    pub fn brief(&self) -> String {
+        if self.status != 0 {
+            format!("{} {}: {}", self.status, self.reason, self.message)
+        } else {
+            format!("{}: {}", self.reason, self.message)
+        }
+    }
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.status != 0 {
-            write!(f, "{} ", self.status)?;
-        }
-        write!(f, "{}: {}", self.reason, self.message)?;
+        f.write_str(&self.brief())?;
         if let Some(diagnosis) = &self.diagnosis {
             write!(f, " ({diagnosis})")?;
         }

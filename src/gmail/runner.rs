@@ -204,7 +204,7 @@ impl std::fmt::Display for Stop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Stop::Policy { key, error } => {
-                write!(f, "stopped on {key}: {error}")?;
+                write!(f, "stopped on {key}: {}", error.brief())?;
                 if let Some(d) = &error.diagnosis {
                     write!(f, " — {d}")?;
                 }
