@@ -129,7 +129,7 @@ fn parse_idle_timeout(s: &str) -> Result<Duration, String> {
   gmailscript run scripts/cleanup.lua --sim --dry-run
   GMAILSCRIPT_TOKEN=sim-token gmailscript run scripts/export.lua --endpoint http://127.0.0.1:41234 -- 'older_than:1y' out.jsonl
 
-Exit codes: 0 all done; 1 some items failed (recorded); 2 usage or script error; 3 stopped (the policy's abort, a listing or storage failure); 130 interrupted.")]
+Exit codes: 0 all done; 1 some items failed (recorded); 2 usage or script error; 3 stopped (the policy's abort, a listing or storage failure, a wait longer than --max-wait); 130 interrupted.")]
 pub struct RunArgs {
     /// The Lua script to run.
     pub script: PathBuf,

@@ -8,7 +8,7 @@
 ---@type string[]
 arg = {}
 
----@alias ErrorClass "rate"|"server"|"network"|"auth"|"not_found"|"precondition"|"invalid"|"quota_daily"|"forbidden"
+---@alias ErrorClass "rate"|"server"|"network"|"auth"|"not_found"|"precondition"|"invalid"|"quota_daily"|"forbidden"|"malformed"
 
 ---An API error. Expected failures of a call come back as `nil, err`.
 ---tostring(err) gives "STATUS REASON: MESSAGE" (and the diagnosis).
@@ -20,6 +20,7 @@ arg = {}
 ---@field retry_after? number seconds the server asked to wait
 ---@field diagnosis? string what usually causes it and what to do
 ---@field too_old? boolean history.list: the start is older than Gmail keeps (do a full sync)
+---@field concurrent boolean a rate error for too many calls in flight (fewer at once helps)
 
 ---A message as fetched. Which fields are present depends on the format:
 ---minimal has id, thread_id, labels, snippet, size, date, history_id;
@@ -93,7 +94,7 @@ function Message:has_label(label) end
 ---@field seconds number
 ---@field rate_errors integer
 ---@field not_done integer taken from ids (or waiting for a retry) but not finished because the run stopped
----@field stopped? string why the run stopped early: "stopped on ID: ..." (policy abort; exit code 3), "cancelled" (Ctrl-C: exit code 130 in run; in the REPL the entry goes on), "listing failed: ..." (gmail.list failed; exit code 3), "could not store ID: ..." (resume state, or an output following it, not written; exit code 3)
+---@field stopped? string why the run stopped early: "stopped on ID: ..." (policy abort; exit code 3), "cancelled" (Ctrl-C: exit code 130 in run; in the REPL the entry goes on), "listing failed: ..." (gmail.list failed; exit code 3), "could not store ID: ..." (resume state, or an output following it, not written; exit code 3), "stopped: Gmail asks to wait until ..." (a wait longer than --max-wait; exit code 3)
 ---@field failures {id: string, error: GmailError, attempts: integer}[] modify: id reads "FIRST..LAST (N ids)", one entry per batchModify call
 ---@field skips {id: string, error: GmailError, attempts: integer}[]
 ---@field dry_run? boolean modify and trash only: true under --dry-run; nothing was changed

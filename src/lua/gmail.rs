@@ -53,9 +53,7 @@ pub fn err_table(lua: &Lua, e: &ApiError) -> mlua::Result<Table> {
     if let Some(d) = &e.diagnosis {
         t.set("diagnosis", d.as_str())?;
     }
-    if e.concurrent {
-        t.set("concurrent", true)?;
-    }
+    t.set("concurrent", e.concurrent)?;
     let mt = lua.create_table()?;
     mt.set(
         "__tostring",
