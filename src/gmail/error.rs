@@ -360,7 +360,7 @@ fn retry_after_in_message(message: &str, now: SystemTime) -> Option<Duration> {
 fn body_snippet(body: &[u8], phrase: &str) -> String {
     let head = String::from_utf8_lossy(&body[..body.len().min(MAX_SNIPPET_SCAN)]);
     let text = if head.trim_start().starts_with('<') {
-        html_text(&head)
+        super::html::page_text(&head)
     } else {
         head.into_owned()
     };
@@ -370,33 +370,6 @@ fn body_snippet(body: &[u8], phrase: &str) -> String {
     } else {
         text
     }
-}
-
-/// Visible text of an HTML page: tags dropped, `<style>`/`<script>` skipped.
-fn html_text(html: &str) -> String {
-    let mut out = String::new();
-    let mut rest = html;
-    while let Some(open) = rest.find('<') {
-        out.push_str(&rest[..open]);
-        out.push(' ');
-        let tag = &rest[open + 1..];
-        let close = tag.find('>').map_or(tag.len(), |i| i + 1);
-        let name: String = tag
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric())
-            .collect::<String>()
-            .to_ascii_lowercase();
-        rest = &tag[close..];
-        if name == "style" || name == "script" {
-            let end_tag = format!("</{name}");
-            rest = match rest.to_ascii_lowercase().find(&end_tag) {
-                Some(i) => &rest[i..],
-                None => "",
-            };
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Collapse whitespace and control characters to single spaces; cap the length.

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod chunk;
 pub mod client;
 pub mod error;
+pub mod html;
 pub mod message;
 pub mod quota;
 pub mod request;
