@@ -481,42 +481,30 @@ fn parse_part(part: Bytes) -> Result<InnerResponse, &'static str> {
     })
 }
 
-/// Header lines up to the first blank line. Returns the headers and the
-/// offset just past the blank line, or `None` if the block ended without one.
+/// Header lines up to the first blank line, continuation lines joined with a
+/// space. Returns the headers and the offset just past the blank line, or
+/// `None` if the block ended without one.
 fn parse_headers(block: &[u8]) -> (Vec<(String, String)>, Option<usize>) {
-    let mut headers: Vec<(String, String)> = Vec::new();
-    let mut pos = 0;
-    while pos < block.len() {
-        let (line, next) = match memchr(b'\n', &block[pos..]) {
-            Some(i) => (&block[pos..pos + i], pos + i + 1),
-            None => (&block[pos..], block.len()),
-        };
-        pos = next;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            return (headers, Some(pos));
-        }
-        if line[0] == b' ' || line[0] == b'\t' {
-            let more = line.trim_ascii();
-            if let (Some((_, value)), false) = (headers.last_mut(), more.is_empty()) {
+    let (fields, end) = super::rfc822::fields(block);
+    let headers = fields
+        .into_iter()
+        .map(|f| {
+            let mut value = String::new();
+            for line in f
+                .lines
+                .iter()
+                .map(|l| l.trim_ascii())
+                .filter(|l| !l.is_empty())
+            {
                 if !value.is_empty() {
                     value.push(' ');
                 }
-                value.push_str(&String::from_utf8_lossy(more));
+                value.push_str(&String::from_utf8_lossy(line));
             }
-        } else if let Some(colon) = memchr(b':', line) {
-            let name = line[..colon].trim_ascii();
-            if !name.is_empty() {
-                headers.push((
-                    String::from_utf8_lossy(name).into_owned(),
-                    String::from_utf8_lossy(line[colon + 1..].trim_ascii()).into_owned(),
-                ));
-            }
-        }
-        // A line with no colon carries nothing usable; Google's own batch
-        // example has one ("Content-Type application/json").
-    }
-    (headers, None)
+            (String::from_utf8_lossy(f.name).into_owned(), value)
+        })
+        .collect();
+    (headers, end)
 }
 
 /// `HTTP/1.1 200 OK` or `HTTP/1.1 200` -> 200.

@@ -519,28 +519,14 @@ fn content_type_param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
 /// The header fields of an RFC 822 message, values still folded and
 /// encoded: the same shape as Gmail's payload headers.
 fn parse_header_block(msg: &[u8]) -> Vec<(String, String)> {
-    let mut headers: Vec<(String, String)> = Vec::new();
-    for line in msg.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        let line = bytes_to_string(line);
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, value)) = headers.last_mut() {
-                value.push_str("\r\n");
-                value.push_str(&line);
-            }
-            continue;
-        }
-        // Lines that are no field (an mbox "From " line, junk) are skipped.
-        if let Some((name, value)) = line.split_once(':') {
-            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic()) {
-                headers.push((name.to_owned(), value.trim().to_owned()));
-            }
-        }
-    }
-    headers
+    super::rfc822::fields(msg)
+        .0
+        .into_iter()
+        .map(|f| {
+            let value: Vec<String> = f.lines.iter().map(|l| bytes_to_string(l)).collect();
+            (bytes_to_string(f.name), value.join("\r\n"))
+        })
+        .collect()
 }
 
 /// 8-bit header bytes that are not UTF-8 are nearly always Windows-1252.

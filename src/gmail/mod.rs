@@ -14,6 +14,7 @@ pub mod html;
 pub mod message;
 pub mod quota;
 pub mod request;
+pub mod rfc822;
 pub mod runner;
 
 pub use client::Client;
