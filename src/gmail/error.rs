@@ -105,7 +105,7 @@ impl ApiError {
         let parsed = parse_json(body);
         let (default_reason, phrase) = status_names(status);
         let message = match parsed.as_ref().and_then(|p| p.message.as_deref()) {
-            Some(m) if !one_line(m, 1).is_empty() => one_line(m, MAX_MESSAGE_CHARS),
+            Some(m) if !one_line_capped(m, 1).is_empty() => one_line_capped(m, MAX_MESSAGE_CHARS),
             // An error object without a message: its raw JSON would not help.
             _ if parsed.is_some() => phrase.to_string(),
             _ => body_snippet(body, phrase),
@@ -142,7 +142,7 @@ impl ApiError {
         ApiError {
             status: 0,
             reason: reason.to_string(),
-            message: one_line(&message.into(), MAX_MESSAGE_CHARS),
+            message: one_line_capped(&message.into(), MAX_MESSAGE_CHARS),
             class,
             retry_after: None,
             diagnosis: None,
@@ -364,7 +364,7 @@ fn body_snippet(body: &[u8], phrase: &str) -> String {
     } else {
         head.into_owned()
     };
-    let text = one_line(&text, MAX_SNIPPET_CHARS);
+    let text = one_line_capped(&text, MAX_SNIPPET_CHARS);
     if text.is_empty() {
         format!("{phrase} (empty body)")
     } else {
@@ -373,7 +373,7 @@ fn body_snippet(body: &[u8], phrase: &str) -> String {
 }
 
 /// Collapse whitespace and control characters to single spaces; cap the length.
-fn one_line(s: &str, max_chars: usize) -> String {
+fn one_line_capped(s: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max_chars * 4));
     let mut chars = 0;
     for word in s.split(|c: char| c.is_whitespace() || c.is_control()) {

@@ -186,7 +186,7 @@ impl Writer for Mbox {
             // the same number.
             let _ = match u64::from_str_radix(m.thread_id, 16) {
                 Ok(n) => writeln!(buf, "X-GM-THRID: {n}"),
-                Err(_) => writeln!(buf, "X-GM-THRID: {}", one_line(m.thread_id)),
+                Err(_) => writeln!(buf, "X-GM-THRID: {}", header_safe(m.thread_id)),
             };
         }
         if !m.labels.is_empty() {
@@ -246,13 +246,13 @@ fn takeout_label(id: &str) -> Option<&'static str> {
 }
 
 /// Line breaks would end the header early.
-fn one_line(s: &str) -> String {
+fn header_safe(s: &str) -> String {
     s.replace(['\r', '\n'], " ")
 }
 
 /// A name holding the separator is quoted, as Takeout does.
 fn push_label(buf: &mut Vec<u8>, name: &str) {
-    let name = one_line(name);
+    let name = header_safe(name);
     if name.contains([',', '"']) {
         buf.push(b'"');
         buf.extend_from_slice(name.replace('"', "\\\"").as_bytes());
