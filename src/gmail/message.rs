@@ -1025,7 +1025,7 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         let raw = rfc822();
         let seeds = [
             envelope().to_string(),
@@ -1094,17 +1094,17 @@ mod tests {
         }
     }
 
-    /// xorshift64*: deterministic noise without a dev-dependency.
-    struct Rng(u64);
+    /// Deterministic noise: ChaCha8's stream is fixed for a seed.
+    struct Rng(rand_chacha::ChaCha8Rng);
     impl Rng {
+        fn new(seed: u64) -> Self {
+            Rng(rand::SeedableRng::seed_from_u64(seed))
+        }
         fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+            rand::Rng::gen(&mut self.0)
         }
         fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
+            rand::Rng::gen_range(&mut self.0, 0..n.max(1))
         }
     }
 

@@ -130,6 +130,10 @@ impl Faults {
     }
 }
 
+// Fault draws are a hash of (seed, request, how many times it came), not a
+// stream from a generator: calls may arrive in any order and still draw the
+// same. FNV-1a and SplitMix64 are written out here so that the draws, and so
+// every seeded test, never change with a crate's version.
 fn fnv(seed: u64, bytes: &[u8]) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
     for b in bytes {

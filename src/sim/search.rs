@@ -1384,14 +1384,12 @@ mod tests {
             "larger:1K",
             "\u{301}",
         ];
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x9e37_79b9_7f4a_7c15);
         for _ in 0..2000 {
             let mut s = String::new();
-            for _ in 0..(seed % 12) {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                s.push_str(alphabet[(seed % alphabet.len() as u64) as usize]);
+            for _ in 0..rng.gen_range(0..12) {
+                s.push_str(alphabet[rng.gen_range(0..alphabet.len())]);
             }
             nasty.push(s);
         }
