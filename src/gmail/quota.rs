@@ -125,16 +125,6 @@ impl Pacer {
             .unwrap_or(u64::MAX)
     }
 
-    /// Wait until `units` fit in the window, then count them as spent.
-    pub async fn acquire(&self, units: u64) {
-        loop {
-            match self.reserve(units, units) {
-                Ok(_) => return,
-                Err(wait) => tokio::time::sleep(wait).await,
-            }
-        }
-    }
-
     /// Take as many units as fit now, from `min` up to `max`, and count them
     /// as spent; or say how long until `min` fits. Sizing a chunk to what
     /// fits, instead of waiting until a whole chunk does, is what keeps the
@@ -240,32 +230,29 @@ impl Pacer {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn holds_back_past_the_budget_until_the_window_moves() {
-        let p = Pacer::new(&Profile::Units(1000), Duration::from_millis(200));
-        let t = Instant::now();
+    #[test]
+    fn holds_back_past_the_budget_until_the_window_moves() {
+        let window = Duration::from_secs(60);
+        let p = Pacer::new(&Profile::Units(1000), window);
         for _ in 0..9 {
-            p.acquire(100).await; // 900 <= 980
+            assert_eq!(p.reserve(100, 100), Ok(100)); // 900 <= 980
         }
-        assert!(t.elapsed() < Duration::from_millis(50));
-        p.acquire(100).await; // would be 1000 > 980: waits for the window
+        // 1000 > 980: the wait is until the first spend leaves the window.
+        let wait = p.reserve(100, 100).unwrap_err();
         assert!(
-            t.elapsed() >= Duration::from_millis(190),
-            "{:?}",
-            t.elapsed()
+            wait > window - Duration::from_secs(5) && wait <= window + Duration::from_millis(2),
+            "{wait:?}"
         );
-        assert_eq!(p.spent(), 1000);
+        assert_eq!(p.spent(), 900);
     }
 
-    #[tokio::test]
-    async fn refunds_and_rate_errors_move_the_ceiling() {
+    #[test]
+    fn refunds_and_rate_errors_move_the_ceiling() {
         let p = Pacer::new(&Profile::Units(1000), Duration::from_secs(60));
-        p.acquire(900).await;
+        assert_eq!(p.reserve(900, 900), Ok(900));
         p.refund(500);
         assert_eq!(p.spent(), 400);
-        let t = Instant::now();
-        p.acquire(500).await; // 900 fits again
-        assert!(t.elapsed() < Duration::from_millis(50));
+        assert_eq!(p.reserve(500, 500), Ok(500), "900 fits again");
         p.on_rate_error(None);
         assert!(p.state.lock().unwrap().share < TARGET);
         for _ in 0..100 {
@@ -284,11 +271,11 @@ mod tests {
         assert_eq!(p.reserve(20, 40), Ok(40));
     }
 
-    #[tokio::test]
-    async fn off_never_waits() {
+    #[test]
+    fn off_never_waits() {
         let p = Pacer::new(&Profile::Off, Duration::from_secs(60));
         for _ in 0..1000 {
-            p.acquire(1_000_000).await;
+            assert_eq!(p.reserve(1_000_000, 1_000_000), Ok(1_000_000));
         }
         assert_eq!(p.spent(), 1_000_000_000);
     }
