@@ -1,27 +1,19 @@
 //! The binary as a user runs it: `gmailscript sim` prints its URL first,
 //! serves, and bad input gets one clear line and exit code 2.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
+use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gmailscript");
+mod common;
+use common::BIN;
 
 #[tokio::test]
 async fn sim_prints_its_url_first_and_serves() {
-    let mut child = Command::new(BIN)
-        .args(["sim", "--port", "0", "--messages", "25", "--seed", "9"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    // Killed when dropped, so a failed assert leaves no simulator running.
+    let sim = common::SimProcess::start(&["--messages", "25", "--seed", "9"]);
+    assert!(sim.url.starts_with("http://127.0.0.1:"), "{}", sim.url);
     let v: serde_json::Value = reqwest::Client::new()
-        .get(format!("{url}/gmail/v1/users/me/profile"))
+        .get(format!("{}/gmail/v1/users/me/profile", sim.url))
         .bearer_auth("sim-token")
         .send()
         .await
@@ -30,8 +22,6 @@ async fn sim_prints_its_url_first_and_serves() {
         .await
         .unwrap();
     assert_eq!(v["messagesTotal"], 25);
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 fn fails_with(args: &[&str], needle: &str) {
