@@ -1,5 +1,5 @@
 use super::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Msg {
     id: String,
@@ -305,8 +305,16 @@ fn maildir_open_clears_tmp_and_duplicates() {
     fs::write(root.join("tmp/1614816000.k.gmailscript.999"), b"Subj").unwrap();
     fs::write(root.join("tmp/1614816000.M1P2.host"), b"other MDA").unwrap();
     fs::write(root.join("cur/1614816000.d.gmailscript:2,"), b"old").unwrap();
-    std::thread::sleep(Duration::from_millis(20));
     fs::write(root.join("cur/1614816000.d.gmailscript:2,S"), b"new").unwrap();
+    // Which is newer is set, not waited for: some file systems keep mtimes
+    // to the second.
+    let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_614_816_000);
+    fs::File::options()
+        .write(true)
+        .open(root.join("cur/1614816000.d.gmailscript:2,"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
     fs::write(root.join("cur/1614816000.M1P2.host:2,S"), b"not ours").unwrap();
     let mut w = maildir(root).unwrap();
     w.flush().unwrap();
@@ -397,48 +405,4 @@ fn unwritable_places_fail_at_open() {
     fs::write(md.join("cur"), b"").unwrap();
     let e = maildir(&md).err().unwrap();
     assert!(e.to_string().contains("cur"), "{e}");
-}
-
-/// Timings print with `cargo test -- --nocapture`; bounds are loose for slow
-/// CI disks.
-#[test]
-fn many_messages_are_fast() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = format!(r#"{{"id":"x","snippet":"{}"}}"#, "s".repeat(150));
-    let mut m = Msg::new("x", &["INBOX"], &[b'x'; 2000]);
-    m.json = json;
-    let t = Instant::now();
-    let mut w = jsonl(&dir.path().join("big.jsonl"), None).unwrap();
-    for i in 0..100_000 {
-        w.write(&m.out()).unwrap();
-        if i % 50 == 49 {
-            w.flush().unwrap();
-        }
-    }
-    w.flush().unwrap();
-    let jsonl_time = t.elapsed();
-
-    let t = Instant::now();
-    let mut w = maildir(&dir.path().join("md")).unwrap();
-    for i in 0..10_000u32 {
-        m.id = format!("{i:016x}");
-        w.write(&m.out()).unwrap();
-        if i % 50 == 49 {
-            w.flush().unwrap();
-        }
-    }
-    w.flush().unwrap();
-    let maildir_time = t.elapsed();
-    assert_eq!(
-        fs::read_dir(dir.path().join("md/cur")).unwrap().count(),
-        10_000
-    );
-    let t = Instant::now();
-    drop(maildir(&dir.path().join("md")).unwrap());
-    let reopen = t.elapsed();
-    eprintln!(
-        "output: 100k jsonl lines (flush/50): {jsonl_time:?}; 10k maildir files (2 KB, flush/50): {maildir_time:?}; maildir reopen scan of 10k: {reopen:?}"
-    );
-    assert!(jsonl_time < Duration::from_secs(20));
-    assert!(maildir_time < Duration::from_secs(120));
 }
