@@ -1,5 +1,5 @@
 //! An eml tree: `root/YYYY/MM/<id>.eml`, each written in a temporary folder
-//! under the root, synced, and renamed into place.
+//! under the root and renamed into place; a flush makes them durable.
 
 use std::collections::HashSet;
 use std::fs;
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::DateTime;
 
 use super::{
-    check_id, ensure_dir, io_err, probe_writable, sync_dir, write_atomic, OutMessage, OutputError,
+    check_id, ensure_dir, io_err, probe_writable, write_renamed, Durable, OutMessage, OutputError,
     Writer,
 };
 
@@ -21,8 +21,7 @@ pub(super) struct Eml {
     tmp: PathBuf,
     /// Month folders known to exist.
     made: HashSet<PathBuf>,
-    /// Folders with renames or new entries not yet synced.
-    dirty: HashSet<PathBuf>,
+    durable: Durable,
     count: u64,
 }
 
@@ -40,7 +39,7 @@ impl Eml {
             root: root.into(),
             tmp,
             made: HashSet::new(),
-            dirty: HashSet::new(),
+            durable: Durable::default(),
             count: 0,
         })
     }
@@ -56,23 +55,21 @@ impl Writer for Eml {
         if !self.made.contains(&month) {
             fs::create_dir_all(&month).map_err(io_err("create the folder", &month))?;
             // New entries in the root and the year folder need syncing too.
-            self.dirty.insert(self.root.clone());
-            self.dirty.insert(year);
+            self.durable.dir(self.root.clone());
+            self.durable.dir(year);
             self.made.insert(month.clone());
         }
         let name = format!("{}.eml", m.id);
-        write_atomic(&self.tmp.join(&name), &month.join(&name), raw)?;
-        self.dirty.insert(month);
+        let dest = month.join(&name);
+        write_renamed(&self.tmp.join(&name), &dest, raw)?;
+        self.durable.file(dest);
+        self.durable.dir(month);
         self.count += 1;
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), OutputError> {
-        for dir in &self.dirty {
-            sync_dir(dir)?;
-        }
-        self.dirty.clear();
-        Ok(())
+        self.durable.sync(&self.root)
     }
 
     fn count(&self) -> u64 {

@@ -1,5 +1,5 @@
-//! Maildir: each message is written to tmp/, synced, and renamed into cur/,
-//! so cur/ and new/ only ever hold whole messages.
+//! Maildir: each message is written to tmp/ and renamed into cur/, so cur/
+//! and new/ only ever hold whole messages; a flush makes them durable.
 
 use std::collections::HashMap;
 use std::fs;
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::{
-    check_id, ensure_dir, io_err, probe_writable, sync_dir, to_lf, write_atomic, OutMessage,
+    check_id, ensure_dir, io_err, probe_writable, to_lf, write_renamed, Durable, OutMessage,
     OutputError, Writer,
 };
 
@@ -20,8 +20,7 @@ pub(super) struct Maildir {
     /// Where each id's file is now (cur/ or new/, whatever its flags), so
     /// writing an id again replaces it instead of adding a copy.
     index: HashMap<String, PathBuf>,
-    cur_dirty: bool,
-    new_dirty: bool,
+    durable: Durable,
     count: u64,
     buf: Vec<u8>,
 }
@@ -43,8 +42,7 @@ impl Maildir {
         let mut md = Maildir {
             root: root.into(),
             index: HashMap::new(),
-            cur_dirty: false,
-            new_dirty: false,
+            durable: Durable::default(),
             count: 0,
             buf: Vec::new(),
         };
@@ -82,10 +80,8 @@ impl Maildir {
             }
             _ => {}
         }
-        if path.parent() == Some(self.root.join("new").as_path()) {
-            self.new_dirty = true;
-        } else {
-            self.cur_dirty = true;
+        if let Some(dir) = path.parent() {
+            self.durable.dir(dir.into());
         }
         Ok(())
     }
@@ -105,8 +101,9 @@ impl Writer for Maildir {
         let dest = self.root.join("cur").join(format!("{stem}:2,{flags}"));
         self.buf.clear();
         to_lf(raw, &mut self.buf);
-        write_atomic(&tmp, &dest, &self.buf)?;
-        self.cur_dirty = true;
+        write_renamed(&tmp, &dest, &self.buf)?;
+        self.durable.file(dest.clone());
+        self.durable.dir(self.root.join("cur"));
         // Renamed in first, old one removed second: a kill in between
         // leaves a duplicate that the next open resolves, never a loss.
         if let Some(old) = self.index.insert(m.id.into(), dest.clone()) {
@@ -119,15 +116,7 @@ impl Writer for Maildir {
     }
 
     fn flush(&mut self) -> Result<(), OutputError> {
-        if self.cur_dirty {
-            sync_dir(&self.root.join("cur"))?;
-            self.cur_dirty = false;
-        }
-        if self.new_dirty {
-            sync_dir(&self.root.join("new"))?;
-            self.new_dirty = false;
-        }
-        Ok(())
+        self.durable.sync(&self.root)
     }
 
     fn count(&self) -> u64 {
@@ -158,7 +147,10 @@ impl Writer for Maildir {
         }
         fs::rename(&old, &dest).map_err(io_err("rename", &old))?;
         self.index.insert(id.into(), dest);
-        self.cur_dirty = true;
+        self.durable.dir(self.root.join("cur"));
+        if let Some(dir) = old.parent() {
+            self.durable.dir(dir.into());
+        }
         Ok(true)
     }
 }
