@@ -179,6 +179,14 @@ fn wrap(func: &str, writer: Box<dyn Writer>, state: Option<&LuaState>) -> mlua::
     })
 }
 
+/// Every state's commit flushes this output first (see `PerMessage`).
+fn per_message(lua: &Lua, o: LuaOutput) -> mlua::Result<LuaOutput> {
+    if let Some(w) = o.writer.borrow().as_ref() {
+        super::store::PerMessage::of(lua).add(w);
+    }
+    Ok(o)
+}
+
 /// `{resume = state}` of the append formats: where the state says the file
 /// stood at its last commit. `{overwrite = true}`: start the file over.
 fn resume_of(
@@ -225,16 +233,16 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
     )?;
     out.set(
         "maildir",
-        lua.create_function(|_, dir: String| {
+        lua.create_function(|lua, dir: String| {
             let w = output::maildir(Path::new(&dir)).map_err(|e| lua_err("output.maildir", e))?;
-            wrap("output.maildir", w, None)
+            per_message(lua, wrap("output.maildir", w, None)?)
         })?,
     )?;
     out.set(
         "eml",
-        lua.create_function(|_, dir: String| {
+        lua.create_function(|lua, dir: String| {
             let w = output::eml(Path::new(&dir)).map_err(|e| lua_err("output.eml", e))?;
-            wrap("output.eml", w, None)
+            per_message(lua, wrap("output.eml", w, None)?)
         })?,
     )?;
     lua.globals().set("output", out)?;

@@ -1,7 +1,9 @@
 //! The `store` module: run state in an SQLite file (see `crate::store`).
 //! A state also keeps the resume points of the append outputs (jsonl,
 //! mbox) opened with it, committed together with the ids marked done, so a
-//! killed run resumes with outputs and state that agree.
+//! killed run resumes with outputs and state that agree. Every commit also
+//! flushes the per-message outputs (maildir, eml) of the same Lua, which keep
+//! no resume point: the state never says done for a file not yet durable.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -16,16 +18,44 @@ use crate::store::{FailureRecord, Store};
 use super::opts::Opts;
 
 pub type SharedWriter = Rc<RefCell<Box<dyn Writer>>>;
+type WeakWriter = Weak<RefCell<Box<dyn Writer>>>;
 
 struct Inner {
     /// None once closed (the file is released).
     store: Option<Store>,
     path: PathBuf,
-    outputs: Vec<Weak<RefCell<Box<dyn Writer>>>>,
+    outputs: Vec<WeakWriter>,
+    per_message: PerMessage,
 }
 
 #[derive(Clone)]
 pub struct LuaState(Rc<RefCell<Inner>>);
+
+/// The per-message outputs opened in one Lua (maildir, eml), whatever state
+/// they were opened with or without: each state flushes them at its commits.
+#[derive(Clone, Default)]
+pub struct PerMessage(Rc<RefCell<Vec<WeakWriter>>>);
+
+impl PerMessage {
+    pub fn of(lua: &Lua) -> PerMessage {
+        if let Some(p) = lua.app_data_ref::<PerMessage>() {
+            return p.clone();
+        }
+        let p = PerMessage::default();
+        lua.set_app_data(p.clone());
+        p
+    }
+
+    pub fn add(&self, w: &SharedWriter) {
+        let mut list = self.0.borrow_mut();
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Rc::downgrade(w));
+    }
+
+    fn live(&self) -> Vec<SharedWriter> {
+        self.0.borrow().iter().filter_map(Weak::upgrade).collect()
+    }
+}
 
 /// The state key holding an output's resume point.
 pub fn output_key(path: &Path) -> String {
@@ -59,7 +89,9 @@ impl Inner {
 
     fn live_outputs(&mut self) -> Vec<SharedWriter> {
         self.outputs.retain(|w| w.strong_count() > 0);
-        self.outputs.iter().filter_map(Weak::upgrade).collect()
+        let mut live: Vec<SharedWriter> = self.outputs.iter().filter_map(Weak::upgrade).collect();
+        live.extend(self.per_message.live());
+        live
     }
 }
 
@@ -252,16 +284,75 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
     let store = lua.create_table()?;
     store.set(
         "open",
-        lua.create_function(|_, path: String| {
+        lua.create_function(|lua, path: String| {
             let s = Store::open(Path::new(&path))
                 .map_err(|e| mlua::Error::runtime(format!("store.open: {e}")))?;
             Ok(LuaState(Rc::new(RefCell::new(Inner {
                 path: s.path().to_path_buf(),
                 store: Some(s),
                 outputs: Vec::new(),
+                per_message: PerMessage::of(lua),
             }))))
         })?,
     )?;
     lua.globals().set("store", store)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::{OutMessage, OutputError};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    struct Counting(Arc<AtomicU32>);
+    impl Writer for Counting {
+        fn write(&mut self, _: &OutMessage) -> Result<(), OutputError> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), OutputError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn count(&self) -> u64 {
+            0
+        }
+        fn kind(&self) -> &'static str {
+            "counting"
+        }
+        fn path(&self) -> &Path {
+            Path::new("x")
+        }
+        fn resume_point(&self) -> Option<u64> {
+            None
+        }
+    }
+
+    /// A maildir opened without `resume` is still flushed before any state
+    /// commits, so the state never says done for a file not yet durable.
+    #[test]
+    fn a_commit_flushes_the_per_message_outputs_first() {
+        let lua = Lua::new();
+        register(&lua).unwrap();
+        let flushes = Arc::new(AtomicU32::new(0));
+        let w: SharedWriter = Rc::new(RefCell::new(Box::new(Counting(flushes.clone()))));
+        PerMessage::of(&lua).add(&w);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        lua.globals().set("path", path.to_str().unwrap()).unwrap();
+        lua.load("local s = store.open(path); s:mark_done('a'); s:commit(); s:close()")
+            .exec()
+            .unwrap();
+        assert_eq!(flushes.load(Ordering::SeqCst), 2, "commit and close");
+        drop(w);
+        lua.load("local s = store.open(path); s:commit(); s:close()")
+            .exec()
+            .unwrap();
+        assert_eq!(
+            flushes.load(Ordering::SeqCst),
+            2,
+            "a closed output is let go"
+        );
+    }
 }
