@@ -46,6 +46,7 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
             quota: c.sim_quota,
             speed,
             slow_delay: c.sim_slow_delay,
+            start_ms: c.sim_date,
             // A little service time, so batching and pacing behave as on
             // the real service.
             latency: Duration::from_millis(10),

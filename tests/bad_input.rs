@@ -46,12 +46,29 @@ fn cli_flags() {
         (vec!["sim", "--users", ""], vec!["users"]),
         (vec!["sim", "--concurrency", "0"], vec!["--concurrency"]),
         (vec!["sim", "--max-batch", "5000"], vec!["--max-batch"]),
+        (
+            vec!["sim", "--date", "2026-13-01"],
+            vec!["--date", "YYYY-MM-DD"],
+        ),
+        (
+            vec!["sim", "--date", "1900-01-01"],
+            vec!["--date", "out of range"],
+        ),
+        (vec!["sim", "--date", ""], vec!["--date"]),
         (vec!["run"], vec!["SCRIPT"]),
         (
             vec!["run", "x.lua", "--sim", "--endpoint", "http://a"],
             vec!["--endpoint"],
         ),
         (vec!["run", "x.lua", "--sim-messages", "5"], vec!["--sim"]),
+        (
+            vec!["run", "x.lua", "--sim-date", "2026-06-01"],
+            vec!["--sim"],
+        ),
+        (
+            vec!["run", "x.lua", "--sim", "--sim-date", "June"],
+            vec!["--sim-date", "YYYY-MM-DD"],
+        ),
         (vec!["run", "x.lua", "--quota", "lots"], vec!["quota"]),
         (vec!["run", "x.lua", "--quota-window", "soon"], vec!["soon"]),
         (
