@@ -117,6 +117,22 @@ fn maildir_ids_at(dir: &Path, settled: bool) -> HashSet<String> {
     ids
 }
 
+/// Polls `done` until it holds, for at most 60 s; panics if `child` exits
+/// first or time runs out (the test waits on a signal, not a guess).
+fn wait_for(child: &mut Child, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run exited ({status}) before {what}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {what} within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn maildir_ids(dir: &Path) -> HashSet<String> {
     maildir_ids_at(dir, true)
 }
@@ -158,10 +174,14 @@ fn backup_resumes_after_kill_and_then_runs_incrementally() {
     let dest = dir.path().join("mail");
     let listed = sim.listed();
 
-    // Kill -9 mid-run, a few times, then let it finish.
-    for wait_ms in [400, 700] {
+    // Kill -9 mid-run, a few times, then let it finish: each time once it
+    // has written some more messages.
+    for more in [20, 40] {
+        let before = maildir_ids_at(&dest, false).len();
         let mut child = sim.spawn_backup(&dest, true, Stdio::null);
-        std::thread::sleep(Duration::from_millis(wait_ms));
+        wait_for(&mut child, "messages written", || {
+            maildir_ids_at(&dest, false).len() >= before + more
+        });
         child.kill().unwrap();
         child.wait().unwrap();
     }
@@ -208,6 +228,14 @@ fn backup_resumes_after_kill_and_then_runs_incrementally() {
 }
 
 #[test]
+#[should_panic(expected = "answered 404")]
+fn a_failed_call_to_the_sim_fails_the_test() {
+    // Not an error body read as an answer with no messagesTotal.
+    let sim = Sim::start(&["--messages", "5"]);
+    sim.get("/gmail/v1/users/me/labels/NO_SUCH_LABEL");
+}
+
+#[test]
 fn export_writes_one_json_line_per_listed_message() {
     let sim = Sim::start(&["--messages", "200", "--quota", "off"]);
     let dir = tempfile::tempdir().unwrap();
@@ -239,23 +267,23 @@ fn export_writes_one_json_line_per_listed_message() {
 #[test]
 fn cleanup_dry_run_changes_nothing_then_the_real_run_does() {
     let sim = Sim::start(&["--messages", "300", "--quota", "off"]);
-    let inbox_before = sim.get("/gmail/v1/users/me/labels/INBOX")["messagesTotal"].clone();
+    let inbox_total = || {
+        let label = sim.get("/gmail/v1/users/me/labels/INBOX");
+        label["messagesTotal"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no messagesTotal in {label}"))
+    };
+    let inbox_before = inbox_total();
     let out = sim.run(&[&script("cleanup.lua"), "--dry-run"]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("dry run: would modify"), "{stdout}");
-    assert_eq!(
-        sim.get("/gmail/v1/users/me/labels/INBOX")["messagesTotal"],
-        inbox_before
-    );
+    assert_eq!(inbox_total(), inbox_before);
     let out = sim.run(&[&script("cleanup.lua")]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("archived"), "{stdout}");
-    assert!(
-        sim.get("/gmail/v1/users/me/labels/INBOX")["messagesTotal"].as_u64()
-            < inbox_before.as_u64()
-    );
+    assert!(inbox_total() < inbox_before);
 }
 
 #[test]
@@ -499,8 +527,10 @@ fn ctrl_c_stops_cleanly_and_the_rerun_completes() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("mail");
     let listed = sim.listed();
-    let child = sim.spawn_backup(&dest, false, Stdio::piped);
-    std::thread::sleep(Duration::from_millis(500));
+    let mut child = sim.spawn_backup(&dest, false, Stdio::piped);
+    wait_for(&mut child, "messages written", || {
+        maildir_ids_at(&dest, false).len() >= 20
+    });
     let st = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -740,7 +770,8 @@ fn maildir_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
 }
 
 /// The long crash test: `cargo test --release --test run -- --ignored crash`
-/// (`CRASHES=N` for more than 20 kills).
+/// (`CRASHES=N` for more than 20 kills, `CRASH_SEED=N` to replay the kill
+/// times of a run that printed it).
 #[test]
 #[ignore = "long: kills the backup at 20+ random moments"]
 fn crash_kill_9_at_random_moments_then_resume_matches_a_clean_run() {
@@ -770,7 +801,19 @@ fn crash_kill_9_at_random_moments_then_resume_matches_a_clean_run() {
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
 
     let crashed = dir.path().join("crashed");
-    let mut rng = rand::thread_rng();
+    // The kill times come from CRASH_SEED (printed, so a failure can be
+    // replayed with the same schedule), else from the clock.
+    let seed: u64 = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("CRASH_SEED={seed}");
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
     for i in 0..kills {
         let mut child = sim.spawn_backup(&crashed, true, Stdio::null);
         std::thread::sleep(Duration::from_millis(rng.gen_range(30..400)));
@@ -789,12 +832,23 @@ fn crash_kill_9_at_random_moments_then_resume_matches_a_clean_run() {
         "--",
         crashed.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let replay = format!("replay with CRASH_SEED={seed}");
+    assert_eq!(out.status.code(), Some(0), "{replay}: {:?}", text(&out));
     let (a, b) = (maildir_files(&clean), maildir_files(&crashed));
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    assert!(a == b, "every message file equals the clean run's");
-    assert!(std::fs::read_dir(crashed.join("tmp"))
-        .unwrap()
-        .next()
-        .is_none());
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "{replay}"
+    );
+    assert!(
+        a == b,
+        "every message file equals the clean run's; {replay}"
+    );
+    assert!(
+        std::fs::read_dir(crashed.join("tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "{replay}"
+    );
 }
