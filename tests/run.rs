@@ -852,3 +852,226 @@ fn crash_kill_9_at_random_moments_then_resume_matches_a_clean_run() {
         "{replay}"
     );
 }
+
+#[test]
+fn a_second_run_on_the_same_folder_output_is_refused_and_harms_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let holder = write_script(
+        dir.path(),
+        "holder.lua",
+        "local o = output[arg[1]](arg[2])\nprint('holding')\nio.stdout:flush()\nsleep(60)\n",
+    );
+    for (kind, tmp) in [("maildir", "tmp"), ("eml", ".gmailscript-tmp")] {
+        let dest = dir.path().join(kind);
+        let mut first = Command::new(BIN)
+            .args(["run", &holder, "--sim", "--sim-messages", "5", "--"])
+            .args([kind, dest.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(first.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "holding", "{kind}");
+        // A file the first run is writing, as the second would find it.
+        let partial = dest.join(tmp).join("1.abc.gmailscript.1");
+        std::fs::write(&partial, b"half written").unwrap();
+        let out = run(
+            &[
+                &holder,
+                "--sim",
+                "--sim-messages",
+                "5",
+                "--",
+                kind,
+                dest.to_str().unwrap(),
+            ],
+            &[],
+        );
+        let (_, stderr) = text(&out);
+        first.kill().unwrap();
+        first.wait().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{kind}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{} is in use by another gmailscript run (pid {}?)",
+                dest.display(),
+                first.id()
+            )),
+            "{kind}: {stderr}"
+        );
+        assert!(
+            partial.exists(),
+            "{kind}: the first run's file is left alone"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlinked_temporary_folder_is_refused_and_what_it_points_to_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = dir.path().join("my-documents");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("thesis.eml"), b"years of work").unwrap();
+    let dest = dir.path().join("eml");
+    std::fs::create_dir(&dest).unwrap();
+    let link = dest.join(".gmailscript-tmp");
+    std::os::unix::fs::symlink(&mine, &link).unwrap();
+    let s = write_script(dir.path(), "eml.lua", "output.eml(arg[1])\n");
+    let out = run(
+        &[
+            &s,
+            "--sim",
+            "--sim-messages",
+            "5",
+            "--",
+            dest.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&*link.to_string_lossy()) && stderr.contains("symbolic link"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(mine.join("thesis.eml")).unwrap(),
+        b"years of work"
+    );
+}
+
+/// Whether the tests run as root, who may write any file.
+#[cfg(unix)]
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(tempfile::tempdir().unwrap().path())
+        .unwrap()
+        .uid()
+        == 0
+}
+
+/// `gmailscript run ARGS` as a user the permission bits apply to: as is,
+/// or as `nobody` (setpriv) when the tests run as root. None when that
+/// cannot be arranged.
+#[cfg(unix)]
+fn run_unprivileged(args: &[&str]) -> Option<Output> {
+    if !is_root() {
+        return Some(run(args, &[]));
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "run",
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    Some(out)
+}
+
+/// `gmailscript run ARGS` with `dir` mounted read-only (a user and mount
+/// namespace, as `unshare -rm` makes). None when the machine does not allow it.
+fn run_on_read_only_fs(dir: &Path, args: &[&str]) -> Option<Output> {
+    let d = dir.to_str().unwrap();
+    let out = Command::new("unshare")
+        .args(["-rm", "sh", "-c"])
+        .arg(r#"mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" "$1" || exit 99; shift; exec "$@""#)
+        .args(["sh", d, BIN, "run"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    (out.status.code() != Some(99) && !text(&out).1.starts_with("unshare:")).then_some(out)
+}
+
+#[cfg(unix)]
+#[test]
+fn a_state_that_cannot_be_written_says_so_and_what_to_do() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = write_script(
+        d,
+        "state.lua",
+        "store.open(arg[1]):set('k', 'v')\nprint('written')\n",
+    );
+    let state = d.join("run.state");
+    let state_s = state.to_str().unwrap();
+    let out = run(&[&s, "--sim", "--sim-messages", "5", "--", state_s], &[]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let before = std::fs::read(&state).unwrap();
+
+    let args = [s.as_str(), "--sim", "--sim-messages", "5", "--", state_s];
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    // Reachable by nobody, the user setpriv runs as under root.
+    mode(d, 0o755).unwrap();
+    mode(&state, 0o444).unwrap();
+    match run_unprivileged(&args) {
+        Some(out) => {
+            let (_, stderr) = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{stderr}");
+            assert!(
+                stderr.contains(&format!("state file {state_s} cannot be written"))
+                    && stderr.contains("Permission denied")
+                    && stderr.contains("chmod u+w"),
+                "{stderr}"
+            );
+            assert!(!stderr.contains("damaged"), "{stderr}");
+        }
+        None => eprintln!("setpriv not available: the read-only file case is not checked"),
+    }
+    mode(&state, 0o644).unwrap();
+
+    // A writable state in a folder that takes no new files: SQLite could
+    // not make its journal there.
+    if is_root() {
+        std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+    }
+    mode(d, 0o555).unwrap();
+    let out = run_unprivileged(&args);
+    mode(d, 0o755).unwrap();
+    if is_root() {
+        // Back to root's, which the user namespace below maps.
+        std::os::unix::fs::chown(&state, Some(0), Some(0)).unwrap();
+    }
+    match out {
+        Some(out) => {
+            let (_, stderr) = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{stderr}");
+            assert!(
+                stderr.contains(&format!("state file {state_s} cannot be written"))
+                    && stderr.contains(&format!("its folder {}", d.display()))
+                    && stderr.contains("Permission denied"),
+                "{stderr}"
+            );
+        }
+        None => eprintln!("setpriv not available: the read-only folder case is not checked"),
+    }
+
+    match run_on_read_only_fs(d, &args) {
+        Some(out) => {
+            let (_, stderr) = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{stderr}");
+            assert!(
+                stderr.contains(&format!("state file {state_s} cannot be written"))
+                    && stderr.contains("read-only file system")
+                    && stderr.contains("copy it to a writable disk"),
+                "{stderr}"
+            );
+            assert!(!stderr.contains("damaged"), "{stderr}");
+        }
+        None => eprintln!("no mount namespace here: the read-only file system case is not checked"),
+    }
+    assert_eq!(std::fs::read(&state).unwrap(), before, "left as it was");
+}
