@@ -67,8 +67,9 @@ pub struct ConnArgs {
     #[arg(long, value_name = "YYYY-MM-DD", default_value = DEFAULT_SIM_DATE, value_parser = parse_sim_date, requires = "sim")]
     pub sim_date: i64,
     /// A running Gmail API (a `gmailscript sim`, say) to talk to; the access
-    /// token comes from the GMAILSCRIPT_TOKEN environment variable, or from
-    /// --account if given.
+    /// token comes from the GMAILSCRIPT_TOKEN environment variable (removed
+    /// before the script runs), or from --account if given: then only an
+    /// https:// URL, or http:// to this machine (127.0.0.1, ::1, localhost).
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
     /// Quota profile to pace for with --endpoint: 2026, legacy, off, or

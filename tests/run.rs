@@ -1075,3 +1075,28 @@ fn a_state_that_cannot_be_written_says_so_and_what_to_do() {
     }
     assert_eq!(std::fs::read(&state).unwrap(), before, "left as it was");
 }
+
+#[test]
+fn the_token_is_not_in_the_scripts_environment() {
+    let sim = Sim::start(&["--messages", "5"]);
+    let dir = tempfile::tempdir().unwrap();
+    let s = write_script(
+        dir.path(),
+        "env.lua",
+        r#"
+print("getenv " .. tostring(os.getenv("GMAILSCRIPT_TOKEN")))
+local p = io.popen("env")
+local env = p:read("a")
+p:close()
+print("child " .. tostring(env:find("sim-token", 1, true)))
+-- The engine still has it.
+print("profile " .. gmail.profile().email)
+"#,
+    );
+    let out = sim.run(&[&s]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("getenv nil"), "{stdout}");
+    assert!(stdout.contains("child nil"), "{stdout}");
+    assert!(stdout.contains("profile me@example.com"), "{stdout}");
+}
