@@ -46,6 +46,7 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
             quota: c.sim_quota,
             speed,
             slow_delay: c.sim_slow_delay,
+            start_ms: c.sim_date,
             // A little service time, so batching and pacing behave as on
             // the real service.
             latency: Duration::from_millis(10),
@@ -81,9 +82,12 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
         // A saved account's tokens are Google credentials: they go to
         // another endpoint only when the account is named.
         let tokens: Arc<dyn TokenSource> = match &c.account {
-            Some(name) => crate::app_auth::account_tokens(name, c.user.as_deref()).await?,
+            Some(name) => {
+                check_token_endpoint(url, &format!("account {name}'s"))?;
+                crate::app_auth::account_tokens(name, c.user.as_deref()).await?
+            }
             None => {
-                let token = std::env::var("GMAILSCRIPT_TOKEN").map_err(|_| {
+                let token = env_token().ok_or_else(|| {
                     UsageError(
                         "--endpoint needs an access token in GMAILSCRIPT_TOKEN (a simulator started with `gmailscript sim` accepts sim-token), or --account NAME"
                             .into(),
@@ -107,6 +111,50 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
     };
     let tokens = crate::app_auth::account_tokens(&name, c.user.as_deref()).await?;
     token_connection(c, GOOGLE_BASE_URL.to_string(), user, tokens).await
+}
+
+/// GMAILSCRIPT_TOKEN as it was at start; `main` takes it out of the
+/// environment (see [`set_env_token`]).
+static ENV_TOKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// The name of the variable that carries a token for `--endpoint`.
+pub const TOKEN_VAR: &str = "GMAILSCRIPT_TOKEN";
+
+/// Keeps the token `main` read from GMAILSCRIPT_TOKEN before it removed
+/// the variable, so that neither a script (`os.getenv`) nor a program it
+/// starts finds the token in the environment.
+pub fn set_env_token(token: Option<String>) {
+    let _ = ENV_TOKEN.set(token);
+}
+
+/// The token of GMAILSCRIPT_TOKEN: the one `main` kept, else (a caller
+/// of the library that did not go through `main`) the variable itself.
+fn env_token() -> Option<String> {
+    match ENV_TOKEN.get() {
+        Some(t) => t.clone(),
+        None => std::env::var(TOKEN_VAR).ok(),
+    }
+}
+
+/// A Google token may go over plain http only to this machine (a local
+/// simulator): anywhere else anyone on the way could read it.
+/// `whose` names the token in the error, e.g. "account work's".
+pub fn check_token_endpoint(url: &str, whose: &str) -> Result<(), UsageError> {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Ok(()); // endpoint_url reports it
+    };
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    if parsed.scheme() == "http" && !loopback {
+        return Err(UsageError(format!(
+            "--endpoint {url:?} is plain http to another machine: {whose} Google token would cross              the network unencrypted. Use an https:// URL, or http:// only to this machine              (127.0.0.1, ::1 or localhost, e.g. a gmailscript sim)"
+        )));
+    }
+    Ok(())
 }
 
 /// `--endpoint`'s URL without a trailing slash; only http(s).

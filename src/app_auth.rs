@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::bail;
 
-use crate::app::{endpoint_url, UsageError, EXIT_OK};
+use crate::app::{check_token_endpoint, endpoint_url, UsageError, EXIT_OK};
 use crate::auth::cache::{self, Account, Kind, Store, DEFAULT_ACCOUNT};
 use crate::auth::oauth::{self, InstalledSource, GET_DESKTOP_CLIENT};
 use crate::auth::service::{self, ServiceSource};
@@ -116,6 +116,9 @@ fn client_secret_path(
 async fn login(store: &Store, a: LoginArgs) -> anyhow::Result<u8> {
     let name = a.account.as_str();
     cache::check_name(name)?;
+    if let Some(url) = &a.endpoint {
+        check_token_endpoint(url, &format!("account {name}'s new"))?;
+    }
     // A damaged account is being replaced: nothing of it is needed.
     let previous = store.load(name).ok().flatten();
     let secret_path = client_secret_path(store, a.client_secret, previous.as_ref())?;
@@ -169,6 +172,9 @@ async fn login(store: &Store, a: LoginArgs) -> anyhow::Result<u8> {
 async fn service_account(store: &Store, a: ServiceAccountArgs) -> anyhow::Result<u8> {
     let name = a.account.as_str();
     cache::check_name(name)?;
+    if let Some(url) = &a.endpoint {
+        check_token_endpoint(url, &format!("account {name}'s"))?;
+    }
     let key_path = absolute(&a.key);
     let scopes = vec![a.scope.url().to_string()];
     if a.subject.as_deref().is_none_or(str::is_empty) {

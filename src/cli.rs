@@ -62,9 +62,14 @@ pub struct ConnArgs {
     /// How late the simulator's `slow` fault answers, e.g. 30s.
     #[arg(long, default_value = "3s", value_parser = parse_duration, requires = "sim")]
     pub sim_slow_delay: Duration,
+    /// The simulator's today (YYYY-MM-DD, UTC): its mail is dated over the
+    /// three years before it. Default 2026-06-01, whatever the real date.
+    #[arg(long, value_name = "YYYY-MM-DD", default_value = DEFAULT_SIM_DATE, value_parser = parse_sim_date, requires = "sim")]
+    pub sim_date: i64,
     /// A running Gmail API (a `gmailscript sim`, say) to talk to; the access
-    /// token comes from the GMAILSCRIPT_TOKEN environment variable, or from
-    /// --account if given.
+    /// token comes from the GMAILSCRIPT_TOKEN environment variable (removed
+    /// before the script runs), or from --account if given: then only an
+    /// https:// URL, or http:// to this machine (127.0.0.1, ::1, localhost).
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
     /// Quota profile to pace for with --endpoint: 2026, legacy, off, or
@@ -336,6 +341,13 @@ pub struct SimArgs {
     /// History records kept; a startHistoryId older than those answers 404.
     #[arg(long, default_value_t = 10_000)]
     pub history_retain: usize,
+    /// The simulator's today (YYYY-MM-DD, UTC). Its clock starts at that
+    /// midnight and runs with real time; mail is dated over the three years
+    /// before it, and older_than:/newer_than:, new mail and internalDate
+    /// follow it. The real date never matters, so a seed gives the same
+    /// mailbox on any day.
+    #[arg(long, value_name = "YYYY-MM-DD", default_value = DEFAULT_SIM_DATE, value_parser = parse_sim_date)]
+    pub date: i64,
 }
 
 impl SimArgs {
@@ -358,8 +370,28 @@ impl SimArgs {
             token: self.token.clone(),
             token_lifetime: self.token_lifetime,
             history_retain: self.history_retain,
+            start_ms: self.date,
         }
     }
+}
+
+/// The simulator's default calendar start (`crate::sim::DEFAULT_START_MS`).
+const DEFAULT_SIM_DATE: &str = "2026-06-01";
+
+/// `YYYY-MM-DD` to ms since the epoch at that midnight, UTC. The range
+/// keeps three years of mail before it after 1970 and ids within 64 bits.
+fn parse_sim_date(s: &str) -> Result<i64, String> {
+    let date = chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .map_err(|e| format!("{s:?} is not a date ({e}); write YYYY-MM-DD, e.g. 2026-06-01"))?;
+    let ms = date
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp_millis())
+        .unwrap_or(i64::MIN);
+    let (min, max) = ("1980-01-01", "2199-12-31");
+    if !(min..=max).contains(&date.format("%Y-%m-%d").to_string().as_str()) {
+        return Err(format!("{s:?} is out of range: from {min} to {max}"));
+    }
+    Ok(ms)
 }
 
 fn parse_profile(s: &str) -> Result<crate::sim::quota::Profile, String> {
@@ -413,5 +445,24 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("fast").unwrap_err().contains("fast"));
         assert!(parse_duration("3 parsecs").unwrap_err().contains("parsecs"));
+    }
+
+    #[test]
+    fn sim_dates() {
+        assert_eq!(
+            parse_sim_date(DEFAULT_SIM_DATE).unwrap(),
+            crate::sim::DEFAULT_START_MS
+        );
+        assert_eq!(parse_sim_date("1980-01-01").unwrap(), 315_532_800_000);
+        for bad in [
+            "2026-13-01",
+            "tomorrow",
+            "",
+            "1979-12-31",
+            "2200-01-01",
+            "26-06-01",
+        ] {
+            assert!(parse_sim_date(bad).is_err(), "{bad}");
+        }
     }
 }

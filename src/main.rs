@@ -9,6 +9,15 @@ use gmailscript::cli::{Cli, Command};
 use gmailscript::app::EXIT_USAGE;
 
 fn main() -> ExitCode {
+    // The token for --endpoint is the engine's alone: out of the
+    // environment before a script could read it (os.getenv) or pass it on
+    // to a program it starts. Removing a variable is only sound while no
+    // other thread reads the environment (edition 2024 makes remove_var
+    // unsafe for that reason): here, before the runtime, the logger or
+    // anything else has started a thread, the process has one thread.
+    let token = std::env::var_os(gmailscript::app::TOKEN_VAR);
+    std::env::remove_var(gmailscript::app::TOKEN_VAR);
+    gmailscript::app::set_env_token(token.and_then(|t| t.into_string().ok()));
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

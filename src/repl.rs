@@ -132,6 +132,10 @@ fn listen_interrupts(host: &Host, cancel: watch::Sender<bool>) -> Interrupts {
     let _ = (&mut next).now_or_never();
     tokio::spawn(async move {
         while next.await.is_ok() {
+            // Listening for the next one before saying anything, so a
+            // Ctrl-C that follows what is printed is never missed.
+            next = Box::pin(tokio::signal::ctrl_c());
+            let _ = (&mut next).now_or_never();
             if running.load(Ordering::SeqCst) > 0 && !*stop.borrow() {
                 eprintln!(
                     "\nstopping the batch after the chunks in flight (Ctrl-C again to drop it now)"
@@ -141,7 +145,6 @@ fn listen_interrupts(host: &Host, cancel: watch::Sender<bool>) -> Interrupts {
                 set.store(true, Ordering::Relaxed);
                 tx.send_modify(|n| *n += 1);
             }
-            next = Box::pin(tokio::signal::ctrl_c());
         }
     });
     Interrupts {

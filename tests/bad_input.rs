@@ -46,12 +46,29 @@ fn cli_flags() {
         (vec!["sim", "--users", ""], vec!["users"]),
         (vec!["sim", "--concurrency", "0"], vec!["--concurrency"]),
         (vec!["sim", "--max-batch", "5000"], vec!["--max-batch"]),
+        (
+            vec!["sim", "--date", "2026-13-01"],
+            vec!["--date", "YYYY-MM-DD"],
+        ),
+        (
+            vec!["sim", "--date", "1900-01-01"],
+            vec!["--date", "out of range"],
+        ),
+        (vec!["sim", "--date", ""], vec!["--date"]),
         (vec!["run"], vec!["SCRIPT"]),
         (
             vec!["run", "x.lua", "--sim", "--endpoint", "http://a"],
             vec!["--endpoint"],
         ),
         (vec!["run", "x.lua", "--sim-messages", "5"], vec!["--sim"]),
+        (
+            vec!["run", "x.lua", "--sim-date", "2026-06-01"],
+            vec!["--sim"],
+        ),
+        (
+            vec!["run", "x.lua", "--sim", "--sim-date", "June"],
+            vec!["--sim-date", "YYYY-MM-DD"],
+        ),
         (vec!["run", "x.lua", "--quota", "lots"], vec!["quota"]),
         (vec!["run", "x.lua", "--quota-window", "soon"], vec!["soon"]),
         (
@@ -88,6 +105,62 @@ fn endpoint_and_token() {
         .output()
         .unwrap();
     refused("no token", out, &["GMAILSCRIPT_TOKEN"]);
+
+    // A saved account's token never goes over plain http to another
+    // machine: refused before any account is even read.
+    let config = tempfile::tempdir().unwrap();
+    let with_account = |url: &str| {
+        Command::new(BIN)
+            .args(["run", s, "--endpoint", url, "--account", "work"])
+            .env("GMAILSCRIPT_CONFIG_DIR", config.path())
+            .env_remove("GMAILSCRIPT_TOKEN")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    for url in [
+        "http://gmail.example.com",
+        "http://10.1.2.3:8080/",
+        "http://[2001:db8::1]/",
+    ] {
+        refused(
+            url,
+            with_account(url),
+            &[
+                "--endpoint",
+                url,
+                "plain http",
+                "account work's",
+                "https://",
+            ],
+        );
+    }
+    // https anywhere, and http to this machine, pass that check (and fail
+    // later: there is no account "work").
+    for url in [
+        "https://gmail.example.com",
+        "http://127.0.0.1:9",
+        "http://[::1]:9",
+        "http://localhost:9",
+    ] {
+        let out = with_account(url);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("plain http"), "{url}: {err}");
+        assert!(err.contains("work"), "{url}: {err}");
+    }
+    let out = Command::new(BIN)
+        .args([
+            "auth",
+            "login",
+            "--no-browser",
+            "--endpoint",
+            "http://gmail.example.com",
+        ])
+        .env("GMAILSCRIPT_CONFIG_DIR", config.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    refused("auth login over http", out, &["--endpoint", "plain http"]);
 }
 
 fn script(dir: &Path, name: &str, body: &[u8]) -> String {

@@ -582,17 +582,27 @@ fn the_first_ctrl_c_ends_a_single_calls_wait() {
     let path = dir.path().join("policy.lua");
     std::fs::write(&path, GET).unwrap();
     let mut child = command(&server, &path, &["--max-wait", "1h"])
+        .env("RUST_LOG", "gmailscript=debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The signal: the first refusal reached the server.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.count(|_| true) == 0 {
-        assert!(Instant::now() < deadline, "the call was never made");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    // The signal: the debug line saying the call waits to retry.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("to retry after") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the call never started waiting to retry");
     let started = Instant::now();
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])

@@ -131,8 +131,10 @@ fn ctrl_c_cancels_a_slow_call_and_the_session_goes_on() {
     );
     enter(&mut p, "x = 41");
     prompt(&mut p);
-    enter(&mut p, "gmail.profile()");
-    std::thread::sleep(Duration::from_millis(800));
+    // The signal: the entry prints a word (split, so the echoed line does
+    // not match) just before the call.
+    enter(&mut p, "print('call' .. 'ing'); gmail.profile()");
+    p.expect("calling").expect("the entry runs");
     let sent = Instant::now();
     p.send(ControlCode::EndOfText).unwrap();
     p.expect("interrupted").expect("Ctrl-C cancels the call");
@@ -147,8 +149,11 @@ fn ctrl_c_cancels_a_slow_call_and_the_session_goes_on() {
     prompt(&mut p);
 
     // A Lua loop that never waits on the engine is interrupted too.
-    enter(&mut p, "while true do x = x + 1 end");
-    std::thread::sleep(Duration::from_millis(500));
+    enter(
+        &mut p,
+        "print('spin' .. 'ning'); while true do x = x + 1 end",
+    );
+    p.expect("spinning").expect("the loop starts");
     p.send(ControlCode::EndOfText).unwrap();
     p.expect("interrupted").expect("Ctrl-C stops a busy loop");
     prompt(&mut p);
@@ -179,9 +184,9 @@ fn ctrl_c_stops_a_batch_cleanly_then_a_second_drops_it() {
     );
     enter(
         &mut p,
-        "n = 0; r = gmail.batch(gmail.list{}, {format = 'minimal', progress = false, on_message = function(m) n = n + 1 end})",
+        "n = 0; r = gmail.batch(gmail.list{}, {format = 'minimal', progress = false, on_message = function(m) n = n + 1; if n == 1 then print('deli' .. 'vering') end end})",
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    p.expect("delivering").expect("the batch delivers");
     let sent = Instant::now();
     p.send(ControlCode::EndOfText).unwrap();
     p.expect("stopping the batch")
@@ -212,12 +217,12 @@ fn ctrl_c_stops_a_batch_cleanly_then_a_second_drops_it() {
     // clean stop that cannot come, the second drops the entry.
     enter(
         &mut p,
-        "gmail.batch(gmail.list{limit = 3}, {format = 'minimal', progress = false, on_message = function() while true do end end})",
+        "gmail.batch(gmail.list{limit = 3}, {format = 'minimal', progress = false, on_message = function() print('stu' .. 'ck'); while true do end end})",
     );
-    std::thread::sleep(Duration::from_millis(1000));
+    p.expect("stuck").expect("the callback runs");
     p.send(ControlCode::EndOfText).unwrap();
+    // Printed once the handler listens for the next Ctrl-C.
     p.expect("stopping the batch").unwrap();
-    std::thread::sleep(Duration::from_millis(300));
     p.send(ControlCode::EndOfText).unwrap();
     p.expect("interrupted").expect("the second Ctrl-C drops it");
     prompt(&mut p);

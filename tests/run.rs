@@ -117,6 +117,22 @@ fn maildir_ids_at(dir: &Path, settled: bool) -> HashSet<String> {
     ids
 }
 
+/// Polls `done` until it holds, for at most 60 s; panics if `child` exits
+/// first or time runs out (the test waits on a signal, not a guess).
+fn wait_for(child: &mut Child, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run exited ({status}) before {what}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {what} within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn maildir_ids(dir: &Path) -> HashSet<String> {
     maildir_ids_at(dir, true)
 }
@@ -158,10 +174,14 @@ fn backup_resumes_after_kill_and_then_runs_incrementally() {
     let dest = dir.path().join("mail");
     let listed = sim.listed();
 
-    // Kill -9 mid-run, a few times, then let it finish.
-    for wait_ms in [400, 700] {
+    // Kill -9 mid-run, a few times, then let it finish: each time once it
+    // has written some more messages.
+    for more in [20, 40] {
+        let before = maildir_ids_at(&dest, false).len();
         let mut child = sim.spawn_backup(&dest, true, Stdio::null);
-        std::thread::sleep(Duration::from_millis(wait_ms));
+        wait_for(&mut child, "messages written", || {
+            maildir_ids_at(&dest, false).len() >= before + more
+        });
         child.kill().unwrap();
         child.wait().unwrap();
     }
@@ -208,6 +228,14 @@ fn backup_resumes_after_kill_and_then_runs_incrementally() {
 }
 
 #[test]
+#[should_panic(expected = "answered 404")]
+fn a_failed_call_to_the_sim_fails_the_test() {
+    // Not an error body read as an answer with no messagesTotal.
+    let sim = Sim::start(&["--messages", "5"]);
+    sim.get("/gmail/v1/users/me/labels/NO_SUCH_LABEL");
+}
+
+#[test]
 fn export_writes_one_json_line_per_listed_message() {
     let sim = Sim::start(&["--messages", "200", "--quota", "off"]);
     let dir = tempfile::tempdir().unwrap();
@@ -239,23 +267,23 @@ fn export_writes_one_json_line_per_listed_message() {
 #[test]
 fn cleanup_dry_run_changes_nothing_then_the_real_run_does() {
     let sim = Sim::start(&["--messages", "300", "--quota", "off"]);
-    let inbox_before = sim.get("/gmail/v1/users/me/labels/INBOX")["messagesTotal"].clone();
+    let inbox_total = || {
+        let label = sim.get("/gmail/v1/users/me/labels/INBOX");
+        label["messagesTotal"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no messagesTotal in {label}"))
+    };
+    let inbox_before = inbox_total();
     let out = sim.run(&[&script("cleanup.lua"), "--dry-run"]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("dry run: would modify"), "{stdout}");
-    assert_eq!(
-        sim.get("/gmail/v1/users/me/labels/INBOX")["messagesTotal"],
-        inbox_before
-    );
+    assert_eq!(inbox_total(), inbox_before);
     let out = sim.run(&[&script("cleanup.lua")]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("archived"), "{stdout}");
-    assert!(
-        sim.get("/gmail/v1/users/me/labels/INBOX")["messagesTotal"].as_u64()
-            < inbox_before.as_u64()
-    );
+    assert!(inbox_total() < inbox_before);
 }
 
 #[test]
@@ -499,8 +527,10 @@ fn ctrl_c_stops_cleanly_and_the_rerun_completes() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("mail");
     let listed = sim.listed();
-    let child = sim.spawn_backup(&dest, false, Stdio::piped);
-    std::thread::sleep(Duration::from_millis(500));
+    let mut child = sim.spawn_backup(&dest, false, Stdio::piped);
+    wait_for(&mut child, "messages written", || {
+        maildir_ids_at(&dest, false).len() >= 20
+    });
     let st = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -740,7 +770,8 @@ fn maildir_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
 }
 
 /// The long crash test: `cargo test --release --test run -- --ignored crash`
-/// (`CRASHES=N` for more than 20 kills).
+/// (`CRASHES=N` for more than 20 kills, `CRASH_SEED=N` to replay the kill
+/// times of a run that printed it).
 #[test]
 #[ignore = "long: kills the backup at 20+ random moments"]
 fn crash_kill_9_at_random_moments_then_resume_matches_a_clean_run() {
@@ -770,7 +801,19 @@ fn crash_kill_9_at_random_moments_then_resume_matches_a_clean_run() {
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
 
     let crashed = dir.path().join("crashed");
-    let mut rng = rand::thread_rng();
+    // The kill times come from CRASH_SEED (printed, so a failure can be
+    // replayed with the same schedule), else from the clock.
+    let seed: u64 = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("CRASH_SEED={seed}");
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
     for i in 0..kills {
         let mut child = sim.spawn_backup(&crashed, true, Stdio::null);
         std::thread::sleep(Duration::from_millis(rng.gen_range(30..400)));
@@ -789,12 +832,271 @@ fn crash_kill_9_at_random_moments_then_resume_matches_a_clean_run() {
         "--",
         crashed.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let replay = format!("replay with CRASH_SEED={seed}");
+    assert_eq!(out.status.code(), Some(0), "{replay}: {:?}", text(&out));
     let (a, b) = (maildir_files(&clean), maildir_files(&crashed));
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    assert!(a == b, "every message file equals the clean run's");
-    assert!(std::fs::read_dir(crashed.join("tmp"))
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "{replay}"
+    );
+    assert!(
+        a == b,
+        "every message file equals the clean run's; {replay}"
+    );
+    assert!(
+        std::fs::read_dir(crashed.join("tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "{replay}"
+    );
+}
+
+#[test]
+fn a_second_run_on_the_same_folder_output_is_refused_and_harms_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let holder = write_script(
+        dir.path(),
+        "holder.lua",
+        "local o = output[arg[1]](arg[2])\nprint('holding')\nio.stdout:flush()\nsleep(60)\n",
+    );
+    for (kind, tmp) in [("maildir", "tmp"), ("eml", ".gmailscript-tmp")] {
+        let dest = dir.path().join(kind);
+        let mut first = Command::new(BIN)
+            .args(["run", &holder, "--sim", "--sim-messages", "5", "--"])
+            .args([kind, dest.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(first.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "holding", "{kind}");
+        // A file the first run is writing, as the second would find it.
+        let partial = dest.join(tmp).join("1.abc.gmailscript.1");
+        std::fs::write(&partial, b"half written").unwrap();
+        let out = run(
+            &[
+                &holder,
+                "--sim",
+                "--sim-messages",
+                "5",
+                "--",
+                kind,
+                dest.to_str().unwrap(),
+            ],
+            &[],
+        );
+        let (_, stderr) = text(&out);
+        first.kill().unwrap();
+        first.wait().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{kind}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{} is in use by another gmailscript run (pid {}?)",
+                dest.display(),
+                first.id()
+            )),
+            "{kind}: {stderr}"
+        );
+        assert!(
+            partial.exists(),
+            "{kind}: the first run's file is left alone"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlinked_temporary_folder_is_refused_and_what_it_points_to_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = dir.path().join("my-documents");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("thesis.eml"), b"years of work").unwrap();
+    let dest = dir.path().join("eml");
+    std::fs::create_dir(&dest).unwrap();
+    let link = dest.join(".gmailscript-tmp");
+    std::os::unix::fs::symlink(&mine, &link).unwrap();
+    let s = write_script(dir.path(), "eml.lua", "output.eml(arg[1])\n");
+    let out = run(
+        &[
+            &s,
+            "--sim",
+            "--sim-messages",
+            "5",
+            "--",
+            dest.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&*link.to_string_lossy()) && stderr.contains("symbolic link"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(mine.join("thesis.eml")).unwrap(),
+        b"years of work"
+    );
+}
+
+/// Whether the tests run as root, who may write any file.
+#[cfg(unix)]
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(tempfile::tempdir().unwrap().path())
         .unwrap()
-        .next()
-        .is_none());
+        .uid()
+        == 0
+}
+
+/// `gmailscript run ARGS` as a user the permission bits apply to: as is,
+/// or as `nobody` (setpriv) when the tests run as root. None when that
+/// cannot be arranged.
+#[cfg(unix)]
+fn run_unprivileged(args: &[&str]) -> Option<Output> {
+    if !is_root() {
+        return Some(run(args, &[]));
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "run",
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    Some(out)
+}
+
+/// `gmailscript run ARGS` with `dir` mounted read-only (a user and mount
+/// namespace, as `unshare -rm` makes). None when the machine does not allow it.
+fn run_on_read_only_fs(dir: &Path, args: &[&str]) -> Option<Output> {
+    let d = dir.to_str().unwrap();
+    let out = Command::new("unshare")
+        .args(["-rm", "sh", "-c"])
+        .arg(r#"mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" "$1" || exit 99; shift; exec "$@""#)
+        .args(["sh", d, BIN, "run"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    (out.status.code() != Some(99) && !text(&out).1.starts_with("unshare:")).then_some(out)
+}
+
+#[cfg(unix)]
+#[test]
+fn a_state_that_cannot_be_written_says_so_and_what_to_do() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = write_script(
+        d,
+        "state.lua",
+        "store.open(arg[1]):set('k', 'v')\nprint('written')\n",
+    );
+    let state = d.join("run.state");
+    let state_s = state.to_str().unwrap();
+    let out = run(&[&s, "--sim", "--sim-messages", "5", "--", state_s], &[]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let before = std::fs::read(&state).unwrap();
+
+    let args = [s.as_str(), "--sim", "--sim-messages", "5", "--", state_s];
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    // Reachable by nobody, the user setpriv runs as under root.
+    mode(d, 0o755).unwrap();
+    mode(&state, 0o444).unwrap();
+    match run_unprivileged(&args) {
+        Some(out) => {
+            let (_, stderr) = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{stderr}");
+            assert!(
+                stderr.contains(&format!("state file {state_s} cannot be written"))
+                    && stderr.contains("Permission denied")
+                    && stderr.contains("chmod u+w"),
+                "{stderr}"
+            );
+            assert!(!stderr.contains("damaged"), "{stderr}");
+        }
+        None => eprintln!("setpriv not available: the read-only file case is not checked"),
+    }
+    mode(&state, 0o644).unwrap();
+
+    // A writable state in a folder that takes no new files: SQLite could
+    // not make its journal there.
+    if is_root() {
+        std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+    }
+    mode(d, 0o555).unwrap();
+    let out = run_unprivileged(&args);
+    mode(d, 0o755).unwrap();
+    if is_root() {
+        // Back to root's, which the user namespace below maps.
+        std::os::unix::fs::chown(&state, Some(0), Some(0)).unwrap();
+    }
+    match out {
+        Some(out) => {
+            let (_, stderr) = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{stderr}");
+            assert!(
+                stderr.contains(&format!("state file {state_s} cannot be written"))
+                    && stderr.contains(&format!("its folder {}", d.display()))
+                    && stderr.contains("Permission denied"),
+                "{stderr}"
+            );
+        }
+        None => eprintln!("setpriv not available: the read-only folder case is not checked"),
+    }
+
+    match run_on_read_only_fs(d, &args) {
+        Some(out) => {
+            let (_, stderr) = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{stderr}");
+            assert!(
+                stderr.contains(&format!("state file {state_s} cannot be written"))
+                    && stderr.contains("read-only file system")
+                    && stderr.contains("copy it to a writable disk"),
+                "{stderr}"
+            );
+            assert!(!stderr.contains("damaged"), "{stderr}");
+        }
+        None => eprintln!("no mount namespace here: the read-only file system case is not checked"),
+    }
+    assert_eq!(std::fs::read(&state).unwrap(), before, "left as it was");
+}
+
+#[test]
+fn the_token_is_not_in_the_scripts_environment() {
+    let sim = Sim::start(&["--messages", "5"]);
+    let dir = tempfile::tempdir().unwrap();
+    let s = write_script(
+        dir.path(),
+        "env.lua",
+        r#"
+print("getenv " .. tostring(os.getenv("GMAILSCRIPT_TOKEN")))
+local p = io.popen("env")
+local env = p:read("a")
+p:close()
+print("child " .. tostring(env:find("sim-token", 1, true)))
+-- The engine still has it.
+print("profile " .. gmail.profile().email)
+"#,
+    );
+    let out = sim.run(&[&s]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("getenv nil"), "{stdout}");
+    assert!(stdout.contains("child nil"), "{stdout}");
+    assert!(stdout.contains("profile me@example.com"), "{stdout}");
 }

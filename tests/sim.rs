@@ -861,3 +861,126 @@ async fn stop_closes_the_port() {
     h.stop().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// The first page of ids of the default user (minimal listing).
+async fn first_ids(h: &SimHandle, n: usize) -> Vec<String> {
+    let (status, v) = get(h, &format!("messages?maxResults={n}")).await;
+    assert_eq!(status, 200, "{v}");
+    v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_seed_gives_the_same_mailbox_whatever_the_real_date() {
+    // These ids are fixed for seed 1 and the default calendar (2026-06-01);
+    // with the wall clock in the generator they changed every day.
+    let h = start(config(50)).await;
+    assert_eq!(
+        first_ids(&h, 3).await,
+        ["19e6cc9671800031", "19e18a5ce6000009", "19e1894694000008"]
+    );
+    let (_, newest) = get(&h, "messages/19e6cc9671800031?format=minimal").await;
+    let date: i64 = newest["internalDate"].as_str().unwrap().parse().unwrap();
+    assert!(date < sim::DEFAULT_START_MS && date > sim::DEFAULT_START_MS - 30 * 86_400_000);
+    // Searches by age count from the simulator's today, not the real one.
+    let (_, v) = get(&h, "messages?q=newer_than:7d&maxResults=500").await;
+    assert!(
+        v["messages"].as_array().is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+    h.stop().await;
+
+    // Another calendar moves the dates (and so the ids) with it.
+    let start_2020 = 1_577_836_800_000; // 2020-01-01
+    let h = start(SimConfig {
+        start_ms: start_2020,
+        ..config(50)
+    })
+    .await;
+    let ids = first_ids(&h, 3).await;
+    assert_ne!(ids[0], "19e6cc9671800031");
+    let (_, newest) = get(&h, &format!("messages/{}?format=minimal", ids[0])).await;
+    let date: i64 = newest["internalDate"].as_str().unwrap().parse().unwrap();
+    assert!(date < start_2020 && date > start_2020 - 30 * 86_400_000);
+    // New mail is dated by the same calendar.
+    let delivered: Value = client()
+        .post(format!(
+            "{}/_sim/users/me@example.com/deliver?count=1",
+            h.base_url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = delivered["ids"][0].as_str().unwrap();
+    let (_, m) = get(&h, &format!("messages/{id}?format=minimal")).await;
+    let date: i64 = m["internalDate"].as_str().unwrap().parse().unwrap();
+    assert!((start_2020..start_2020 + 3_600_000).contains(&date), "{m}");
+    h.stop().await;
+}
+
+/// `gmailscript sim` under a faked wall clock (libfaketime), when the
+/// machine has it: the mailbox must not notice.
+#[tokio::test]
+async fn the_sim_binary_serves_the_same_ids_under_a_faked_clock() {
+    use std::io::BufRead as _;
+    let bin = env!("CARGO_BIN_EXE_gmailscript");
+    let faketime = std::process::Command::new("faketime")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !faketime {
+        eprintln!("faketime not installed: only the unfaked run is checked");
+    }
+    let mut seen = Vec::new();
+    for offset in [None, Some("+400d"), Some("-200d")] {
+        let mut cmd = match offset {
+            Some(_) if !faketime => continue,
+            Some(o) => {
+                let mut c = std::process::Command::new("faketime");
+                c.args(["-f", o, bin])
+                    .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+                c
+            }
+            None => std::process::Command::new(bin),
+        };
+        let mut child = cmd
+            .args(["sim", "--port", "0", "--messages", "30", "--seed", "4"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut url = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut url)
+            .unwrap();
+        let v: Value = client()
+            .get(format!(
+                "{}/gmail/v1/users/me/messages?maxResults=5",
+                url.trim()
+            ))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        seen.push((offset, v["messages"].clone()));
+    }
+    assert!(
+        seen[0].1.as_array().is_some_and(|m| m.len() == 5),
+        "{seen:?}"
+    );
+    for (offset, ids) in &seen[1..] {
+        assert_eq!(ids, &seen[0].1, "wall clock {offset:?}");
+    }
+}

@@ -265,6 +265,7 @@ impl Client {
         if *cancel.borrow() {
             return Err(cancelled(cause));
         }
+        tracing::debug!("waiting {:.1}s to retry after: {cause}", d.as_secs_f64());
         tokio::select! {
             _ = tokio::time::sleep(d) => Ok(()),
             _ = cancel.wait_for(|c| *c) => Err(cancelled(cause)),

@@ -1,7 +1,7 @@
 //! jsonl and mbox: records appended to one file. The resume point is the
 //! file's length at the last flush, always the end of a whole record.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -46,11 +46,8 @@ impl AppendFile {
             }
             r => r.map_err(io_err("open", path))?,
         };
-        match f.try_lock() {
-            Err(TryLockError::WouldBlock) => return Err(OutputError::InUse { path: path.into() }),
-            // A filesystem without locks: the state file's lock still
-            // guards the usual case of two runs on one state.
-            Ok(()) | Err(TryLockError::Error(_)) => {}
+        if !super::lock::try_lock(&f) {
+            return Err(OutputError::InUse { path: path.into() });
         }
         let len = f.metadata().map_err(io_err("read", path))?.len();
         let start = match resume_at {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::DateTime;
 
+use super::lock::{ensure_own_dir, FolderLock};
 use super::{
     check_id, ensure_dir, io_err, probe_writable, write_renamed, Durable, OutMessage, OutputError,
     Writer,
@@ -17,6 +18,8 @@ use super::{
 const TMP: &str = ".gmailscript-tmp";
 
 pub(super) struct Eml {
+    /// Held first: no other run clears the temporary folder under us.
+    _lock: FolderLock,
     root: PathBuf,
     tmp: PathBuf,
     /// Month folders known to exist.
@@ -28,14 +31,20 @@ pub(super) struct Eml {
 impl Eml {
     pub(super) fn open(root: &Path) -> Result<Self, OutputError> {
         ensure_dir(root)?;
+        let lock = FolderLock::acquire(root)?;
         let tmp = root.join(TMP);
-        ensure_dir(&tmp)?;
+        ensure_own_dir(&tmp)?;
+        // What a killed run left; only plain files (a link is not ours).
         for entry in fs::read_dir(&tmp).map_err(io_err("read the folder", &tmp))? {
-            let path = entry.map_err(io_err("read the folder", &tmp))?.path();
-            fs::remove_file(&path).map_err(io_err("remove", &path))?;
+            let entry = entry.map_err(io_err("read the folder", &tmp))?;
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                let path = entry.path();
+                fs::remove_file(&path).map_err(io_err("remove", &path))?;
+            }
         }
         probe_writable(&tmp)?;
         Ok(Eml {
+            _lock: lock,
             root: root.into(),
             tmp,
             made: HashSet::new(),

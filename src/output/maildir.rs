@@ -7,6 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use super::lock::{ensure_own_dir, FolderLock};
 use super::{
     check_id, ensure_dir, io_err, probe_writable, to_lf, write_renamed, Durable, OutMessage,
     OutputError, Writer,
@@ -16,6 +17,8 @@ use super::{
 const TAG: &str = ".gmailscript";
 
 pub(super) struct Maildir {
+    /// Held first: no other run clears tmp/ under us.
+    _lock: FolderLock,
     root: PathBuf,
     /// Where each id's file is now (cur/ or new/, whatever its flags), so
     /// writing an id again replaces it instead of adding a copy.
@@ -28,18 +31,24 @@ pub(super) struct Maildir {
 impl Maildir {
     pub(super) fn open(root: &Path) -> Result<Self, OutputError> {
         ensure_dir(root)?;
-        for sub in ["tmp", "new", "cur"] {
+        let lock = FolderLock::acquire(root)?;
+        let tmp = root.join("tmp");
+        ensure_own_dir(&tmp)?;
+        for sub in ["new", "cur"] {
             ensure_dir(&root.join(sub))?;
         }
-        let tmp = root.join("tmp");
         // A killed run leaves partial files here; none of them reached cur/.
-        for (name, path) in list(&tmp)? {
-            if name.contains(TAG) {
+        for entry in fs::read_dir(&tmp).map_err(io_err("read the folder", &tmp))? {
+            let entry = entry.map_err(io_err("read the folder", &tmp))?;
+            let ours = entry.file_name().to_str().is_some_and(|n| n.contains(TAG));
+            if ours && entry.file_type().is_ok_and(|t| t.is_file()) {
+                let path = entry.path();
                 fs::remove_file(&path).map_err(io_err("remove", &path))?;
             }
         }
         probe_writable(&tmp)?;
         let mut md = Maildir {
+            _lock: lock,
             root: root.into(),
             index: HashMap::new(),
             durable: Durable::default(),

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 mod append;
 mod eml;
+mod lock;
 mod maildir;
 
 /// What a writer needs of a message.
@@ -66,6 +67,10 @@ pub enum OutputError {
     ResumeMismatch { path: PathBuf, detail: String },
     #[error("{} is being written by another run; wait for it to finish or pick another path", path.display())]
     InUse { path: PathBuf },
+    #[error("{} is in use by another gmailscript run (pid {}?); wait for it to finish or pick another folder", path.display(), pid.map_or("unknown".to_string(), |p| p.to_string()))]
+    FolderInUse { path: PathBuf, pid: Option<u32> },
+    #[error("{} is a symbolic link; gmailscript clears its own temporary files there and never through a link: remove the link (what it points to is left alone) and run again", path.display())]
+    Symlink { path: PathBuf },
     #[error("message id {id:?} cannot be used in a file name ({kind} output): ids may hold only letters, digits, '-' and '_'")]
     BadId { id: String, kind: &'static str },
     #[error("cannot {op} {}: {source}{}", path.display(), io_hint(source))]
@@ -95,13 +100,14 @@ pub fn mbox(path: &Path, resume_at: Option<u64>) -> Result<Box<dyn Writer>, Outp
 
 /// A Maildir (tmp/, new/, cur/), one file per message with LF line ends (as
 /// Unix mail tools expect), named `cur/<secs>.<id>.gmailscript:2,<flags>`;
-/// the same id written again replaces its file.
+/// the same id written again replaces its file. Locked for one run at a
+/// time (`.gmailscript-lock`); a symlinked tmp/ is refused.
 pub fn maildir(dir: &Path) -> Result<Box<dyn Writer>, OutputError> {
     Ok(Box::new(maildir::Maildir::open(dir)?))
 }
 
 /// One file per message at `dir/YYYY/MM/<id>.eml` (UTC internal date), the
-/// bytes exactly as Gmail gave them.
+/// bytes exactly as Gmail gave them. Locked as [`maildir`] is.
 pub fn eml(dir: &Path) -> Result<Box<dyn Writer>, OutputError> {
     Ok(Box::new(eml::Eml::open(dir)?))
 }

@@ -357,6 +357,80 @@ fn eml_tree_replaces_same_id() {
 const TMP_EML: &str = ".gmailscript-tmp";
 
 #[test]
+fn folder_outputs_are_locked_while_written() {
+    type Open = fn(&Path) -> Result<Box<dyn Writer>, OutputError>;
+    let opens: [(&str, Open); 2] = [("maildir", maildir), ("eml", eml)];
+    for (kind, open) in opens {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join(kind);
+        let first = open(&root).unwrap();
+        let e = open(&root).err().unwrap();
+        let msg = e.to_string();
+        assert!(
+            matches!(e, OutputError::FolderInUse { pid: Some(p), .. } if p == std::process::id()),
+            "{kind}: {msg}"
+        );
+        assert!(
+            msg.contains(&*root.to_string_lossy())
+                && msg.contains("in use by another gmailscript run")
+                && msg.contains(&format!("pid {}?", std::process::id())),
+            "{msg}"
+        );
+        drop(first);
+        assert!(
+            !root.join(lock::LOCK_FILE).exists(),
+            "{kind}: removed on close"
+        );
+        drop(open(&root).unwrap());
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinks_are_never_followed_to_clear_or_lock() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Someone else's folder, with files named as ours would be.
+    let victim = d.join("victim");
+    fs::create_dir(&victim).unwrap();
+    fs::write(victim.join("a.eml"), b"keep").unwrap();
+    fs::write(victim.join("1.x.gmailscript.1"), b"keep").unwrap();
+    let before = names(&victim);
+
+    let eml_root = d.join("eml");
+    fs::create_dir(&eml_root).unwrap();
+    symlink(&victim, eml_root.join(TMP_EML)).unwrap();
+    let e = eml(&eml_root).err().unwrap();
+    assert!(matches!(e, OutputError::Symlink { .. }), "{e}");
+    assert!(e.to_string().contains(TMP_EML) && e.to_string().contains("symbolic link"));
+
+    let md = d.join("md");
+    fs::create_dir(&md).unwrap();
+    symlink(&victim, md.join("tmp")).unwrap();
+    let e = maildir(&md).err().unwrap();
+    assert!(matches!(e, OutputError::Symlink { .. }), "{e}");
+    assert_eq!(names(&victim), before, "nothing removed through the link");
+
+    // A link where the lock file goes: its target is not overwritten.
+    let target = d.join("precious.txt");
+    fs::write(&target, b"my notes").unwrap();
+    let md2 = d.join("md2");
+    fs::create_dir(&md2).unwrap();
+    symlink(&target, md2.join(lock::LOCK_FILE)).unwrap();
+    let e = maildir(&md2).err().unwrap();
+    assert!(matches!(e, OutputError::Symlink { .. }), "{e}");
+    assert_eq!(fs::read(&target).unwrap(), b"my notes");
+
+    // A link inside the temporary folder is not ours: left, not followed.
+    let eml2 = d.join("eml2");
+    fs::create_dir_all(eml2.join(TMP_EML)).unwrap();
+    symlink(victim.join("a.eml"), eml2.join(TMP_EML).join("b.eml")).unwrap();
+    drop(eml(&eml2).unwrap());
+    assert_eq!(fs::read(victim.join("a.eml")).unwrap(), b"keep");
+}
+
+#[test]
 fn unwritable_places_fail_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -340,6 +340,8 @@ pub async fn finish(sim: &Sim, a: Admitted<'_>) -> ApiReply {
 /// deterministically from the seed and the request.
 fn rate_reply(sim: &Sim, key: &str, retry_after: Duration) -> ApiReply {
     let shape = RATE_SHAPES[faults::pick(sim.config.seed, key, RATE_SHAPES.len())];
+    // Real wall time, not the simulated calendar: the client reads this
+    // stamp against its own clock, and it must agree with Retry-After.
     let at = chrono::Utc::now()
         + chrono::Duration::from_std(retry_after).unwrap_or_else(|_| chrono::Duration::zero());
     errors::rate_limited(
@@ -540,7 +542,7 @@ fn matching<'a>(
     let include_spam_trash = params.flag("includeSpamTrash")?
         || query.mentions_spam_or_trash()
         || label_ids.iter().any(|l| l == "SPAM" || l == "TRASH");
-    let now = chrono::Utc::now().timestamp_millis().max(sim.now_ms);
+    let now = sim.clock.now_ms();
     let range = match after {
         Some(a) => mb.messages.range(..a),
         None => mb.messages.range::<String, _>(..),

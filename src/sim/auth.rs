@@ -273,6 +273,8 @@ impl Auth {
                         format!("Invalid JWT: aud must be the token endpoint {token_uri}"),
                     ));
                 }
+                // Real wall time: the client signs iat/exp with its own
+                // clock, as it does for Google.
                 let now = chrono::Utc::now().timestamp();
                 let iat = claims["iat"].as_i64().unwrap_or(0);
                 let exp = claims["exp"].as_i64().unwrap_or(0);

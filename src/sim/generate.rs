@@ -1749,9 +1749,11 @@ fn plan_attachment(rng: &mut ChaCha8Rng, size: u32, style: Style, subject: &str)
     }
 }
 
-/// Generates a mailbox of `count` messages for `user_email`. The result
-/// depends only on (seed, count, user_email); `now_ms`, rounded down to a
-/// day, only shifts the dates (spread over the three years before it).
+/// Generates a mailbox of `count` messages for `user_email`, dated over the
+/// three years before `now_ms` rounded down to a day. The result depends
+/// only on (seed, count, user_email, that day): ids and history ids derive
+/// from the dates, so callers pass the simulator's calendar, never the wall
+/// clock.
 pub fn generate(seed: u64, count: usize, user_email: &str, now_ms: i64) -> Mailbox {
     let now = now_ms.div_euclid(DAY_MS) * DAY_MS;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

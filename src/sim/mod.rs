@@ -21,7 +21,7 @@ pub mod stats;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use server::{start, SimHandle};
 
@@ -31,6 +31,40 @@ pub const DEFAULT_TOKEN: &str = "sim-token";
 
 pub const DEFAULT_USERS: &[&str] = &["me@example.com", "alice@example.com", "bob@example.com"];
 pub const DEFAULT_NO_GMAIL: &[&str] = &["nogmail@example.com"];
+
+/// The day the simulator's calendar starts unless `--date` says otherwise:
+/// 2026-06-01T00:00:00Z. Mail dates, and the ids, history ids and fault
+/// draws derived from them, follow it, so a seed means the same mailbox
+/// whatever day the simulator runs on.
+pub const DEFAULT_START_MS: i64 = 1_780_272_000_000;
+
+/// The simulator's own "now" for mail: its start date plus the time elapsed
+/// since it started (monotonic, so a wall-clock jump moves nothing).
+#[derive(Debug, Clone)]
+pub struct SimClock {
+    start_ms: i64,
+    started: Instant,
+}
+
+impl SimClock {
+    pub fn new(start_ms: i64) -> SimClock {
+        SimClock {
+            start_ms,
+            started: Instant::now(),
+        }
+    }
+
+    /// The calendar's start, ms since the epoch.
+    pub fn start_ms(&self) -> i64 {
+        self.start_ms
+    }
+
+    /// Simulated now, ms since the epoch.
+    pub fn now_ms(&self) -> i64 {
+        let elapsed = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.start_ms.saturating_add(elapsed)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -60,6 +94,9 @@ pub struct SimConfig {
     pub token: String,
     pub token_lifetime: Duration,
     pub history_retain: usize,
+    /// Start of the simulator's calendar, ms since the epoch (midnight UTC
+    /// of `--date`); generated mail is dated in the three years before it.
+    pub start_ms: i64,
 }
 
 impl Default for SimConfig {
@@ -82,6 +119,7 @@ impl Default for SimConfig {
             token: DEFAULT_TOKEN.to_string(),
             token_lifetime: Duration::from_secs(3600),
             history_retain: 10_000,
+            start_ms: DEFAULT_START_MS,
         }
     }
 }
@@ -106,8 +144,9 @@ pub struct Sim {
     pub quota: quota::Quota,
     pub faults: faults::Faults,
     pub stats: stats::Stats,
-    /// Wall clock at start, ms since the epoch: anchors generated dates.
-    pub now_ms: i64,
+    /// The calendar for mail dates, searches by age, new mail and history.
+    /// Never the wall clock: that would make the mailbox move with the day.
+    pub clock: SimClock,
     /// The server's own base URL (for the token endpoint's `aud` check).
     pub base_url: OnceLock<String>,
 }
@@ -147,7 +186,6 @@ impl Sim {
         if config.concurrency == 0 {
             return Err(SimError::Config("--concurrency must be at least 1".into()));
         }
-        let now_ms = chrono::Utc::now().timestamp_millis();
         let mut users = HashMap::new();
         let all = config
             .users
@@ -172,7 +210,7 @@ impl Sim {
             faults: faults::Faults::new(config.faults.clone(), config.seed, config.slow_delay),
             stats: stats::Stats::default(),
             users,
-            now_ms,
+            clock: SimClock::new(config.start_ms),
             base_url: OnceLock::new(),
             config,
         };
@@ -201,7 +239,12 @@ impl Sim {
     pub fn mailbox<'a>(&self, user: &'a User) -> &'a RwLock<mailbox::Mailbox> {
         user.mailbox.get_or_init(|| {
             let seed = self.config.seed ^ user.index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let mut mb = generate::generate(seed, self.config.messages, &user.email, self.now_ms);
+            let mut mb = generate::generate(
+                seed,
+                self.config.messages,
+                &user.email,
+                self.clock.start_ms(),
+            );
             mb.history_retain = self.config.history_retain;
             RwLock::new(mb)
         })

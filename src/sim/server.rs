@@ -518,7 +518,7 @@ fn admin_user(sim: &Sim, method: &str, path: &str, query: &str) -> Option<Respon
                 .unwrap_or(1)
                 .min(100_000);
             let mut mb = lock.write().unwrap();
-            let now = chrono::Utc::now().timestamp_millis();
+            let now = sim.clock.now_ms();
             let ids = super::deliver(&mut mb, sim.config.seed, &user.email, count, now);
             Some(json(
                 200,

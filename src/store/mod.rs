@@ -50,6 +50,14 @@ pub enum StoreError {
     Newer { path: PathBuf, found: i64 },
     #[error("state file {} is in use by another run; wait for it to finish or pick another path", path.display())]
     InUse { path: PathBuf },
+    #[error("state file {} cannot be written: {}{}", path.display(), place.describe(source), write_hint(source, path, place, *exists))]
+    CannotWrite {
+        path: PathBuf,
+        place: WritePlace,
+        /// Whether the state file exists (and was left as it is).
+        exists: bool,
+        source: io::Error,
+    },
     #[error("state file {}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
     #[error("state file {}: {source}", path.display())]
@@ -57,6 +65,57 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+}
+
+/// What refused a write: the state file, or its folder (where SQLite must
+/// create the journal, `-wal` and `-shm`, beside it).
+#[derive(Debug)]
+pub enum WritePlace {
+    File,
+    Folder(PathBuf),
+}
+
+impl WritePlace {
+    fn describe(&self, e: &io::Error) -> String {
+        match self {
+            WritePlace::File => e.to_string(),
+            WritePlace::Folder(dir) => format!(
+                "its folder {} takes no new files ({e}), and the state keeps its journal beside it",
+                dir.display()
+            ),
+        }
+    }
+}
+
+/// What to do about a state that cannot be written.
+fn write_hint(e: &io::Error, path: &Path, place: &WritePlace, exists: bool) -> String {
+    let fix = match (e.kind(), place) {
+        (io::ErrorKind::ReadOnlyFilesystem, _) if !exists => {
+            "it is on a read-only file system: pick a path on a writable disk".into()
+        }
+        (io::ErrorKind::ReadOnlyFilesystem, _) => {
+            "it is on a read-only file system: copy it to a writable disk and use the copy".into()
+        }
+        (io::ErrorKind::PermissionDenied, WritePlace::File) => format!(
+            "make it writable (chmod u+w {}) or use a copy you can write",
+            path.display()
+        ),
+        (io::ErrorKind::PermissionDenied, WritePlace::Folder(dir)) if !exists => format!(
+            "make the folder writable (chmod u+w {}) or pick a path in a folder you can write",
+            dir.display()
+        ),
+        (io::ErrorKind::PermissionDenied, WritePlace::Folder(dir)) => format!(
+            "make the folder writable (chmod u+w {}) or use a copy of the state in a folder you can write",
+            dir.display()
+        ),
+        _ => "check the disk and its permissions, or pick another path".into(),
+    };
+    let left = if exists {
+        ". The file was left as it is"
+    } else {
+        ""
+    };
+    format!("; {fix}{left}")
 }
 
 /// One id whose fetch failed for good, as the policy recorded it.
@@ -82,6 +141,10 @@ impl Store {
         let path = path.to_path_buf();
         check_location(&path)?;
         let fresh = check_header(&path)?;
+        // Before SQLite: it opens a file it cannot write read-only, and a
+        // WAL database read-only fails as "disk I/O error", which would
+        // read as a damaged file.
+        check_writable(&path)?;
         let err = |e| sql_error(&path, e);
         let conn = Connection::open_with_flags(
             &path,
@@ -251,14 +314,18 @@ impl Store {
     }
 }
 
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 fn check_location(path: &Path) -> Result<(), StoreError> {
     if path.is_dir() {
         return Err(StoreError::IsFolder { path: path.into() });
     }
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let parent = parent_of(path);
     if !parent.is_dir() {
         return Err(StoreError::NoFolder {
             path: path.into(),
@@ -266,6 +333,45 @@ fn check_location(path: &Path) -> Result<(), StoreError> {
         });
     }
     Ok(())
+}
+
+/// The state file (if it exists) opens for writing, and its folder takes
+/// new files (SQLite's `-wal` and `-shm`); a probe file shows the latter
+/// and is removed at once.
+fn check_writable(path: &Path) -> Result<(), StoreError> {
+    let exists = match fs::OpenOptions::new().write(true).open(path) {
+        Ok(_) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(source) => {
+            return Err(StoreError::CannotWrite {
+                path: path.into(),
+                place: WritePlace::File,
+                exists: true,
+                source,
+            })
+        }
+    };
+    let parent = parent_of(path);
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".probe-{}", std::process::id()));
+    let probe = parent.join(name);
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::CannotWrite {
+            path: path.into(),
+            place: WritePlace::Folder(parent.into()),
+            exists,
+            source,
+        }),
+    }
 }
 
 /// True when the file is missing or empty (ours to initialise). A file that

@@ -46,22 +46,40 @@ impl SimProcess {
     }
 
     /// A blocking GET or POST of `path` with the simulator's token; the
-    /// JSON answer (null if none).
+    /// JSON answer (null for an empty body). Panics, naming the call, on a
+    /// connection error, a status other than 2xx or a body that is not
+    /// JSON: a test must not read a failed call as an empty answer.
     pub fn http(&self, post: bool, path: &str) -> Value {
+        let method = if post { "POST" } else { "GET" };
         let url = format!("{}{path}", self.url);
-        tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(async move {
-                let c = reqwest::Client::new();
-                let req = if post { c.post(url) } else { c.get(url) };
-                req.bearer_auth("sim-token")
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap_or(Value::Null)
-            })
+        let (status, body) = tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let c = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(60))
+                .build()
+                .unwrap();
+            let req = if post { c.post(&url) } else { c.get(&url) };
+            let r = req
+                .bearer_auth("sim-token")
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+            let status = r.status();
+            let body = r
+                .bytes()
+                .await
+                .unwrap_or_else(|e| panic!("{method} {url}: reading the answer: {e}"));
+            (status, body)
+        });
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            status.is_success(),
+            "{method} {url} answered {status}: {text}"
+        );
+        if body.is_empty() {
+            return Value::Null;
+        }
+        serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{method} {url}: the answer is not JSON ({e}): {text}"))
     }
 
     pub fn get(&self, path: &str) -> Value {
