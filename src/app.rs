@@ -244,11 +244,8 @@ pub async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<u8> {
     }
     if let Err(e) = result {
         eprintln!("gmailscript: script error: {}", e.message);
-        if let Some(tb) = &e.traceback {
-            eprintln!("stack traceback:");
-            for line in tb.lines().take(8) {
-                eprintln!("  {}", line.trim_start());
-            }
+        for line in e.traceback_lines() {
+            eprintln!("{line}");
         }
         return Ok(EXIT_USAGE);
     }

@@ -223,11 +223,8 @@ impl Session<'_> {
     async fn script(&mut self, path: &Path) {
         if let Some(Err(e)) = self.interruptible(self.host.run_file(path, &[])).await {
             self.report(&e);
-            if let Some(tb) = &e.traceback {
-                eprintln!("stack traceback:");
-                for line in tb.lines().take(8) {
-                    eprintln!("  {}", line.trim_start());
-                }
+            for line in e.traceback_lines() {
+                eprintln!("{line}");
             }
         }
     }

@@ -105,6 +105,19 @@ pub struct ScriptError {
     pub traceback: Option<String>,
 }
 
+impl ScriptError {
+    /// `stack traceback:` and its first 8 frames, one a line, as `run` and
+    /// the REPL print them under the message; empty without a traceback.
+    pub fn traceback_lines(&self) -> Vec<String> {
+        let Some(tb) = &self.traceback else {
+            return Vec::new();
+        };
+        std::iter::once("stack traceback:".to_string())
+            .chain(tb.lines().take(8).map(|l| format!("  {}", l.trim_start())))
+            .collect()
+    }
+}
+
 impl std::fmt::Display for ScriptError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
