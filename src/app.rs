@@ -10,22 +10,14 @@ use tokio::sync::watch;
 
 use crate::auth::{FixedToken, TokenSource};
 use crate::cli::{ConnArgs, RunArgs};
+use crate::endpoint::{check_token_endpoint, endpoint_url};
+use crate::exit::{
+    UsageError, EXIT_FAILED_ITEMS, EXIT_INTERRUPTED, EXIT_OK, EXIT_STOPPED, EXIT_USAGE,
+};
 use crate::gmail::client::{ClientConfig, GOOGLE_BASE_URL};
 use crate::gmail::quota::Profile;
 use crate::gmail::Client;
 use crate::lua::{Host, HostConfig, Outcome};
-
-/// Exit codes.
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_FAILED_ITEMS: u8 = 1;
-pub const EXIT_USAGE: u8 = 2;
-pub const EXIT_STOPPED: u8 = 3;
-pub const EXIT_INTERRUPTED: u8 = 130;
-
-/// A usage or input problem: exit code 2, one line.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
 
 /// What a run talks to; keeps an in-process simulator alive.
 pub struct Connection {
@@ -134,39 +126,6 @@ fn env_token() -> Option<String> {
         Some(t) => t.clone(),
         None => std::env::var(TOKEN_VAR).ok(),
     }
-}
-
-/// A Google token may go over plain http only to this machine (a local
-/// simulator): anywhere else anyone on the way could read it.
-/// `whose` names the token in the error, e.g. "account work's".
-pub fn check_token_endpoint(url: &str, whose: &str) -> Result<(), UsageError> {
-    let Ok(parsed) = url::Url::parse(url) else {
-        return Ok(()); // endpoint_url reports it
-    };
-    let loopback = match parsed.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
-    if parsed.scheme() == "http" && !loopback {
-        return Err(UsageError(format!(
-            "--endpoint {url:?} is plain http to another machine: {whose} Google token would cross              the network unencrypted. Use an https:// URL, or http:// only to this machine              (127.0.0.1, ::1 or localhost, e.g. a gmailscript sim)"
-        )));
-    }
-    Ok(())
-}
-
-/// `--endpoint`'s URL without a trailing slash; only http(s).
-pub fn endpoint_url(url: &str) -> Result<String, UsageError> {
-    let parsed = url::Url::parse(url)
-        .map_err(|e| UsageError(format!("--endpoint {url:?} is not a URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(UsageError(format!(
-            "--endpoint {url:?} must be an http:// or https:// URL"
-        )));
-    }
-    Ok(url.trim_end_matches('/').to_string())
 }
 
 /// A connection through `tokens`. The first token is fetched now, so a

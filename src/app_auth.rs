@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use anyhow::bail;
 
-use crate::app::{check_token_endpoint, endpoint_url, UsageError, EXIT_OK};
 use crate::auth::cache::{self, Account, Kind, Store, DEFAULT_ACCOUNT};
 use crate::auth::oauth::{self, InstalledSource, GET_DESKTOP_CLIENT};
 use crate::auth::service::{self, ServiceSource};
 use crate::auth::{scope_name, AuthError, FixedToken, Secret, TokenSource};
 use crate::cli::{AuthArgs, AuthCommand, LoginArgs, LogoutArgs, ServiceAccountArgs};
+use crate::endpoint::{check_token_endpoint, endpoint_url};
+use crate::exit::{UsageError, EXIT_OK};
 use crate::gmail::client::{ClientConfig, GOOGLE_BASE_URL};
 use crate::gmail::request::Request;
 use crate::gmail::{ApiError, Client};

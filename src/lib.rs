@@ -6,6 +6,8 @@ pub mod app;
 pub mod app_auth;
 pub mod auth;
 pub mod cli;
+pub mod endpoint;
+pub mod exit;
 pub mod gmail;
 pub mod lua;
 pub mod output;

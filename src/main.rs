@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use gmailscript::cli::{Cli, Command};
 
-use gmailscript::app::EXIT_USAGE;
+use gmailscript::exit::EXIT_USAGE;
 
 fn main() -> ExitCode {
     // The token for --endpoint is the engine's alone: out of the

@@ -23,8 +23,9 @@ use rustyline::{
 };
 use tokio::sync::watch;
 
-use crate::app::{connect, Connection, UsageError, EXIT_OK, EXIT_USAGE};
+use crate::app::{connect, Connection};
 use crate::cli::ReplArgs;
+use crate::exit::{UsageError, EXIT_OK, EXIT_USAGE};
 use crate::lua::{Host, HostConfig, ScriptError};
 
 use complete::ReplHelper;

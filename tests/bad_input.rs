@@ -131,6 +131,7 @@ fn endpoint_and_token() {
                 url,
                 "plain http",
                 "account work's",
+                "would cross the network unencrypted",
                 "https://",
             ],
         );
