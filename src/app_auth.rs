@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::bail;
 
-use crate::auth::cache::{self, Account, Kind, Store, DEFAULT_ACCOUNT};
+use crate::auth::cache::{self, Account, AccountStore, Kind, DEFAULT_ACCOUNT};
 use crate::auth::oauth::{self, InstalledSource, GET_DESKTOP_CLIENT};
 use crate::auth::service::{self, ServiceSource};
 use crate::auth::{scope_name, AuthError, FixedToken, Secret, TokenSource};
@@ -24,7 +24,7 @@ impl From<AuthError> for UsageError {
 }
 
 pub async fn auth(args: AuthArgs) -> anyhow::Result<u8> {
-    let store = Store::open().map_err(UsageError::from)?;
+    let store = AccountStore::open().map_err(UsageError::from)?;
     match args.command {
         AuthCommand::Login(a) => login(&store, a).await,
         AuthCommand::ServiceAccount(a) => service_account(&store, a).await,
@@ -35,7 +35,7 @@ pub async fn auth(args: AuthArgs) -> anyhow::Result<u8> {
 
 /// The account runs use without `--account`, if it exists.
 pub fn default_account() -> Result<Option<String>, UsageError> {
-    let store = Store::open()?;
+    let store = AccountStore::open()?;
     Ok(store
         .load(DEFAULT_ACCOUNT)?
         .map(|_| DEFAULT_ACCOUNT.to_string()))
@@ -47,7 +47,7 @@ pub async fn account_tokens(
     name: &str,
     user: Option<&str>,
 ) -> Result<Arc<dyn TokenSource>, UsageError> {
-    let store = Store::open()?;
+    let store = AccountStore::open()?;
     let account = store.load(name)?.ok_or_else(|| {
         UsageError(format!(
             "no account named {name} (gmailscript auth status lists the saved ones; \
@@ -90,7 +90,7 @@ fn absolute(path: &Path) -> PathBuf {
 /// The client secret to log in with: the one given, else the one this
 /// account used before, else `client_secret.json` in the config directory.
 fn client_secret_path(
-    store: &Store,
+    store: &AccountStore,
     given: Option<PathBuf>,
     previous: Option<&Account>,
 ) -> Result<PathBuf, UsageError> {
@@ -114,7 +114,7 @@ fn client_secret_path(
     )))
 }
 
-async fn login(store: &Store, a: LoginArgs) -> anyhow::Result<u8> {
+async fn login(store: &AccountStore, a: LoginArgs) -> anyhow::Result<u8> {
     let name = a.account.as_str();
     cache::check_name(name)?;
     if let Some(url) = &a.endpoint {
@@ -170,7 +170,7 @@ async fn login(store: &Store, a: LoginArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-async fn service_account(store: &Store, a: ServiceAccountArgs) -> anyhow::Result<u8> {
+async fn service_account(store: &AccountStore, a: ServiceAccountArgs) -> anyhow::Result<u8> {
     let name = a.account.as_str();
     cache::check_name(name)?;
     if let Some(url) = &a.endpoint {
@@ -214,7 +214,7 @@ async fn service_account(store: &Store, a: ServiceAccountArgs) -> anyhow::Result
 }
 
 /// What `auth status` says about an account's token.
-fn token_state(store: &Store, name: &str, account: &Account) -> String {
+fn token_state(store: &AccountStore, name: &str, account: &Account) -> String {
     if matches!(account.kind, Kind::ServiceAccount { .. }) {
         return "new one each run".into();
     }
@@ -240,7 +240,7 @@ fn token_state(store: &Store, name: &str, account: &Account) -> String {
     }
 }
 
-fn status(store: &Store) -> anyhow::Result<u8> {
+fn status(store: &AccountStore) -> anyhow::Result<u8> {
     let names = store.names()?;
     if names.is_empty() {
         println!(
@@ -302,7 +302,7 @@ fn status(store: &Store) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-async fn logout(store: &Store, a: LogoutArgs) -> anyhow::Result<u8> {
+async fn logout(store: &AccountStore, a: LogoutArgs) -> anyhow::Result<u8> {
     let name = a.account.as_str();
     cache::check_name(name)?;
     // A damaged account can still be removed.
@@ -348,7 +348,7 @@ async fn logout(store: &Store, a: LogoutArgs) -> anyhow::Result<u8> {
 
 /// Revoke the account's refresh token; None when there is none to revoke.
 async fn revoke_login(
-    store: &Store,
+    store: &AccountStore,
     name: &str,
     client_secret: &Path,
 ) -> Option<Result<(), String>> {

@@ -103,23 +103,23 @@ pub fn check_name(name: &str) -> Result<(), AuthError> {
 
 /// The config directory and the accounts in it.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct AccountStore {
     root: PathBuf,
 }
 
-impl Store {
-    pub fn at(root: impl Into<PathBuf>) -> Store {
-        Store { root: root.into() }
+impl AccountStore {
+    pub fn at(root: impl Into<PathBuf>) -> AccountStore {
+        AccountStore { root: root.into() }
     }
 
     /// `GMAILSCRIPT_CONFIG_DIR`, else the user's config directory
     /// (`~/.config/gmailscript` on Linux).
-    pub fn open() -> Result<Store, AuthError> {
+    pub fn open() -> Result<AccountStore, AuthError> {
         if let Some(dir) = std::env::var_os(CONFIG_DIR_ENV).filter(|d| !d.is_empty()) {
-            return Ok(Store::at(dir));
+            return Ok(AccountStore::at(dir));
         }
         directories::ProjectDirs::from("", "", "gmailscript")
-            .map(|d| Store::at(d.config_dir()))
+            .map(|d| AccountStore::at(d.config_dir()))
             .ok_or_else(|| {
                 AuthError::new(format!(
                     "cannot find a home directory to keep accounts in; set {CONFIG_DIR_ENV}"
@@ -337,7 +337,7 @@ mod tests {
     #[test]
     fn accounts_round_trip_in_private_files() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::at(tmp.path().join("cfg"));
+        let store = AccountStore::at(tmp.path().join("cfg"));
         assert!(store.load("work").unwrap().is_none());
         let account = Account {
             kind: Kind::ServiceAccount {
@@ -377,7 +377,7 @@ mod tests {
     #[test]
     fn damaged_files_say_how_to_recover() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::at(tmp.path());
+        let store = AccountStore::at(tmp.path());
         let dir = store.create_dir("work").unwrap();
         std::fs::write(dir.join(ACCOUNT_FILE), "{not json").unwrap();
         let e = store.load("work").unwrap_err().message;

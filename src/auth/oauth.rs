@@ -13,7 +13,7 @@ use yup_oauth2::authenticator_delegate::InstalledFlowDelegate;
 use yup_oauth2::error::AuthErrorCode;
 use yup_oauth2::{ApplicationSecret, InstalledFlowAuthenticator, InstalledFlowReturnMethod};
 
-use super::cache::{login_hint, Store};
+use super::cache::{login_hint, AccountStore};
 use super::{AuthError, Secret, TokenFuture, TokenSource};
 
 /// What to download when the client secret file is not the right one.
@@ -193,7 +193,7 @@ impl InstalledSource {
     /// Check the account is logged in and open its token cache; nothing is
     /// sent yet.
     pub async fn open(
-        store: &Store,
+        store: &AccountStore,
         account: &str,
         client_secret: &Path,
         scopes: &[String],

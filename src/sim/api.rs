@@ -14,7 +14,7 @@ use super::faults::{self, Fault, Scope};
 use super::mailbox::{Change, Mailbox, SimMessage};
 use super::quota::Refusal;
 use super::render::{self, Format};
-use super::stats::Outcome;
+use super::stats::CallEnd;
 use super::{search, Sim, User};
 
 /// One inner call: a plain request or a batch part.
@@ -207,7 +207,7 @@ pub async fn handle(sim: &Sim, call: Call<'_>) -> ApiReply {
 pub fn prepare<'a>(sim: &'a Sim, call: Call<'a>) -> Prepared<'a> {
     let path = call.target.split('?').next().unwrap_or("");
     let Some((segs, query)) = split_target(call.target) else {
-        sim.stats.call("unknown", "", 404, 0, Outcome::Served);
+        sim.stats.call("unknown", "", 404, 0, CallEnd::Served);
         return Prepared::Done(errors::unknown_method(call.method, path));
     };
     let op = match segs
@@ -216,17 +216,17 @@ pub fn prepare<'a>(sim: &'a Sim, call: Call<'a>) -> Prepared<'a> {
     {
         Some(op) => op,
         None => {
-            sim.stats.call("unknown", "", 404, 0, Outcome::Served);
+            sim.stats.call("unknown", "", 404, 0, CallEnd::Served);
             return Prepared::Done(errors::unknown_method(call.method, path));
         }
     };
     let name = op.name();
     let Some(principal) = sim.auth.principal(call.authorization) else {
-        sim.stats.call(name, "", 401, 0, Outcome::Served);
+        sim.stats.call(name, "", 401, 0, CallEnd::Served);
         return Prepared::Done(errors::unauthenticated());
     };
     let email = principal.email.clone();
-    let done = |reply: ApiReply, outcome: Outcome| {
+    let done = |reply: ApiReply, outcome: CallEnd| {
         sim.stats.call(name, &email, reply.status, 0, outcome);
         Prepared::Done(reply)
     };
@@ -234,13 +234,13 @@ pub fn prepare<'a>(sim: &'a Sim, call: Call<'a>) -> Prepared<'a> {
     if user_id != "me" && !user_id.eq_ignore_ascii_case(&email) {
         return done(
             errors::forbidden(&format!("Delegation denied for {email}")),
-            Outcome::Served,
+            CallEnd::Served,
         );
     }
     if principal.no_mailbox {
         return done(
             errors::failed_precondition("Precondition check failed."),
-            Outcome::Served,
+            CallEnd::Served,
         );
     }
     let user = match sim.user(&email) {
@@ -248,13 +248,13 @@ pub fn prepare<'a>(sim: &'a Sim, call: Call<'a>) -> Prepared<'a> {
         _ => {
             return done(
                 errors::failed_precondition("Mail service not enabled"),
-                Outcome::Served,
+                CallEnd::Served,
             )
         }
     };
     let params = Params::parse(query);
     if let Some(reply) = scope_refusal(&principal, &op, &params) {
-        return done(reply, Outcome::Served);
+        return done(reply, CallEnd::Served);
     }
     let key = format!("{} {}", call.method, call.target);
     let mut slow = false;
@@ -263,11 +263,11 @@ pub fn prepare<'a>(sim: &'a Sim, call: Call<'a>) -> Prepared<'a> {
         Some(Fault::Status(429)) => {
             return done(
                 rate_reply(sim, &key, Duration::from_secs(1)),
-                Outcome::Injected,
+                CallEnd::Injected,
             )
         }
         Some(Fault::Status(code)) if !(500..=599).contains(&code) => {
-            return done(errors::injected(code), Outcome::Injected)
+            return done(errors::injected(code), CallEnd::Injected)
         }
         Some(Fault::Slow) => slow = true,
         _ => {}
@@ -275,15 +275,15 @@ pub fn prepare<'a>(sim: &'a Sim, call: Call<'a>) -> Prepared<'a> {
     let units = match sim.quota.admit(&email, name) {
         Ok(units) => units,
         Err(Refusal::Concurrency) => {
-            return done(errors::too_many_concurrent(), Outcome::ConcurrencyLimited)
+            return done(errors::too_many_concurrent(), CallEnd::ConcurrencyLimited)
         }
         Err(Refusal::User { retry_after }) => {
-            return done(rate_reply(sim, &key, retry_after), Outcome::RateLimited)
+            return done(rate_reply(sim, &key, retry_after), CallEnd::RateLimited)
         }
         Err(Refusal::Project { retry_after }) => {
             return done(
                 errors::project_rate_limited(retry_after.as_secs_f64().ceil() as u64),
-                Outcome::RateLimited,
+                CallEnd::RateLimited,
             )
         }
     };
@@ -293,7 +293,7 @@ pub fn prepare<'a>(sim: &'a Sim, call: Call<'a>) -> Prepared<'a> {
         // the call (quota is checked before dispatch), so it costs units.
         let reply = errors::injected(code);
         sim.stats
-            .call(name, &slot.user, reply.status, units, Outcome::Injected);
+            .call(name, &slot.user, reply.status, units, CallEnd::Injected);
         return Prepared::Done(reply);
     }
     Prepared::Admitted(Box::new(Admitted {
@@ -330,7 +330,7 @@ pub async fn finish(sim: &Sim, a: Admitted<'_>) -> ApiReply {
         &a.slot.user,
         reply.status,
         a.units,
-        Outcome::Served,
+        CallEnd::Served,
     );
     drop(a.slot);
     reply

@@ -792,14 +792,14 @@ fn count_lines(seed: u64, len: usize) -> usize {
 // ---------------------------------------------------------------------------
 // Output sinks: the same rendering code either writes bytes or counts them.
 
-trait Sink {
+trait ByteSink {
     fn put(&mut self, b: &[u8]);
     /// `len` raw bytes produced by `fill`, base64-encoded in 76-column lines
     /// when `b64`. No trailing CRLF: the next boundary delimiter brings one.
     fn content(&mut self, b64: bool, len: usize, fill: &dyn Fn(&mut Vec<u8>));
 }
 
-impl Sink for Vec<u8> {
+impl ByteSink for Vec<u8> {
     fn put(&mut self, b: &[u8]) {
         self.extend_from_slice(b);
     }
@@ -827,7 +827,7 @@ impl Sink for Vec<u8> {
 
 struct Count(usize);
 
-impl Sink for Count {
+impl ByteSink for Count {
     fn put(&mut self, b: &[u8]) {
         self.0 += b.len();
     }
@@ -1368,13 +1368,13 @@ impl Recipe {
         }
     }
 
-    fn put_text<S: Sink>(&self, s: &mut S, f: &Frame) {
+    fn put_text<S: ByteSink>(&self, s: &mut S, f: &Frame) {
         s.content(!f.ascii, self.text_len as usize, &|o| {
             self.write_text(f, o, usize::MAX)
         });
     }
 
-    fn put_alternative<S: Sink>(&self, s: &mut S, f: &Frame, b: &str) {
+    fn put_alternative<S: ByteSink>(&self, s: &mut S, f: &Frame, b: &str) {
         s.put(format!("--{b}\r\n{}\r\n", Self::text_headers(f, "plain")).as_bytes());
         self.put_text(s, f);
         s.put(format!("\r\n--{b}\r\n{}\r\n", Self::text_headers(f, "html")).as_bytes());
@@ -1382,7 +1382,7 @@ impl Recipe {
         s.put(format!("\r\n--{b}--\r\n").as_bytes());
     }
 
-    fn emit<S: Sink>(&self, s: &mut S, headers_only: bool) {
+    fn emit<S: ByteSink>(&self, s: &mut S, headers_only: bool) {
         let f = &self.frame();
         let mut h = self.headers();
         let outer = boundary(self.seed, 0);
@@ -2231,7 +2231,7 @@ mod tests {
     fn b64_len_matches_encoder() {
         for n in [0usize, 1, 2, 3, 56, 57, 58, 114, 1000, 4321] {
             let mut out = Vec::new();
-            Sink::content(&mut out, true, n, &|o| o.resize(n, 7));
+            ByteSink::content(&mut out, true, n, &|o| o.resize(n, 7));
             assert_eq!(out.len(), b64_len(n), "n={n}");
         }
     }

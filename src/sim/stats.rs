@@ -38,7 +38,7 @@ impl Default for Stats {
 
 /// How a call ended, as far as the numbers care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum CallEnd {
     Served,
     /// Refused by the quota or the concurrency limit (not a fault).
     RateLimited,
@@ -48,7 +48,7 @@ pub enum Outcome {
 }
 
 impl Stats {
-    pub fn call(&self, method: &str, user: &str, status: u16, units: u64, outcome: Outcome) {
+    pub fn call(&self, method: &str, user: &str, status: u16, units: u64, outcome: CallEnd) {
         let mut s = self.inner.lock().unwrap();
         *s.calls
             .entry(method.to_string())
@@ -60,13 +60,13 @@ impl Stats {
             *s.units_by_user.entry(user.to_string()).or_default() += units;
         }
         match outcome {
-            Outcome::Served => {}
-            Outcome::RateLimited => s.rate_errors += 1,
-            Outcome::ConcurrencyLimited => {
+            CallEnd::Served => {}
+            CallEnd::RateLimited => s.rate_errors += 1,
+            CallEnd::ConcurrencyLimited => {
                 s.rate_errors += 1;
                 s.concurrency_errors += 1
             }
-            Outcome::Injected => s.injected += 1,
+            CallEnd::Injected => s.injected += 1,
         }
     }
 
