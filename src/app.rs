@@ -48,9 +48,9 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
         .await
         .map_err(|e| UsageError(format!("cannot start the simulator: {e}")))?;
         let profile = match c.sim_quota {
-            crate::sim::quota::Profile::P2026 => Profile::P2026,
-            crate::sim::quota::Profile::Legacy => Profile::Legacy,
-            crate::sim::quota::Profile::Off => Profile::Off,
+            crate::sim::quota::Rules::P2026 => Profile::P2026,
+            crate::sim::quota::Rules::Legacy => Profile::Legacy,
+            crate::sim::quota::Rules::Off => Profile::Off,
         };
         let client = Client::new(
             ClientConfig {

@@ -54,7 +54,7 @@ pub struct ConnArgs {
     pub sim_faults: crate::sim::faults::FaultSpec,
     /// The simulator's quota profile: 2026, legacy or off.
     #[arg(long, default_value = "2026", value_parser = parse_profile, requires = "sim")]
-    pub sim_quota: crate::sim::quota::Profile,
+    pub sim_quota: crate::sim::quota::Rules,
     /// How many times faster the simulator's quota clock runs (the pacing
     /// follows it), so a demo of minutes of quota takes seconds.
     #[arg(long, default_value_t = 30.0, requires = "sim")]
@@ -303,7 +303,7 @@ pub struct SimArgs {
     /// Quota profile: 2026 (6,000 units/user/min; get costs 20), legacy
     /// (15,000; get costs 5), or off.
     #[arg(long, default_value = "2026", value_parser = parse_profile)]
-    pub quota: crate::sim::quota::Profile,
+    pub quota: crate::sim::quota::Rules,
     /// Run the quota clock N times faster: the per-minute window lasts 60/N
     /// seconds, so utilisation figures stay comparable.
     #[arg(long, default_value_t = 1.0)]
@@ -394,8 +394,8 @@ fn parse_sim_date(s: &str) -> Result<i64, String> {
     Ok(ms)
 }
 
-fn parse_profile(s: &str) -> Result<crate::sim::quota::Profile, String> {
-    crate::sim::quota::Profile::parse(s)
+fn parse_profile(s: &str) -> Result<crate::sim::quota::Rules, String> {
+    crate::sim::quota::Rules::parse(s)
         .ok_or_else(|| format!("unknown quota profile {s:?}; use 2026, legacy or off"))
 }
 

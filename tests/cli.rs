@@ -87,7 +87,7 @@ Message-ID: <l1@example.com>\n\
     std::fs::write(&path, mbox).unwrap();
     let h = gmailscript::sim::start(gmailscript::sim::SimConfig {
         mbox: Some(path),
-        quota: gmailscript::sim::quota::Profile::Off,
+        quota: gmailscript::sim::quota::Rules::Off,
         ..Default::default()
     })
     .await

@@ -18,15 +18,13 @@ use gmailscript::gmail::runner::{
     Decision, DefaultPolicy, Item, Policy, Report, RunOptions, Runner, Stop,
 };
 use gmailscript::gmail::{ApiError, Client, ErrorClass};
-use gmailscript::sim::{
-    self, faults::FaultSpec, quota::Profile as SimProfile, SimConfig, SimHandle,
-};
+use gmailscript::sim::{self, faults::FaultSpec, quota::Rules as SimRules, SimConfig, SimHandle};
 use serde_json::Value;
 
 fn sim_config(messages: usize) -> SimConfig {
     SimConfig {
         messages,
-        quota: SimProfile::Off,
+        quota: SimRules::Off,
         ..SimConfig::default()
     }
 }
@@ -309,7 +307,7 @@ async fn rate_errors_of_every_shape_slow_the_pacer() {
     // The simulator allows 6,000 units per 0.5 s; the client believes in
     // three times that, so it overshoots until rate errors rein it in.
     let (h, client, ids) = setup(SimConfig {
-        quota: SimProfile::P2026,
+        quota: SimRules::P2026,
         speed: 120.0,
         ..sim_config(1500)
     })
@@ -333,7 +331,7 @@ async fn rate_errors_of_every_shape_slow_the_pacer() {
 #[tokio::test]
 async fn the_pacer_keeps_under_the_quota() {
     let (h, client, ids) = setup(SimConfig {
-        quota: SimProfile::P2026,
+        quota: SimRules::P2026,
         speed: 120.0,
         ..sim_config(1200)
     })

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gmailscript::sim::{self, faults::FaultSpec, quota::Profile, SimConfig, SimHandle};
+use gmailscript::sim::{self, faults::FaultSpec, quota::Rules, SimConfig, SimHandle};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "sim-token";
@@ -11,7 +11,7 @@ const TOKEN: &str = "sim-token";
 fn config(messages: usize) -> SimConfig {
     SimConfig {
         messages,
-        quota: Profile::Off,
+        quota: Rules::Off,
         ..SimConfig::default()
     }
 }
@@ -445,7 +445,7 @@ async fn concurrency_limit_hits_a_batch_of_100_but_not_25() {
 async fn quota_refuses_past_the_budget_in_every_shape_and_refills() {
     // speed 60: the 2026 budget of 6,000 units per user refills every second.
     let h = start(SimConfig {
-        quota: Profile::P2026,
+        quota: Rules::P2026,
         speed: 60.0,
         ..config(400)
     })
@@ -520,7 +520,7 @@ async fn injected_server_errors_cost_quota_and_rate_errors_do_not() {
     // with a 5xx: a client that refunds 5xx parts would overspend.
     let h = start(SimConfig {
         faults: FaultSpec::parse("500:0.2,503:0.1,429:0.2").unwrap(),
-        quota: Profile::P2026,
+        quota: Rules::P2026,
         seed: 7,
         ..config(100)
     })

@@ -77,7 +77,7 @@ pub struct SimConfig {
     pub users: Vec<String>,
     /// Users who exist but have no Gmail ("Mail service not enabled").
     pub no_gmail: Vec<String>,
-    pub quota: quota::Profile,
+    pub quota: quota::Rules,
     /// Quota clock speed-up: the per-minute window lasts 60 s / speed.
     pub speed: f64,
     /// Calls in flight per user before "Too many concurrent requests".
@@ -107,7 +107,7 @@ impl Default for SimConfig {
             messages: 1000,
             users: DEFAULT_USERS.iter().map(|s| s.to_string()).collect(),
             no_gmail: DEFAULT_NO_GMAIL.iter().map(|s| s.to_string()).collect(),
-            quota: quota::Profile::P2026,
+            quota: quota::Rules::P2026,
             speed: 1.0,
             concurrency: 50,
             max_batch: 100,

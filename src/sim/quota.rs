@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Profile {
+pub enum Rules {
     /// Projects created since 2026-05-01.
     P2026,
     /// Older projects.
@@ -22,44 +22,44 @@ pub enum Profile {
     Off,
 }
 
-impl Profile {
-    pub fn parse(s: &str) -> Option<Profile> {
+impl Rules {
+    pub fn parse(s: &str) -> Option<Rules> {
         match s {
-            "2026" => Some(Profile::P2026),
-            "legacy" => Some(Profile::Legacy),
-            "off" => Some(Profile::Off),
+            "2026" => Some(Rules::P2026),
+            "legacy" => Some(Rules::Legacy),
+            "off" => Some(Rules::Off),
             _ => None,
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
-            Profile::P2026 => "2026",
-            Profile::Legacy => "legacy",
-            Profile::Off => "off",
+            Rules::P2026 => "2026",
+            Rules::Legacy => "legacy",
+            Rules::Off => "off",
         }
     }
 
     /// Units per user per minute.
     pub fn per_user(self) -> u64 {
         match self {
-            Profile::P2026 => 6_000,
-            Profile::Legacy => 15_000,
-            Profile::Off => u64::MAX,
+            Rules::P2026 => 6_000,
+            Rules::Legacy => 15_000,
+            Rules::Off => u64::MAX,
         }
     }
 
     /// Units per project per minute.
     pub fn per_project(self) -> u64 {
         match self {
-            Profile::Off => u64::MAX,
+            Rules::Off => u64::MAX,
             _ => 1_200_000,
         }
     }
 
     /// Quota units one call of `method` costs (Google's method names).
     pub fn cost(self, method: &str) -> u64 {
-        let legacy = self == Profile::Legacy;
+        let legacy = self == Rules::Legacy;
         match method {
             "messages.get" | "messages.attachments.get" => {
                 if legacy {
@@ -168,7 +168,7 @@ struct UserState {
 
 #[derive(Debug)]
 pub struct Quota {
-    pub profile: Profile,
+    pub profile: Rules,
     pub window: Duration,
     pub concurrency: u32,
     state: Mutex<QuotaState>,
@@ -182,7 +182,7 @@ struct QuotaState {
 }
 
 impl Quota {
-    pub fn new(profile: Profile, speed: f64, concurrency: u32) -> Self {
+    pub fn new(profile: Rules, speed: f64, concurrency: u32) -> Self {
         Quota {
             profile,
             window: Duration::from_secs_f64(60.0 / speed),
@@ -214,7 +214,7 @@ impl Quota {
         if u.in_flight >= self.concurrency {
             return Err(Refusal::Concurrency);
         }
-        if self.profile != Profile::Off {
+        if self.profile != Rules::Off {
             u.window.expire(now, self.window);
             project.expire(now, self.window);
             let per_user = self.profile.per_user();
@@ -254,7 +254,7 @@ mod tests {
     #[test]
     fn budget_refuses_past_the_limit_and_frees_after_the_window() {
         // speed 600: a 0.1 s window with the 2026 budget of 6,000 units.
-        let q = Quota::new(Profile::P2026, 600.0, 1000);
+        let q = Quota::new(Rules::P2026, 600.0, 1000);
         let mut ok = 0;
         loop {
             match q.admit("u", "messages.get") {
@@ -277,7 +277,7 @@ mod tests {
 
     #[test]
     fn users_have_separate_budgets() {
-        let q = Quota::new(Profile::Legacy, 1.0, 1000);
+        let q = Quota::new(Rules::Legacy, 1.0, 1000);
         for _ in 0..3000 {
             q.admit("a", "messages.get").unwrap();
             q.release("a");
@@ -288,7 +288,7 @@ mod tests {
 
     #[test]
     fn concurrency_counts_calls_in_flight() {
-        let q = Quota::new(Profile::Off, 1.0, 3);
+        let q = Quota::new(Rules::Off, 1.0, 3);
         for _ in 0..3 {
             q.admit("u", "messages.get").unwrap();
         }

@@ -444,7 +444,7 @@ async fn other(
             sim.stats.snapshot(
                 json!({
                     "profile": sim.config.quota.name(),
-                    "per_user_per_window": if sim.config.quota == super::quota::Profile::Off { Value::Null } else { json!(sim.config.quota.per_user()) },
+                    "per_user_per_window": if sim.config.quota == super::quota::Rules::Off { Value::Null } else { json!(sim.config.quota.per_user()) },
                     "window_seconds": sim.quota.window.as_secs_f64(),
                     "speed": sim.config.speed,
                     "concurrency_limit": sim.config.concurrency,
