@@ -293,6 +293,11 @@ impl Session<'_> {
         let mut ctrl_c_once = false;
         loop {
             let prompt = if pending.is_empty() { "> " } else { ">> " };
+            // A blocking read, on purpose: the editor holds the Lua state
+            // (completion), which cannot leave this thread, and this thread
+            // is main's block_on, not a runtime worker, so the in-process
+            // simulator and timers go on meanwhile; no Lua work is pending
+            // while the prompt waits.
             let line = match editor.readline(prompt) {
                 Ok(line) => line,
                 Err(ReadlineError::Interrupted) => {
@@ -343,9 +348,19 @@ impl Session<'_> {
     }
 
     /// Standard input is not a terminal: read entries from it, no prompt.
+    /// A thread reads the lines, so the async loop never blocks on input.
     async fn piped(&mut self) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let stop = line.is_err();
+                if tx.blocking_send(line).is_err() || stop {
+                    return;
+                }
+            }
+        });
         let mut pending = String::new();
-        for line in std::io::stdin().lock().lines() {
+        while let Some(line) = rx.recv().await {
             let line = match line {
                 Ok(line) => line,
                 Err(e) => {
