@@ -26,6 +26,20 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Every class, in the order the docs list them.
+    pub const ALL: [ErrorClass; 10] = [
+        ErrorClass::Rate,
+        ErrorClass::Server,
+        ErrorClass::Network,
+        ErrorClass::Auth,
+        ErrorClass::NotFound,
+        ErrorClass::Precondition,
+        ErrorClass::Invalid,
+        ErrorClass::QuotaDaily,
+        ErrorClass::Forbidden,
+        ErrorClass::Malformed,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             ErrorClass::Rate => "rate",
@@ -955,18 +969,7 @@ mod tests {
 
     #[test]
     fn class_names() {
-        let all = [
-            Rate,
-            Server,
-            Network,
-            Auth,
-            NotFound,
-            Precondition,
-            Invalid,
-            QuotaDaily,
-            Forbidden,
-        ];
-        let names: Vec<_> = all.iter().map(ErrorClass::as_str).collect();
+        let names: Vec<_> = ErrorClass::ALL.iter().map(ErrorClass::as_str).collect();
         assert_eq!(
             names,
             [
@@ -978,9 +981,20 @@ mod tests {
                 "precondition",
                 "invalid",
                 "quota_daily",
-                "forbidden"
+                "forbidden",
+                "malformed"
             ]
         );
         assert_eq!(QuotaDaily.to_string(), "quota_daily");
+        // The Lua reference's class table and the LuaLS stubs name each one.
+        let docs = include_str!("../../docs/lua-api.md");
+        let stubs = include_str!("../../types/gmailscript.lua");
+        for name in names {
+            assert!(
+                docs.contains(&format!("| `{name}` |")),
+                "docs/lua-api.md: {name}"
+            );
+            assert!(stubs.contains(&format!("\"{name}\"")), "types/: {name}");
+        }
     }
 }
