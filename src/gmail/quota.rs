@@ -79,16 +79,48 @@ impl Profile {
 const TARGET: f64 = 0.98;
 /// Lowest the ceiling goes after repeated rate errors.
 const FLOOR: f64 = 0.5;
+/// While learning, each raise multiplies the limit by this.
+const RAISE: f64 = 1.5;
+/// Spends are also spread over slices of the window (1 s of Gmail's
+/// minute), so a short-window limit (a per-second one) is not tripped by a
+/// burst: no slice takes more than its share of the window's budget.
+const SLICES: u32 = 60;
+
+/// What the pacer does not know yet: the per-user limit is found by
+/// raising the pace from `start` while the pacer is what holds the run back
+/// and no call is refused, up to `ceiling`; the first refusal settles it
+/// just under what was spent then.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Learn {
+    pub start: u64,
+    pub ceiling: u64,
+}
 
 #[derive(Debug)]
 pub struct Pacer {
-    limit: Option<u64>,
     window: Duration,
     state: Mutex<PacerState>,
 }
 
 #[derive(Debug)]
 struct PacerState {
+    /// Units per window; None: no pacing.
+    limit: Option<u64>,
+    /// Still looking for the limit (see [`Learn`]).
+    learn: Option<Learn>,
+    /// A limit found by a refusal in this run, for the caller to remember.
+    learned: Option<u64>,
+    /// When the limit was last raised (or learning began).
+    raised_at: Instant,
+    /// The last limit that ran without a refusal.
+    safe: u64,
+    /// Stray refusals lately (see `on_chunk`), and since when.
+    strays: (u32, Instant),
+    /// When the share last crept back up.
+    crept_at: Instant,
+    /// The pacer held a chunk back since the last raise: the limit, not
+    /// the pipeline, is what sets the pace.
+    held_back: bool,
     spends: VecDeque<(Instant, u64)>,
     in_window: u64,
     /// Share of the limit currently allowed (TARGET, lowered by rate errors).
@@ -105,10 +137,30 @@ impl Pacer {
     /// `window` is 60 s for real Gmail; shorter against a simulator whose
     /// quota clock runs faster.
     pub fn new(profile: &Profile, window: Duration) -> Pacer {
+        Pacer::with_limit(profile.per_user(), None, window)
+    }
+
+    /// A pacer that finds the limit itself (see [`Learn`]).
+    pub fn learning(learn: Learn, window: Duration) -> Pacer {
+        let learn = Learn {
+            start: learn.start.max(1),
+            ceiling: learn.ceiling.max(learn.start.max(1)),
+        };
+        Pacer::with_limit(Some(learn.start), Some(learn), window)
+    }
+
+    fn with_limit(limit: Option<u64>, learn: Option<Learn>, window: Duration) -> Pacer {
         Pacer {
-            limit: profile.per_user(),
             window,
             state: Mutex::new(PacerState {
+                limit,
+                learn,
+                learned: None,
+                raised_at: Instant::now(),
+                safe: limit.unwrap_or(0),
+                strays: (0, Instant::now()),
+                crept_at: Instant::now(),
+                held_back: false,
                 spends: VecDeque::new(),
                 in_window: 0,
                 share: TARGET,
@@ -119,10 +171,22 @@ impl Pacer {
         }
     }
 
-    fn allowed(&self, share: f64) -> u64 {
-        self.limit
-            .map(|l| (l as f64 * share) as u64)
-            .unwrap_or(u64::MAX)
+    /// While learning: raise the limit when the pacer, not the pipeline,
+    /// has been what held the run back for a quarter of a window.
+    fn maybe_raise(&self, st: &mut PacerState, now: Instant) {
+        let (Some(learn), Some(limit)) = (st.learn, st.limit) else {
+            return;
+        };
+        if st.held_back && now.duration_since(st.raised_at) >= self.window / 4 {
+            let raised = ((limit as f64 * RAISE) as u64).min(learn.ceiling);
+            st.safe = limit;
+            st.limit = Some(raised);
+            st.raised_at = now;
+            st.held_back = false;
+            if raised >= learn.ceiling {
+                st.learn = None;
+            }
+        }
     }
 
     /// Take as many units as fit now, from `min` up to `max`, and count them
@@ -131,12 +195,17 @@ impl Pacer {
     /// spend close to the limit. `min` larger than the whole budget is let
     /// through alone, on an empty window.
     pub fn reserve(&self, min: u64, max: u64) -> Result<u64, Duration> {
+        self.reserve_at(min, max, Instant::now())
+    }
+
+    fn reserve_at(&self, min: u64, max: u64, now: Instant) -> Result<u64, Duration> {
         let mut st = self.state.lock().unwrap();
-        if self.limit.is_none() {
+        let Some(limit) = st.limit else {
             st.spent_total += max;
             return Ok(max);
-        }
-        let now = Instant::now();
+        };
+        self.maybe_raise(&mut st, now);
+        let limit = st.limit.unwrap_or(limit);
         let keep = self.window + st.margin;
         while let Some(&(t, u)) = st.spends.front() {
             if now.duration_since(t) >= keep {
@@ -149,13 +218,48 @@ impl Pacer {
         if let Some(p) = st.paused_until.filter(|p| *p > now) {
             return Err(p - now);
         }
-        let allowed = self.allowed(st.share);
+        let allowed = (limit as f64 * st.share) as u64;
         let free = allowed.saturating_sub(st.in_window);
-        let grant = if free >= min {
-            max.min(free)
+        // This slice's share, and what the last slice already took.
+        let slice = self.window / SLICES;
+        let per_slice = (allowed / u64::from(SLICES)).max(1);
+        let recent: u64 = st
+            .spends
+            .iter()
+            .rev()
+            .take_while(|(t, _)| now.duration_since(*t) < slice)
+            .map(|(_, u)| u)
+            .sum();
+        let slice_free = per_slice.saturating_sub(recent);
+        let grant = if free >= min && (slice_free >= min || recent == 0) {
+            // A single item costlier than a slice goes alone, on an empty one.
+            max.min(free).min(slice_free.max(min))
         } else if st.in_window == 0 {
             min
+        } else if free >= min {
+            st.held_back = true;
+            // Until enough of the last slice's spends age out of it.
+            let in_slice = st
+                .spends
+                .iter()
+                .rev()
+                .take_while(|(t, _)| now.duration_since(*t) < slice)
+                .count();
+            let first = st.spends.len() - in_slice;
+            let mut used = recent;
+            let mut until = now;
+            for &(t, u) in st.spends.iter().skip(first) {
+                used -= u;
+                until = t + slice;
+                if used + min <= per_slice {
+                    break;
+                }
+            }
+            return Err(until
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1)));
         } else {
+            st.held_back = true;
             // Until enough of the oldest spends leave the window.
             let mut used = st.in_window;
             let mut until = now;
@@ -200,18 +304,104 @@ impl Pacer {
     /// and honour Retry-After.
     pub fn on_rate_error(&self, retry_after: Option<Duration>) {
         let mut st = self.state.lock().unwrap();
-        st.share = (st.share * 0.9).max(FLOOR);
+        if !self.settle(&mut st) {
+            st.share = (st.share * 0.9).max(FLOOR);
+        }
         if let Some(d) = retry_after {
-            let until = Instant::now() + d.min(self.window);
+            // The whole wait: a penalty lasts as long as it says, and calls
+            // sent into it would only be refused.
+            let until = Instant::now() + d;
             st.paused_until = Some(st.paused_until.map_or(until, |p| p.max(until)));
         }
+    }
+
+    /// A chunk came back: `sent` parts, `refused` of them for quota (not
+    /// concurrency), the longest Retry-After among them. Many refusals in
+    /// one chunk, or three strays within a quarter window (small chunks
+    /// rarely hold many), mean the quota is spent: slow down. A lone stray
+    /// (a passing 429) is only retried.
+    pub fn on_chunk(
+        &self,
+        sent: usize,
+        refused: usize,
+        retry_after: Option<Duration>,
+        rtt: Duration,
+    ) {
+        if refused == 0 {
+            self.on_clean(rtt);
+            return;
+        }
+        self.on_refused();
+        let now = Instant::now();
+        let spent = {
+            let mut st = self.state.lock().unwrap();
+            if now.duration_since(st.strays.1) > self.window / 4 {
+                st.strays = (0, now);
+            }
+            st.strays.0 += refused as u32;
+            let many = refused >= 3 && refused * 4 >= sent;
+            let spent = many || st.strays.0 >= 3;
+            if spent {
+                st.strays = (0, now);
+            }
+            spent
+        };
+        if spent {
+            self.on_rate_error(retry_after);
+        }
+    }
+
+    /// A call was refused for quota (not for concurrency). While learning,
+    /// that is the limit found: just under what the window holds now, the
+    /// refused calls refunded (the server did not count them).
+    pub fn on_refused(&self) {
+        let mut st = self.state.lock().unwrap();
+        self.settle(&mut st);
+    }
+
+    fn settle(&self, st: &mut PacerState) -> bool {
+        if st.learn.take().is_none() {
+            return false;
+        }
+        if st.limit == Some(st.safe) {
+            // Refused before any raise: the starting pace is already too
+            // much (a lower quota, another client). Nothing was learned;
+            // the share comes down as without learning.
+            return false;
+        }
+        // The server counts what it accepted in its window, which is what
+        // this window holds once the refused calls are refunded. Never
+        // below the last limit that ran clean.
+        let limit = st.in_window.max(st.safe);
+        st.limit = Some(limit);
+        st.learned = Some(limit);
+        true
+    }
+
+    /// The limit a refusal showed in this run, if any; and the limit the
+    /// pacer paces to now.
+    pub fn learned(&self) -> Option<u64> {
+        self.state.lock().unwrap().learned
+    }
+
+    pub fn limit(&self) -> Option<u64> {
+        self.state.lock().unwrap().limit
     }
 
     /// A chunk came back without rate errors: creep back toward the target.
     /// `rtt` widens the margin so the pacer's window trails the server's.
     pub fn on_clean(&self, rtt: Duration) {
+        self.on_clean_at(rtt, Instant::now())
+    }
+
+    fn on_clean_at(&self, rtt: Duration, now: Instant) {
         let mut st = self.state.lock().unwrap();
-        st.share = (st.share + 0.005).min(TARGET);
+        // By time, not by chunk: small chunks must not undo a slow-down at
+        // once. Back from the floor to the target in about ten windows.
+        if now.duration_since(st.crept_at) >= self.window / 20 {
+            st.share = (st.share + 0.0025).min(TARGET);
+            st.crept_at = now;
+        }
         st.margin = (st.margin.mul_f64(0.8) + rtt.mul_f64(0.2)).min(self.window / 20);
     }
 
@@ -230,45 +420,135 @@ impl Pacer {
 mod tests {
     use super::*;
 
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn at(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
     #[test]
-    fn holds_back_past_the_budget_until_the_window_moves() {
-        let window = Duration::from_secs(60);
-        let p = Pacer::new(&Profile::Units(1000), window);
-        for _ in 0..9 {
-            assert_eq!(p.reserve(100, 100), Ok(100)); // 900 <= 980
-        }
-        // 1000 > 980: the wait is until the first spend leaves the window.
-        let wait = p.reserve(100, 100).unwrap_err();
+    fn spreads_the_window_over_slices_and_holds_back_past_the_budget() {
+        let p = Pacer::new(&Profile::Units(6000), MIN);
+        let t0 = Instant::now();
+        // 98% of 6,000 is 5,880 a minute: 98 a second, never a burst.
+        assert_eq!(p.reserve_at(20, 2000, t0), Ok(98));
+        let wait = p.reserve_at(20, 20, t0).unwrap_err();
         assert!(
-            wait > window - Duration::from_secs(5) && wait <= window + Duration::from_millis(2),
+            wait <= Duration::from_secs(1) && wait > Duration::from_millis(990),
             "{wait:?}"
         );
-        assert_eq!(p.spent(), 900);
+        for s in 1..60 {
+            assert_eq!(p.reserve_at(98, 98, at(t0, s * 1000)), Ok(98), "second {s}");
+        }
+        assert_eq!(p.spent(), 5880);
+        // A minute on, the slice is free but the window still holds 5,880
+        // until the first spend leaves it (plus a margin for the trip).
+        let wait = p.reserve_at(20, 20, at(t0, 60_000)).unwrap_err();
+        assert!(wait <= Duration::from_millis(3), "{wait:?}");
+        assert_eq!(p.reserve_at(20, 20, at(t0, 60_010)), Ok(20));
     }
 
     #[test]
     fn refunds_and_rate_errors_move_the_ceiling() {
-        let p = Pacer::new(&Profile::Units(1000), Duration::from_secs(60));
-        assert_eq!(p.reserve(900, 900), Ok(900));
-        p.refund(500);
-        assert_eq!(p.spent(), 400);
-        assert_eq!(p.reserve(500, 500), Ok(500), "900 fits again");
+        let p = Pacer::new(&Profile::Units(6000), MIN);
+        let t0 = Instant::now();
+        assert_eq!(p.reserve_at(98, 98, t0), Ok(98));
+        p.refund(50);
+        assert_eq!(p.spent(), 48);
+        assert_eq!(p.reserve_at(20, 98, t0), Ok(50), "the refund is free again");
         p.on_rate_error(None);
-        assert!(p.state.lock().unwrap().share < TARGET);
+        let lowered = p.share();
+        assert!(lowered < TARGET);
+        // Many clean chunks at once creep back one step, not a hundred.
+        let t1 = at(t0, 3000);
         for _ in 0..100 {
-            p.on_clean(Duration::from_millis(1));
+            p.on_clean_at(Duration::from_millis(1), t1);
         }
-        assert_eq!(p.state.lock().unwrap().share, TARGET);
+        assert!(p.share() <= lowered + 0.003, "{}", p.share());
+        // Clean windows bring it back to the target.
+        for i in 1..=200 {
+            p.on_clean_at(Duration::from_millis(1), at(t1, i * 3000));
+        }
+        assert_eq!(p.share(), TARGET);
     }
 
     #[test]
-    fn reserve_grants_what_fits() {
-        let p = Pacer::new(&Profile::Units(1000), Duration::from_secs(60));
-        assert_eq!(p.reserve(20, 900), Ok(900));
-        assert_eq!(p.reserve(20, 900), Ok(80), "980 is the ceiling");
-        assert!(p.reserve(20, 900).is_err());
-        p.refund(100);
-        assert_eq!(p.reserve(20, 40), Ok(40));
+    fn a_single_costly_item_goes_alone() {
+        let p = Pacer::new(&Profile::Units(1000), MIN);
+        let t0 = Instant::now();
+        // 16 a second, but one item costs 20: it goes, alone, on an empty slice.
+        assert_eq!(p.reserve_at(20, 900, t0), Ok(20));
+        assert!(p.reserve_at(20, 900, t0).is_err());
+        assert_eq!(p.reserve_at(20, 900, at(t0, 1000)), Ok(20));
+    }
+
+    #[test]
+    fn a_retry_after_pauses_for_all_of_it() {
+        let p = Pacer::new(&Profile::Units(6000), MIN);
+        p.on_rate_error(Some(Duration::from_secs(900)));
+        let wait = p.reserve(20, 20).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(890),
+            "a 15-minute penalty: {wait:?}"
+        );
+    }
+
+    #[test]
+    fn learning_raises_while_the_pacer_holds_back_and_settles_on_a_refusal() {
+        let p = Pacer::learning(
+            Learn {
+                start: 600,
+                ceiling: 6000,
+            },
+            MIN,
+        );
+        let t0 = p.state.lock().unwrap().raised_at;
+        assert_eq!(p.reserve_at(9, 9, t0), Ok(9));
+        assert!(p.reserve_at(9, 9, t0).is_err(), "held back");
+        // Not yet a quarter window: no raise.
+        let _ = p.reserve_at(9, 9, at(t0, 14_000));
+        assert_eq!(p.limit(), Some(600));
+        let _ = p.reserve_at(9, 9, at(t0, 15_000));
+        assert_eq!(p.limit(), Some(900));
+        // Run at the new pace, held back again, and raise once more.
+        assert!(p.reserve_at(14, 14, at(t0, 15_000)).is_err());
+        let _ = p.reserve_at(1, 1, at(t0, 30_000));
+        assert_eq!(p.limit(), Some(1350));
+        assert_eq!(p.learned(), None);
+        // A refusal: the limit is what the window holds, not less than the
+        // last clean limit; no raise after that.
+        p.on_refused();
+        assert_eq!(p.learned(), Some(900));
+        assert_eq!(p.limit(), Some(900));
+        assert!(p.reserve_at(14, 14, at(t0, 30_000)).is_err());
+        let _ = p.reserve_at(1, 1, at(t0, 50_000));
+        assert_eq!(p.limit(), Some(900), "settled");
+    }
+
+    #[test]
+    fn learning_stops_at_the_ceiling_and_a_refusal_before_any_raise_teaches_nothing() {
+        let p = Pacer::learning(
+            Learn {
+                start: 600,
+                ceiling: 700,
+            },
+            MIN,
+        );
+        let t0 = p.state.lock().unwrap().raised_at;
+        let _ = p.reserve_at(9, 9, t0);
+        let _ = p.reserve_at(9, 9, t0);
+        let _ = p.reserve_at(1, 1, at(t0, 15_000));
+        assert_eq!(p.limit(), Some(700));
+        let q = Pacer::learning(
+            Learn {
+                start: 600,
+                ceiling: 6000,
+            },
+            MIN,
+        );
+        q.on_refused();
+        assert_eq!(q.learned(), None);
+        assert_eq!(q.limit(), Some(600));
     }
 
     #[test]

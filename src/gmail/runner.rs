@@ -768,12 +768,10 @@ impl State {
                 let Some(c) = self.chunks.remove(&chunk) else {
                     return;
                 };
-                if c.stats.rate_errors == 0 && c.stats.concurrency_errors == 0 {
-                    runner.pacer.on_clean(rtt);
-                } else if c.stats.rate_errors >= 3 && c.stats.rate_errors * 4 >= c.stats.sent {
-                    // Many refusals at once: the quota is spent, slow down.
-                    // A stray one (a passing 429) is only retried.
-                    runner.pacer.on_rate_error(c.retry_after);
+                if c.stats.concurrency_errors == 0 || c.stats.rate_errors > 0 {
+                    runner
+                        .pacer
+                        .on_chunk(c.stats.sent, c.stats.rate_errors, c.retry_after, rtt);
                 }
                 self.report.rate_errors +=
                     (c.stats.rate_errors + c.stats.concurrency_errors) as u64;
