@@ -59,6 +59,7 @@ async fn engine_alone(c: Arc<Client>, ids: Vec<String>) -> f64 {
 async fn through_lua(c: Arc<Client>, ids: Vec<String>) -> f64 {
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let host = Host::new(HostConfig {
+        pacer: None,
         client: c,
         profile: Profile::Off,
         window: Duration::from_secs(60),

@@ -15,15 +15,18 @@ use crate::exit::{
     UsageError, EXIT_FAILED_ITEMS, EXIT_INTERRUPTED, EXIT_OK, EXIT_STOPPED, EXIT_USAGE,
 };
 use crate::gmail::client::{ClientConfig, GOOGLE_BASE_URL};
-use crate::gmail::quota::Profile;
+use crate::gmail::quota::{Learn, Pacer, Profile, LEARN_CEILING};
 use crate::gmail::Client;
 use crate::lua::{Host, HostConfig, Outcome};
+use crate::quota_memory::QuotaMemory;
 
 /// What a run talks to; keeps an in-process simulator alive.
 pub struct Connection {
     pub client: Arc<Client>,
     pub profile: Profile,
     pub window: Duration,
+    /// With `--quota auto`: a learning pacer that remembers what it finds.
+    pub pacer: Option<Arc<Pacer>>,
     pub sim: Option<crate::sim::SimHandle>,
 }
 
@@ -66,6 +69,7 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
             client: Arc::new(client),
             profile,
             window: handle.sim.quota.window,
+            pacer: None,
             sim: Some(handle),
         });
     }
@@ -88,7 +92,11 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
                 Arc::new(FixedToken::new(token))
             }
         };
-        return token_connection(c, base_url, user, tokens).await;
+        let who = match &c.account {
+            Some(name) => format!("account:{name} endpoint:{base_url}"),
+            None => format!("endpoint:{base_url}"),
+        };
+        return token_connection(c, base_url, user, tokens, &who).await;
     }
     let name = match &c.account {
         Some(name) => name.clone(),
@@ -102,7 +110,42 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
         })?,
     };
     let tokens = crate::app_auth::account_tokens(&name, c.user.as_deref()).await?;
-    token_connection(c, GOOGLE_BASE_URL.to_string(), user, tokens).await
+    let who = format!("account:{name}");
+    token_connection(c, GOOGLE_BASE_URL.to_string(), user, tokens, &who).await
+}
+
+/// `--quota auto`: the pace learned before for this account (or endpoint)
+/// and mailbox, with no probing; else a pacer that finds it from the 2026
+/// budget up and writes it down the moment a refusal shows it.
+fn auto_pacer(who: &str, mailbox: &str, window: Duration) -> Arc<Pacer> {
+    let Some(dir) = crate::quota_memory::data_dir() else {
+        tracing::warn!("no data directory: the quota learned is not kept for the next run");
+        return Arc::new(Pacer::new(&Profile::Auto, window));
+    };
+    let memory = QuotaMemory::new(&dir, who, mailbox, window);
+    if let Some(units) = memory.get() {
+        tracing::info!(
+            "quota: {units} units per window, as learned before ({})",
+            memory.path().display()
+        );
+        return Arc::new(Pacer::new(&Profile::Units(units), window));
+    }
+    let learn = Learn {
+        start: Profile::P2026.per_user().unwrap_or(6_000),
+        ceiling: LEARN_CEILING,
+    };
+    Arc::new(
+        Pacer::learning(learn, window).on_learned(move |units| match memory.put(units) {
+            Ok(()) => tracing::info!(
+                "quota: learned {units} units per window; kept in {}",
+                memory.path().display()
+            ),
+            Err(e) => tracing::warn!(
+                "quota: learned {units} units per window but cannot keep it in {}: {e}",
+                memory.path().display()
+            ),
+        }),
+    )
 }
 
 /// GMAILSCRIPT_TOKEN as it was at start; `main` takes it out of the
@@ -135,7 +178,9 @@ async fn token_connection(
     base_url: String,
     user: String,
     tokens: Arc<dyn TokenSource>,
+    who: &str,
 ) -> anyhow::Result<Connection> {
+    let pacer = (c.quota == Profile::Auto).then(|| auto_pacer(who, &user, c.quota_window));
     let client = Client::new(
         ClientConfig {
             base_url,
@@ -151,6 +196,7 @@ async fn token_connection(
         client: Arc::new(client),
         profile: c.quota.clone(),
         window: c.quota_window,
+        pacer,
         sim: None,
     })
 }
@@ -184,6 +230,7 @@ pub async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<u8> {
         client: conn.client.clone(),
         profile: conn.profile.clone(),
         window: conn.window,
+        pacer: conn.pacer.clone(),
         dry_run: args.dry_run,
         quiet: args.quiet,
         verbose,

@@ -72,9 +72,14 @@ pub struct ConnArgs {
     /// https:// URL, or http:// to this machine (127.0.0.1, ::1, localhost).
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
-    /// Quota profile to pace for with --endpoint: 2026, legacy, off, or
-    /// units per window.
-    #[arg(long, default_value = "2026", value_parser = parse_client_profile)]
+    /// Quota to pace for with --endpoint or an account. auto: start at the
+    /// 2026 pace (6,000 units a minute), raise it while no call is refused,
+    /// settle just under the first refusal and remember that for this
+    /// account (or endpoint) and mailbox in the data directory
+    /// (GMAILSCRIPT_DATA_DIR overrides it), so later runs start there.
+    /// 2026, legacy or a number of units per window: pace to that, learn
+    /// nothing. off: no pacing.
+    #[arg(long, default_value = "auto", value_parser = parse_client_profile)]
     pub quota: crate::gmail::quota::Profile,
     /// The quota window to pace for (60s on Gmail; 60s divided by a
     /// simulator's --speed).
@@ -401,7 +406,7 @@ fn parse_profile(s: &str) -> Result<crate::sim::quota::Rules, String> {
 
 fn parse_client_profile(s: &str) -> Result<crate::gmail::quota::Profile, String> {
     crate::gmail::quota::Profile::parse(s).ok_or_else(|| {
-        format!("unknown quota profile {s:?}; use 2026, legacy, off or a number of units")
+        format!("unknown quota profile {s:?}; use auto, 2026, legacy, off or a number of units")
     })
 }
 

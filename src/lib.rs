@@ -11,6 +11,7 @@ pub mod exit;
 pub mod gmail;
 pub mod lua;
 pub mod output;
+pub mod quota_memory;
 pub mod repl;
 pub mod sim;
 pub mod store;

@@ -42,6 +42,7 @@ pub async fn run(args: ReplArgs, verbose: u8) -> anyhow::Result<u8> {
         client: conn.client.clone(),
         profile: conn.profile.clone(),
         window: conn.window,
+        pacer: conn.pacer.clone(),
         dry_run: args.dry_run,
         quiet: false,
         verbose,

@@ -572,3 +572,48 @@ async fn a_sink_error_stops_and_the_item_is_not_done() {
     assert!(report.not_done >= 1);
     h.stop().await;
 }
+
+/// `--quota auto` against a legacy-quota server (15,000 units a minute,
+/// get = 5: ten times the 2026 pace): the pacer raises its pace while it is
+/// what holds the run back, settles under the first refusal, and tells the
+/// limit once; a second run told that limit is refused nothing.
+#[tokio::test]
+async fn an_auto_pacer_finds_a_legacy_quota_and_the_next_run_starts_there() {
+    use gmailscript::gmail::quota::Pacer;
+    let speed = 60.0;
+    let (h, client, ids) = setup(SimConfig {
+        quota: SimRules::Legacy,
+        speed,
+        ..sim_config(8000)
+    })
+    .await;
+    let window = h.sim.quota.window;
+    let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = told.clone();
+    let pacer = Arc::new(
+        Pacer::new(&Profile::Auto, window).on_learned(move |u| sink.lock().unwrap().push(u)),
+    );
+    let runner = Runner::with_pacer(client.clone(), Profile::Auto, pacer.clone());
+    let (report, seen) = fetch(&runner, &ids, &mut DefaultPolicy, &quick()).await;
+    assert_eq!(report.ok, 8000, "{report:?}");
+    assert!(seen.values().all(|n| *n == 1));
+    let told = told.lock().unwrap().clone();
+    assert_eq!(told.len(), 1, "told once: {told:?}");
+    // 15,000 legacy units are 3,000 gets, 60,000 units at 2026 costs.
+    let learned = told[0];
+    assert!((40_000..=66_000).contains(&learned), "learned {learned}");
+    assert_eq!(pacer.learned(), Some(learned));
+    let calls = report.ok + report.retried;
+    assert!(
+        report.rate_errors * 50 <= calls,
+        "at most 2% refused: {} of {calls}",
+        report.rate_errors
+    );
+    // The next run paces to what was learned: nothing refused.
+    tokio::time::sleep(window + Duration::from_millis(100)).await;
+    let next = Runner::new(client, Profile::Units(learned), window);
+    let (report, _) = fetch(&next, &ids[..4000], &mut DefaultPolicy, &quick()).await;
+    assert_eq!(report.ok, 4000);
+    assert_eq!(report.rate_errors, 0, "{report:?}");
+    h.stop().await;
+}

@@ -22,6 +22,9 @@ pub enum Profile {
     Legacy,
     /// Explicit units per window, with the 2026 cost table.
     Units(u64),
+    /// Not known: the 2026 cost table, and a pace found by a [`Learn`]ing
+    /// pacer from the 2026 budget up.
+    Auto,
     /// No pacing.
     Off,
 }
@@ -32,13 +35,14 @@ impl Profile {
             "2026" => Some(Profile::P2026),
             "legacy" => Some(Profile::Legacy),
             "off" => Some(Profile::Off),
+            "auto" => Some(Profile::Auto),
             n => n.parse().ok().filter(|n| *n > 0).map(Profile::Units),
         }
     }
 
     pub fn per_user(&self) -> Option<u64> {
         match self {
-            Profile::P2026 => Some(6_000),
+            Profile::P2026 | Profile::Auto => Some(6_000),
             Profile::Legacy => Some(15_000),
             Profile::Units(n) => Some(*n),
             Profile::Off => None,
@@ -96,10 +100,26 @@ pub struct Learn {
     pub ceiling: u64,
 }
 
-#[derive(Debug)]
+/// The most a learning pacer raises the 2026 budget: twenty times (a legacy
+/// project's quota counted at 2026 costs is ten times it).
+pub const LEARN_CEILING: u64 = 20 * 6_000;
+
+type Learned = Box<dyn Fn(u64) + Send + Sync>;
+
 pub struct Pacer {
     window: Duration,
     state: Mutex<PacerState>,
+    /// Told the limit as soon as a refusal shows it, to remember it.
+    on_learned: Option<Learned>,
+}
+
+impl std::fmt::Debug for Pacer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pacer")
+            .field("window", &self.window)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -118,6 +138,9 @@ struct PacerState {
     strays: (u32, Instant),
     /// When the share last crept back up.
     crept_at: Instant,
+    /// The short-window bucket (units; negative: in debt), as of `bucket_at`.
+    bucket: f64,
+    bucket_at: Instant,
     /// The pacer held a chunk back since the last raise: the limit, not
     /// the pipeline, is what sets the pace.
     held_back: bool,
@@ -136,8 +159,24 @@ struct PacerState {
 impl Pacer {
     /// `window` is 60 s for real Gmail; shorter against a simulator whose
     /// quota clock runs faster.
+    /// `Auto` learns (see [`Learn`]) from the 2026 budget up.
     pub fn new(profile: &Profile, window: Duration) -> Pacer {
-        Pacer::with_limit(profile.per_user(), None, window)
+        match profile {
+            Profile::Auto => Pacer::learning(
+                Learn {
+                    start: 6_000,
+                    ceiling: LEARN_CEILING,
+                },
+                window,
+            ),
+            p => Pacer::with_limit(p.per_user(), None, window),
+        }
+    }
+
+    /// Call `f` with the limit once a refusal has shown it (at most once).
+    pub fn on_learned(mut self, f: impl Fn(u64) + Send + Sync + 'static) -> Pacer {
+        self.on_learned = Some(Box::new(f));
+        self
     }
 
     /// A pacer that finds the limit itself (see [`Learn`]).
@@ -152,6 +191,7 @@ impl Pacer {
     fn with_limit(limit: Option<u64>, learn: Option<Learn>, window: Duration) -> Pacer {
         Pacer {
             window,
+            on_learned: None,
             state: Mutex::new(PacerState {
                 limit,
                 learn,
@@ -160,6 +200,8 @@ impl Pacer {
                 safe: limit.unwrap_or(0),
                 strays: (0, Instant::now()),
                 crept_at: Instant::now(),
+                bucket: f64::MAX,
+                bucket_at: Instant::now(),
                 held_back: false,
                 spends: VecDeque::new(),
                 in_window: 0,
@@ -172,12 +214,32 @@ impl Pacer {
     }
 
     /// While learning: raise the limit when the pacer, not the pipeline,
-    /// has been what held the run back for a quarter of a window.
+    /// has been what held the run back for a quarter of a window: it held
+    /// a chunk back, and that quarter spent nearly its share of the budget.
     fn maybe_raise(&self, st: &mut PacerState, now: Instant) {
         let (Some(learn), Some(limit)) = (st.learn, st.limit) else {
             return;
         };
-        if st.held_back && now.duration_since(st.raised_at) >= self.window / 4 {
+        let quarter = self.window / 4;
+        if !st.held_back || now.duration_since(st.raised_at) < quarter {
+            return;
+        }
+        let recent: u64 = st
+            .spends
+            .iter()
+            .rev()
+            .take_while(|(t, _)| now.duration_since(*t) < quarter)
+            .map(|(_, u)| u)
+            .sum();
+        let share = (limit as f64 * st.share / 4.0) as u64;
+        if recent * 10 < share * 9 {
+            // The pipeline is slower than the pace: a higher one would not
+            // be used; look again a quarter later.
+            st.raised_at = now;
+            st.held_back = false;
+            return;
+        }
+        {
             let raised = ((limit as f64 * RAISE) as u64).min(learn.ceiling);
             st.safe = limit;
             st.limit = Some(raised);
@@ -220,44 +282,26 @@ impl Pacer {
         }
         let allowed = (limit as f64 * st.share) as u64;
         let free = allowed.saturating_sub(st.in_window);
-        // This slice's share, and what the last slice already took.
-        let slice = self.window / SLICES;
-        let per_slice = (allowed / u64::from(SLICES)).max(1);
-        let recent: u64 = st
-            .spends
-            .iter()
-            .rev()
-            .take_while(|(t, _)| now.duration_since(*t) < slice)
-            .map(|(_, u)| u)
-            .sum();
-        let slice_free = per_slice.saturating_sub(recent);
-        let grant = if free >= min && (slice_free >= min || recent == 0) {
-            // A single item costlier than a slice goes alone, on an empty one.
-            max.min(free).min(slice_free.max(min))
-        } else if st.in_window == 0 {
+        // The short window: a bucket that fills at the window's average
+        // rate and holds one slice's worth, so no second takes much more
+        // than its share; what a slice leaves unspent carries over. An item
+        // costlier than the bucket goes alone when it is full, leaving it
+        // in debt that the next slices repay.
+        let rate = allowed as f64 / self.window.as_secs_f64().max(1e-6);
+        let cap = (allowed as f64 / f64::from(SLICES)).max(1.0);
+        let dt = now.saturating_duration_since(st.bucket_at).as_secs_f64();
+        st.bucket = (st.bucket + rate * dt).min(cap);
+        st.bucket_at = st.bucket_at.max(now);
+        let need = (min as f64).min(cap);
+        let grant = if free >= min && st.bucket >= need {
+            let room = (st.bucket.max(0.0) as u64).max(min);
+            max.min(free).min(room)
+        } else if st.in_window == 0 && st.bucket >= need {
             min
-        } else if free >= min {
+        } else if free >= min || st.in_window == 0 {
             st.held_back = true;
-            // Until enough of the last slice's spends age out of it.
-            let in_slice = st
-                .spends
-                .iter()
-                .rev()
-                .take_while(|(t, _)| now.duration_since(*t) < slice)
-                .count();
-            let first = st.spends.len() - in_slice;
-            let mut used = recent;
-            let mut until = now;
-            for &(t, u) in st.spends.iter().skip(first) {
-                used -= u;
-                until = t + slice;
-                if used + min <= per_slice {
-                    break;
-                }
-            }
-            return Err(until
-                .saturating_duration_since(now)
-                .max(Duration::from_millis(1)));
+            let wait = (need - st.bucket) / rate.max(1e-9);
+            return Err(Duration::from_secs_f64(wait.clamp(0.001, 86_400.0)));
         } else {
             st.held_back = true;
             // Until enough of the oldest spends leave the window.
@@ -274,6 +318,7 @@ impl Pacer {
                 .saturating_duration_since(now)
                 .max(Duration::from_millis(1)));
         };
+        st.bucket -= grant as f64;
         st.spends.push_back((now, grant));
         st.in_window += grant;
         st.spent_total += grant;
@@ -284,6 +329,7 @@ impl Pacer {
     pub fn refund(&self, units: u64) {
         let mut st = self.state.lock().unwrap();
         st.spent_total = st.spent_total.saturating_sub(units);
+        st.bucket += units as f64;
         let mut left = units;
         while left > 0 {
             let Some(last) = st.spends.back_mut() else {
@@ -303,15 +349,22 @@ impl Pacer {
     /// The quota ran out (a chunk met many rate errors): lower the ceiling,
     /// and honour Retry-After.
     pub fn on_rate_error(&self, retry_after: Option<Duration>) {
-        let mut st = self.state.lock().unwrap();
-        if !self.settle(&mut st) {
-            st.share = (st.share * 0.9).max(FLOOR);
-        }
-        if let Some(d) = retry_after {
-            // The whole wait: a penalty lasts as long as it says, and calls
-            // sent into it would only be refused.
-            let until = Instant::now() + d;
-            st.paused_until = Some(st.paused_until.map_or(until, |p| p.max(until)));
+        let learned = {
+            let mut st = self.state.lock().unwrap();
+            let learned = self.settle(&mut st).then_some(st.limit).flatten();
+            if learned.is_none() {
+                st.share = (st.share * 0.9).max(FLOOR);
+            }
+            if let Some(d) = retry_after {
+                // The whole wait: a penalty lasts as long as it says, and
+                // calls sent into it would only be refused.
+                let until = Instant::now() + d;
+                st.paused_until = Some(st.paused_until.map_or(until, |p| p.max(until)));
+            }
+            learned
+        };
+        if let (Some(limit), Some(f)) = (learned, &self.on_learned) {
+            f(limit);
         }
     }
 
@@ -355,8 +408,13 @@ impl Pacer {
     /// that is the limit found: just under what the window holds now, the
     /// refused calls refunded (the server did not count them).
     pub fn on_refused(&self) {
-        let mut st = self.state.lock().unwrap();
-        self.settle(&mut st);
+        let learned = {
+            let mut st = self.state.lock().unwrap();
+            self.settle(&mut st).then_some(st.limit).flatten()
+        };
+        if let (Some(limit), Some(f)) = (learned, &self.on_learned) {
+            f(limit);
+        }
     }
 
     fn settle(&self, st: &mut PacerState) -> bool {
@@ -432,9 +490,10 @@ mod tests {
         let t0 = Instant::now();
         // 98% of 6,000 is 5,880 a minute: 98 a second, never a burst.
         assert_eq!(p.reserve_at(20, 2000, t0), Ok(98));
+        // 20 more units come in 20/98 of a second.
         let wait = p.reserve_at(20, 20, t0).unwrap_err();
         assert!(
-            wait <= Duration::from_secs(1) && wait > Duration::from_millis(990),
+            wait > Duration::from_millis(200) && wait < Duration::from_millis(210),
             "{wait:?}"
         );
         for s in 1..60 {
@@ -476,10 +535,12 @@ mod tests {
     fn a_single_costly_item_goes_alone() {
         let p = Pacer::new(&Profile::Units(1000), MIN);
         let t0 = Instant::now();
-        // 16 a second, but one item costs 20: it goes, alone, on an empty slice.
+        // 16.3 a second, but one item costs 20: it goes, alone, on a full
+        // bucket; the debt is repaid before the next one goes.
         assert_eq!(p.reserve_at(20, 900, t0), Ok(20));
         assert!(p.reserve_at(20, 900, t0).is_err());
-        assert_eq!(p.reserve_at(20, 900, at(t0, 1000)), Ok(20));
+        assert!(p.reserve_at(20, 900, at(t0, 1000)).is_err());
+        assert_eq!(p.reserve_at(20, 900, at(t0, 1300)), Ok(20));
     }
 
     #[test]
@@ -493,6 +554,15 @@ mod tests {
         );
     }
 
+    /// Takes what the pacer gives every 50 ms from `from` to `to` (ms after
+    /// t0), as a pipeline faster than the pace would.
+    fn drive(p: &Pacer, t0: Instant, from: u64, to: u64) -> u64 {
+        (from..to)
+            .step_by(50)
+            .filter_map(|ms| p.reserve_at(1, 10_000, at(t0, ms)).ok())
+            .sum()
+    }
+
     #[test]
     fn learning_raises_while_the_pacer_holds_back_and_settles_on_a_refusal() {
         let p = Pacer::learning(
@@ -503,26 +573,41 @@ mod tests {
             MIN,
         );
         let t0 = p.state.lock().unwrap().raised_at;
-        assert_eq!(p.reserve_at(9, 9, t0), Ok(9));
-        assert!(p.reserve_at(9, 9, t0).is_err(), "held back");
-        // Not yet a quarter window: no raise.
-        let _ = p.reserve_at(9, 9, at(t0, 14_000));
+        // 588 a minute is 147 a quarter: taken in full, then a raise.
+        let got = drive(&p, t0, 0, 15_000);
+        assert!((140..=160).contains(&got), "{got}");
         assert_eq!(p.limit(), Some(600));
-        let _ = p.reserve_at(9, 9, at(t0, 15_000));
+        drive(&p, t0, 15_000, 15_050);
         assert_eq!(p.limit(), Some(900));
-        // Run at the new pace, held back again, and raise once more.
-        assert!(p.reserve_at(14, 14, at(t0, 15_000)).is_err());
-        let _ = p.reserve_at(1, 1, at(t0, 30_000));
+        drive(&p, t0, 15_050, 30_050);
         assert_eq!(p.limit(), Some(1350));
         assert_eq!(p.learned(), None);
         // A refusal: the limit is what the window holds, not less than the
         // last clean limit; no raise after that.
         p.on_refused();
-        assert_eq!(p.learned(), Some(900));
-        assert_eq!(p.limit(), Some(900));
-        assert!(p.reserve_at(14, 14, at(t0, 30_000)).is_err());
-        let _ = p.reserve_at(1, 1, at(t0, 50_000));
-        assert_eq!(p.limit(), Some(900), "settled");
+        let learned = p.learned().unwrap();
+        assert!(learned >= 900 && Some(learned) == p.limit(), "{learned}");
+        drive(&p, t0, 30_050, 60_000);
+        assert_eq!(p.limit(), Some(learned), "settled");
+    }
+
+    #[test]
+    fn a_pipeline_slower_than_the_pace_is_not_a_reason_to_raise() {
+        let p = Pacer::learning(
+            Learn {
+                start: 600,
+                ceiling: 6000,
+            },
+            MIN,
+        );
+        let t0 = p.state.lock().unwrap().raised_at;
+        // One small item a second: held back at times, but far below pace.
+        for s in 0..40 {
+            let _ = p.reserve_at(1, 1, at(t0, s * 1000));
+            let _ = p.reserve_at(9, 9, at(t0, s * 1000));
+            let _ = p.reserve_at(9, 9, at(t0, s * 1000));
+        }
+        assert_eq!(p.limit(), Some(600));
     }
 
     #[test]
@@ -535,10 +620,10 @@ mod tests {
             MIN,
         );
         let t0 = p.state.lock().unwrap().raised_at;
-        let _ = p.reserve_at(9, 9, t0);
-        let _ = p.reserve_at(9, 9, t0);
-        let _ = p.reserve_at(1, 1, at(t0, 15_000));
+        drive(&p, t0, 0, 15_050);
         assert_eq!(p.limit(), Some(700));
+        drive(&p, t0, 15_050, 45_000);
+        assert_eq!(p.limit(), Some(700), "no further");
         let q = Pacer::learning(
             Learn {
                 start: 600,

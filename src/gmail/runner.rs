@@ -307,8 +307,14 @@ struct InFlight {
 
 impl Runner {
     pub fn new(client: Arc<Client>, profile: Profile, window: Duration) -> Runner {
+        let pacer = Arc::new(Pacer::new(&profile, window));
+        Runner::with_pacer(client, profile, pacer)
+    }
+
+    /// A runner pacing with `pacer` (one that tells what it learns, say).
+    pub fn with_pacer(client: Arc<Client>, profile: Profile, pacer: Arc<Pacer>) -> Runner {
         Runner {
-            pacer: Arc::new(Pacer::new(&profile, window)),
+            pacer,
             client,
             profile,
         }

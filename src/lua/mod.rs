@@ -34,6 +34,9 @@ pub struct HostConfig {
     pub profile: Profile,
     /// The quota window (60 s on Gmail; shorter on a sped-up simulator).
     pub window: Duration,
+    /// A pacer made by the caller (to learn the quota and remember it);
+    /// else one for `profile` and `window`.
+    pub pacer: Option<Arc<crate::gmail::quota::Pacer>>,
     pub dry_run: bool,
     /// No progress bars, no info logs.
     pub quiet: bool,
@@ -137,7 +140,10 @@ impl Host {
         // Ctrl-C ends the waits of single calls too, not only batches'.
         cfg.client.watch_cancel(cfg.cancel.clone());
         let ctx = Rc::new(Ctx {
-            runner: Runner::new(cfg.client, cfg.profile, cfg.window),
+            runner: match cfg.pacer {
+                Some(p) => Runner::with_pacer(cfg.client, cfg.profile, p),
+                None => Runner::new(cfg.client, cfg.profile, cfg.window),
+            },
             dry_run: cfg.dry_run,
             quiet: cfg.quiet,
             verbose: cfg.verbose,
