@@ -2,17 +2,16 @@
 //!
 //! Each message is kept as a small [`Recipe`]; its RFC 5322 text is rendered
 //! on demand. Everything in a rendered message (words, boundaries, attachment
-//! bytes) comes from the recipe's seed through [`Mix`](layout::Mix), so the
-//! same recipe always renders the same bytes, and sizes are known without
-//! rendering.
+//! bytes) comes from the recipe's seed through `Mix`, so the same recipe
+//! always renders the same bytes, and sizes are known without rendering.
 //!
 //! This file is the public surface ([`generate`], [`standard_labels`],
 //! [`message_id_for`], [`SYSTEM_LABELS`], [`Recipe`]) and the planning of a
 //! mailbox: threads, people, sizes and labels drawn from a seeded RNG. The
 //! rest is split by concern:
 //! - `pools`: the static tables (cultures, contacts, services, word lists);
-//! - `layout`: the [`Mix`](layout::Mix) mixer, lines of words of known
-//!   length, and the byte sinks that either write or count;
+//! - `layout`: the `Mix` mixer, lines of words of known length, and the
+//!   byte sinks that either write or count;
 //! - `headers`: RFC 5322 header pieces (encoded words, dates, ids, boundaries);
 //! - `render`: a [`Recipe`] turned into bytes.
 
