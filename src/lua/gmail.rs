@@ -15,7 +15,6 @@ use mlua::{
     AnyUserData, Function, Lua, LuaSerdeExt, MetaMethod, Table, UserData, UserDataMethods, Value,
 };
 
-use crate::gmail::backoff::Backoff;
 use crate::gmail::chunk::ChunkStats;
 use crate::gmail::client::{HistoryError, MessageRef, PageGuard};
 use crate::gmail::request::{Format, ListQuery, Request};
@@ -218,7 +217,7 @@ async fn list(lua: Lua, opts: Option<Value>) -> mlua::Result<AnyUserData> {
         include_spam_trash: o.boolean("include_spam_trash")?.unwrap_or(false),
         page_size: o.integer("page_size", 1, 500)?.unwrap_or(500) as u32,
     };
-    let limit = o.integer("limit", 0, i64::MAX)?.map(|n| n as u64);
+    let limit = o.integer("limit", 0, u32::MAX.into())?.map(|n| n as u64);
     let ctx = super::ctx(&lua);
     let stream = ctx.client().list_messages(query, ctx.backoff.clone());
     lua.create_userdata(IdIter {
@@ -554,6 +553,28 @@ struct LuaPolicy {
     retries: u64,
 }
 
+/// The wait of an on_error `"retry", seconds`: a script's number, so
+/// checked as every wait is; a wrong one raises (the run stops saying so)
+/// rather than waits forever or never.
+fn retry_wait(v: &Value) -> mlua::Result<Option<Duration>> {
+    if v.is_nil() {
+        return Ok(None);
+    }
+    super::opts::seconds(v).map(Some).map_err(|_| {
+        let max = super::opts::MAX_WAIT_SECS;
+        mlua::Error::runtime(match v {
+            Value::Integer(_) | Value::Number(_) => format!(
+                "gmail.batch: on_error returned \"retry\" with a wait of {} seconds; the wait must be from 0 to {max} seconds",
+                display(v)
+            ),
+            other => format!(
+                "gmail.batch: on_error returned \"retry\" with a wait of {}; the wait must be a number of seconds from 0 to {max}",
+                super::opts::got(other)
+            ),
+        })
+    })
+}
+
 enum ChunkRule {
     Fixed(usize),
     Func(Function),
@@ -571,7 +592,7 @@ impl Policy for LuaPolicy {
             None => crate::gmail::runner::DefaultPolicy.on_error(err, key, attempt),
             Some(f) => {
                 let call = || -> mlua::Result<Decision> {
-                    let (word, delay): (Value, Option<f64>) =
+                    let (word, delay): (Value, Value) =
                         f.call((err_table(&self.lua, err)?, key, attempt))?;
                     let word = match &word {
                         Value::String(s) => s.to_str()?.to_string(),
@@ -587,9 +608,7 @@ impl Policy for LuaPolicy {
                         }
                     };
                     match word.as_str() {
-                        "retry" => Ok(Decision::Retry(
-                            delay.filter(|d| d.is_finite() && *d >= 0.0).map(Duration::from_secs_f64),
-                        )),
+                        "retry" => Ok(Decision::Retry(retry_wait(&delay)?)),
                         "skip" => Ok(Decision::Skip),
                         "fail" => Ok(Decision::Fail),
                         "abort" => Ok(Decision::Abort),
@@ -912,26 +931,24 @@ async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Result<Ta
     let backoff = match o.raw("backoff")? {
         Value::Nil => ctx.backoff.clone(),
         v @ Value::Table(_) => {
-            let b = Opts::new(
-                "gmail.batch backoff",
-                Some(v),
+            let b = Opts::nested(
+                "gmail.batch",
+                "backoff",
+                v,
                 &["attempts", "base", "max", "jitter"],
             )?;
-            let attempts = b.integer("attempts", 1, 1000)?.map(|n| n as u32);
+            let (backoff, attempts_given) = super::retry::backoff_options(&b, &ctx.backoff)?;
             // backoff.attempts caps the tries too, unless max_attempts says.
-            max_attempts = max_attempts.or(attempts);
-            Backoff {
-                attempts: attempts.unwrap_or(ctx.backoff.attempts),
-                base: b.duration("base")?.unwrap_or(ctx.backoff.base),
-                cap: b.duration("max")?.unwrap_or(ctx.backoff.cap),
-                jitter: b.string("jitter")?.as_deref() != Some("none"),
+            if attempts_given {
+                max_attempts = max_attempts.or(Some(backoff.attempts));
             }
+            backoff
         }
         other => return Err(o.error("backoff", "a table {attempts, base, max, jitter}", &other)),
     };
     let show_progress = o.boolean("progress")?.unwrap_or(true);
     let total = o
-        .integer("total", 0, i64::MAX)?
+        .integer("total", 0, u32::MAX.into())?
         .map(|n| n as u64)
         .or(match &ids {
             Ids::List(l) => Some(l.len() as u64),
