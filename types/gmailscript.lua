@@ -2,6 +2,8 @@
 -- LuaLS stubs for the gmailscript Lua API: editors complete and check
 -- scripts with them. Add this folder to "workspace.library" in .luarc.json.
 -- Reference: docs/lua-api.md.
+-- The script's own coroutines (coroutine.resume, coroutine.wrap) may call
+-- gmail.*, retry and sleep; batch callbacks may not (see docs, Coroutines).
 
 ---Script arguments: `gmailscript run script.lua -- a b` gives arg[1] == "a".
 ---arg[0] is the script path. They are also the script's `...`.
