@@ -248,6 +248,21 @@ fn lua_options() {
             "json.encode(0/0)".into(),
             vec!["json.encode", "no JSON form"],
         ),
+        (
+            "gmail.default_policy.on_error = function() return 'skip' end".into(),
+            vec!["gmail.default_policy is read-only", "on_error of your own"],
+        ),
+        (
+            "gmail.default_policy = { on_error = function() return 'skip' end }".into(),
+            vec!["gmail.default_policy is read-only"],
+        ),
+        (
+            "gmail.default_policy.on_error('boom', 'x', 1)".into(),
+            vec![
+                "gmail.default_policy.on_error: err must be an error table",
+                "string (\"boom\")",
+            ],
+        ),
         ("output.jsonl()".into(), vec!["output.jsonl"]),
         (
             "output.jsonl('x.jsonl', {append = true})".into(),

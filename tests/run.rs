@@ -970,3 +970,40 @@ print(ok, (tostring(e):gsub("\nstack traceback:.*", "")))
         "{stdout}\n{stderr}"
     );
 }
+
+#[test]
+fn the_default_policy_in_lua_is_the_built_in_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, stderr) = run_lua(
+        dir.path(),
+        "policy.lua",
+        r#"
+local words = {}
+for _, c in ipairs{ "rate", "server", "network", "auth", "not_found", "precondition",
+                    "invalid", "quota_daily", "forbidden", "malformed", "no_such_class" } do
+  words[#words + 1] = c .. "=" .. gmail.default_policy.on_error({ class = c }, "id", 1)
+end
+print(table.concat(words, " "))
+print(gmail.default_policy.on_error({}, "id", 1))
+-- Without on_error a deleted message is skipped; an on_error that returns
+-- nil, or delegates, gets the same.
+local missing = { "0000000000000000" }
+local a = gmail.batch(missing, { format = "minimal" })
+local b = gmail.batch(missing, { format = "minimal", on_error = function() end })
+local c = gmail.batch(missing, { format = "minimal", on_error = gmail.default_policy.on_error })
+print(a.skipped, b.skipped, c.skipped, a.failed + b.failed + c.failed)
+for k in pairs(gmail.default_policy) do print("field", k) end
+"#,
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "rate=retry server=retry network=retry auth=abort not_found=skip precondition=abort \
+             invalid=fail quota_daily=fail forbidden=fail malformed=fail no_such_class=fail",
+            "fail",
+            "1\t1\t1\t0",
+            "field\ton_error",
+        ]
+    );
+}

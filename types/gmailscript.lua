@@ -10,7 +10,7 @@
 ---@type string[]
 arg = {}
 
----@alias ErrorClass "rate"|"server"|"network"|"auth"|"not_found"|"precondition"|"invalid"|"quota_daily"|"forbidden"
+---@alias ErrorClass "rate"|"server"|"network"|"auth"|"not_found"|"precondition"|"invalid"|"quota_daily"|"forbidden"|"malformed"
 
 ---An API error. Expected failures of a call come back as `nil, err`.
 ---tostring(err) gives "STATUS REASON: MESSAGE" (and the diagnosis).
@@ -210,11 +210,13 @@ function gmail.modify(ids, opts) end
 ---@return BatchReport
 function gmail.trash(ids) end
 
----The policy gmail.batch uses when a script gives no on_error (it ships as
----scripts/default_policy.lua); gmail.modify and gmail.trash always use it.
+---The built-in policy gmail.batch uses when a script gives no on_error;
+---gmail.modify and gmail.trash always use it. Read-only: setting a field,
+---or replacing it, raises.
 gmail.default_policy = {}
 ---rate, server, network: "retry"; not_found: "skip"; precondition, auth:
----"abort"; invalid, quota_daily, forbidden: "fail".
+---"abort"; invalid, quota_daily, forbidden, malformed (and an unknown or
+---missing class): "fail".
 ---@param err GmailError
 ---@param id string
 ---@param attempt integer

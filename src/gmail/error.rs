@@ -26,6 +26,25 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Every class, in the order the docs list them.
+    pub const ALL: [ErrorClass; 10] = [
+        ErrorClass::Rate,
+        ErrorClass::Server,
+        ErrorClass::Network,
+        ErrorClass::Auth,
+        ErrorClass::NotFound,
+        ErrorClass::Precondition,
+        ErrorClass::Invalid,
+        ErrorClass::QuotaDaily,
+        ErrorClass::Forbidden,
+        ErrorClass::Malformed,
+    ];
+
+    /// The class named `s` (as `as_str` gives it), if any.
+    pub fn parse(s: &str) -> Option<ErrorClass> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             ErrorClass::Rate => "rate",
@@ -166,11 +185,13 @@ impl ApiError {
         Self::local(ErrorClass::Network, "network", message)
     }
 
-    /// The default policy retries these classes with backoff.
+    /// The default policy ([`DefaultPolicy::decide`]) retries this error.
+    ///
+    /// [`DefaultPolicy::decide`]: super::runner::DefaultPolicy::decide
     pub fn is_retryable_by_default(&self) -> bool {
         matches!(
-            self.class,
-            ErrorClass::Rate | ErrorClass::Server | ErrorClass::Network
+            super::runner::DefaultPolicy::decide(self.class),
+            super::runner::Decision::Retry(_)
         )
     }
 }
@@ -977,18 +998,7 @@ mod tests {
 
     #[test]
     fn class_names() {
-        let all = [
-            Rate,
-            Server,
-            Network,
-            Auth,
-            NotFound,
-            Precondition,
-            Invalid,
-            QuotaDaily,
-            Forbidden,
-        ];
-        let names: Vec<_> = all.iter().map(ErrorClass::as_str).collect();
+        let names: Vec<_> = ErrorClass::ALL.iter().map(ErrorClass::as_str).collect();
         assert_eq!(
             names,
             [
@@ -1000,9 +1010,15 @@ mod tests {
                 "precondition",
                 "invalid",
                 "quota_daily",
-                "forbidden"
+                "forbidden",
+                "malformed"
             ]
         );
         assert_eq!(QuotaDaily.to_string(), "quota_daily");
+        for c in ErrorClass::ALL {
+            assert_eq!(ErrorClass::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(ErrorClass::parse("Rate"), None);
+        assert_eq!(ErrorClass::parse(""), None);
     }
 }

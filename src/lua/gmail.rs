@@ -19,7 +19,7 @@ use crate::gmail::chunk::ChunkStats;
 use crate::gmail::client::{HistoryError, MessageRef, PageGuard};
 use crate::gmail::request::{Format, ListQuery, Request};
 use crate::gmail::runner::{
-    check_answer, Answer, Decision, Item, Policy, Report, RunOptions, Sink, Stop,
+    check_answer, Answer, Decision, DefaultPolicy, Item, Policy, Report, RunOptions, Sink, Stop,
 };
 use crate::gmail::{ApiError, ErrorClass};
 
@@ -589,7 +589,7 @@ impl LuaPolicy {
 impl Policy for LuaPolicy {
     fn on_error(&mut self, err: &ApiError, key: &str, attempt: u32) -> Decision {
         let decision = match &self.on_error {
-            None => crate::gmail::runner::DefaultPolicy.on_error(err, key, attempt),
+            None => DefaultPolicy.on_error(err, key, attempt),
             Some(f) => {
                 let call = || -> mlua::Result<Decision> {
                     let (word, delay): (Value, Value) =
@@ -598,7 +598,7 @@ impl Policy for LuaPolicy {
                         Value::String(s) => s.to_str()?.to_string(),
                         // Nothing said: the default policy decides.
                         Value::Nil => {
-                            return Ok(crate::gmail::runner::DefaultPolicy.on_error(err, key, attempt))
+                            return Ok(DefaultPolicy.on_error(err, key, attempt))
                         }
                         other => {
                             return Err(mlua::Error::runtime(format!(
@@ -607,14 +607,11 @@ impl Policy for LuaPolicy {
                             )))
                         }
                     };
-                    match word.as_str() {
-                        "retry" => Ok(Decision::Retry(retry_wait(&delay)?)),
-                        "skip" => Ok(Decision::Skip),
-                        "fail" => Ok(Decision::Fail),
-                        "abort" => Ok(Decision::Abort),
-                        "split" => Ok(Decision::Split),
-                        other => Err(mlua::Error::runtime(format!(
-                            "gmail.batch: on_error must return \"retry\", \"skip\", \"fail\", \"abort\" or \"split\", got {other:?}"
+                    match Decision::parse(&word) {
+                        Some(Decision::Retry(_)) => Ok(Decision::Retry(retry_wait(&delay)?)),
+                        Some(d) => Ok(d),
+                        None => Err(mlua::Error::runtime(format!(
+                            "gmail.batch: on_error must return \"retry\", \"skip\", \"fail\", \"abort\" or \"split\", got {word:?}"
                         ))),
                     }
                 };
@@ -916,15 +913,8 @@ async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Result<Ta
     };
     let max_chunk = o.integer("max_chunk", 1, 100)?.map(|n| n as usize);
     let parallel = o.integer("parallel", 1, 16)?.unwrap_or(1) as usize;
-    // No on_error: the shipped default policy (scripts/default_policy.lua).
-    let on_error = match o.function("on_error")? {
-        Some(f) => Some(f),
-        None => lua
-            .globals()
-            .get::<Table>("gmail")?
-            .get::<Table>("default_policy")?
-            .get::<Option<Function>>("on_error")?,
-    };
+    // No on_error: the built-in policy (DefaultPolicy), straight from Rust.
+    let on_error = o.function("on_error")?;
     let on_message = o.function("on_message")?;
     let state = LuaState::option(&o, "resume")?;
     let mut max_attempts = o.integer("max_attempts", 1, 1000)?.map(|n| n as u32);
@@ -1108,7 +1098,7 @@ fn preview(ids: &[String]) -> String {
 /// Run mutation requests through the runner (paced, retried, reported).
 async fn mutate(lua: &Lua, items: Vec<Item>) -> mlua::Result<Report> {
     let ctx = super::ctx(lua);
-    let mut policy = crate::gmail::runner::DefaultPolicy;
+    let mut policy = DefaultPolicy;
     let mut sink = |_: &str, _: Answer| Ok(());
     let _running = ctx.running();
     let report = ctx
@@ -1222,11 +1212,101 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
     g.set("profile", lua.create_async_function(profile)?)?;
     g.set("modify", lua.create_async_function(modify)?)?;
     g.set("trash", lua.create_async_function(trash)?)?;
-    let policy: Table = lua
-        .load(include_str!("../../scripts/default_policy.lua"))
-        .set_name("@scripts/default_policy.lua")
-        .eval()?;
-    g.set("default_policy", policy)?;
+    g.set("default_policy", default_policy(lua)?)?;
+    protect_default_policy(lua, &g)?;
     lua.globals().set("gmail", g)?;
     Ok(())
+}
+
+const READ_ONLY: &str = "gmail.default_policy is read-only: it is the built-in policy, which \
+    gmail.batch uses when it has no on_error; to change it, pass gmail.batch an on_error of \
+    your own (it may call gmail.default_policy.on_error for the cases it leaves)";
+
+/// `gmail.default_policy`: a read-only table whose `on_error` answers with
+/// [`DefaultPolicy::decide`], so a script's own on_error can delegate to
+/// the very policy gmail.batch uses without one.
+///
+/// [`DefaultPolicy::decide`]: crate::gmail::runner::DefaultPolicy::decide
+fn default_policy(lua: &Lua) -> mlua::Result<Table> {
+    let on_error = lua.create_function(|_, (err, _id, _attempt): (Value, Value, Value)| {
+        let class = match &err {
+            Value::Table(t) => t.get::<Value>("class")?,
+            other => {
+                return Err(mlua::Error::runtime(format!(
+                    "gmail.default_policy.on_error: err must be an error table, got {}",
+                    super::opts::got(other)
+                )))
+            }
+        };
+        // A class it does not know (or none): as any other class, "fail".
+        let class = match class {
+            Value::String(s) => ErrorClass::parse(&s.to_str()?),
+            _ => None,
+        };
+        Ok(class.map_or(Decision::Fail, DefaultPolicy::decide).as_str())
+    })?;
+    let fields = lua.create_table()?;
+    fields.raw_set("on_error", on_error)?;
+    read_only(lua, lua.create_table()?, fields, |_| true)
+}
+
+/// `gmail.default_policy = ...` is refused too: replacing it would change
+/// nothing gmail.batch does, so a script that tries is told.
+fn protect_default_policy(lua: &Lua, gmail: &Table) -> mlua::Result<()> {
+    let hidden = lua.create_table()?;
+    hidden.raw_set("default_policy", gmail.raw_get::<Value>("default_policy")?)?;
+    gmail.raw_set("default_policy", Value::Nil)?;
+    read_only(
+        lua,
+        gmail.clone(),
+        hidden,
+        |k| matches!(k, Value::String(s) if s == "default_policy"),
+    )
+    .map(|_| ())
+}
+
+/// Give `t` a metatable that reads `fields` and refuses to write the keys
+/// `guarded` picks (others are set as usual). `__metatable` hides it from
+/// getmetatable/setmetatable; `__pairs` shows the fields to `pairs`.
+fn read_only(
+    lua: &Lua,
+    t: Table,
+    fields: Table,
+    guarded: fn(&Value) -> bool,
+) -> mlua::Result<Table> {
+    let mt = lua.create_table()?;
+    mt.raw_set("__index", fields.clone())?;
+    mt.raw_set(
+        "__newindex",
+        lua.create_function(move |_, (t, k, v): (Table, Value, Value)| {
+            if guarded(&k) {
+                return Err(mlua::Error::runtime(READ_ONLY));
+            }
+            t.raw_set(k, v)
+        })?,
+    )?;
+    // pairs(t) lists its own keys, then the guarded fields it reads.
+    let pairs: Function = lua
+        .load(
+            r#"local fields = ...
+            return function(t)
+              local own = true
+              local function step(_, k)
+                local v
+                if own then
+                  k, v = next(t, k)
+                  if k ~= nil then return k, v end
+                  own = false
+                end
+                return next(fields, k)
+              end
+              return step, t, nil
+            end"#,
+        )
+        .set_name("=gmailscript")
+        .call(fields)?;
+    mt.raw_set("__pairs", pairs)?;
+    mt.raw_set("__metatable", false)?;
+    t.set_metatable(Some(mt));
+    Ok(t)
 }

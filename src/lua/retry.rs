@@ -7,17 +7,22 @@ use std::time::Duration;
 use mlua::{Function, Lua, MultiValue, Value};
 
 use crate::gmail::backoff::Backoff;
+use crate::gmail::runner::{Decision, DefaultPolicy};
+use crate::gmail::ErrorClass;
 
 use super::opts::{self, Opts};
 
+/// A returned error is retried when the default policy would retry its
+/// class (rate, server, network).
 fn retryable(err: &Value) -> bool {
-    match err {
-        Value::Table(t) => matches!(
-            t.get::<Option<String>>("class").ok().flatten().as_deref(),
-            Some("rate" | "server" | "network")
-        ),
-        _ => false,
-    }
+    let Value::Table(t) = err else {
+        return false;
+    };
+    let class = t.get::<Option<String>>("class").ok().flatten();
+    class
+        .as_deref()
+        .and_then(ErrorClass::parse)
+        .is_some_and(|c| matches!(DefaultPolicy::decide(c), Decision::Retry(_)))
 }
 
 /// The wait an error asks for. It may come from the script's own table,
