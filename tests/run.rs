@@ -1007,3 +1007,72 @@ for k in pairs(gmail.default_policy) do print("field", k) end
         ]
     );
 }
+
+#[test]
+fn gmail_modify_counts_only_the_calls_that_succeeded_when_it_stops() {
+    // Seeded faults: of the two batchModify calls (1,000 ids, then 500),
+    // the first is answered 400 failedPrecondition, so the run stops (the
+    // default policy aborts) after the second one changed its 500.
+    let sim = Sim::start(&["--messages", "10", "--faults", "400:0.5", "--seed", "1"]);
+    let delivered = sim.post("/_sim/users/me@example.com/deliver?count=1500");
+    let ids: Vec<String> = delivered["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 1500);
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("ids.txt");
+    std::fs::write(&list, ids.join("\n")).unwrap();
+    let s = write_script(
+        dir.path(),
+        "modify.lua",
+        r#"
+local ids = {}
+for line in io.lines(arg[1]) do ids[#ids + 1] = line end
+local r = gmail.modify(ids, { add = { "STARRED" } })
+print(r.ok, r.failed, r.not_done, r.stopped ~= nil)
+"#,
+    );
+    let out = sim.run(&[&s, "--quiet", "--", list.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    let fields: Vec<&str> = stdout.trim().split('\t').collect();
+    assert_eq!(fields[3], "true", "the run stopped early: {stdout}");
+    let reported: usize = fields[0].parse().unwrap();
+
+    // What the simulator really changed: our ids now STARRED. Its faults
+    // strike these reads too, so each page is asked again until answered.
+    let ours: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut starred = 0;
+    let mut token = String::new();
+    loop {
+        let page = (0..100)
+            .map(|_| {
+                sim.get(&format!(
+                    "/gmail/v1/users/me/messages?labelIds=STARRED&maxResults=500{token}"
+                ))
+            })
+            .find(|v| v.get("error").is_none())
+            .expect("a page answered without an injected fault");
+        starred += page["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| ours.contains(m["id"].as_str().unwrap()))
+            .count();
+        match page["nextPageToken"].as_str() {
+            Some(t) => token = format!("&pageToken={t}"),
+            None => break,
+        }
+    }
+    assert!(
+        starred > 0 && starred < ids.len(),
+        "a partial change: {starred} {stdout}"
+    );
+    assert_eq!(
+        reported, starred,
+        "report.ok counts the messages really changed\n{stdout}\n{stderr}"
+    );
+}

@@ -86,7 +86,7 @@ function Message:has_label(label) end
 ---@field total? integer expected count, 0-4294967295, for the progress bar when ids is an iterator (default #ids for an array)
 
 ---@class BatchReport
----@field ok integer delivered (modify: messages changed)
+---@field ok integer delivered (modify: messages changed, counting only batchModify calls answered with success)
 ---@field already_done integer gmail.batch only: ids skipped because the resume state had them done (not in skipped)
 ---@field skipped integer
 ---@field failed integer

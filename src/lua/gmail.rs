@@ -1096,10 +1096,15 @@ fn preview(ids: &[String]) -> String {
 }
 
 /// Run mutation requests through the runner (paced, retried, reported).
-async fn mutate(lua: &Lua, items: Vec<Item>) -> mlua::Result<Report> {
+/// Also gives the keys of the items whose answer confirmed success.
+async fn mutate(lua: &Lua, items: Vec<Item>) -> mlua::Result<(Report, Vec<String>)> {
     let ctx = super::ctx(lua);
     let mut policy = DefaultPolicy;
-    let mut sink = |_: &str, _: Answer| Ok(());
+    let mut done = Vec::new();
+    let mut sink = |key: &str, _: Answer| {
+        done.push(key.to_string());
+        Ok(())
+    };
     let _running = ctx.running();
     let report = ctx
         .runner
@@ -1112,7 +1117,7 @@ async fn mutate(lua: &Lua, items: Vec<Item>) -> mlua::Result<Report> {
         )
         .await;
     note_outcome(lua, &report, None);
-    Ok(report)
+    Ok((report, done))
 }
 
 async fn modify(lua: Lua, (ids, opts): (Value, Value)) -> mlua::Result<Table> {
@@ -1157,21 +1162,13 @@ async fn modify(lua: Lua, (ids, opts): (Value, Value)) -> mlua::Result<Table> {
             Item { key, request }
         })
         .collect();
-    let r = mutate(&lua, items).await?;
-    // Count messages, not calls: all ids less those of calls that did not succeed.
-    let lost: u64 = r
-        .failed
-        .iter()
-        .chain(&r.skipped)
-        .map(|f| sizes[&f.key])
-        .sum();
-    let ok = if r.stopped.is_some() {
-        r.ok * crate::gmail::request::BATCH_MODIFY_MAX as u64
-    } else {
-        ids.len() as u64 - lost
-    };
+    let (r, done) = mutate(&lua, items).await?;
+    // Count messages, not calls: the ids of the calls whose answer said
+    // they succeeded, and no others (a run that stopped early left some
+    // calls failed, not done or never sent, and the last call may be short).
+    let ok: u64 = done.iter().map(|key| sizes[key]).sum();
     let t = report_table(&lua, &r, false)?;
-    t.set("ok", ok.min(ids.len() as u64))?;
+    t.set("ok", ok)?;
     Ok(t)
 }
 
@@ -1197,7 +1194,7 @@ async fn trash(lua: Lua, ids: Value) -> mlua::Result<Table> {
             request: Request::trash(id),
         })
         .collect();
-    let r = mutate(&lua, items).await?;
+    let (r, _) = mutate(&lua, items).await?;
     report_table(&lua, &r, false)
 }
 
