@@ -255,7 +255,7 @@ fn lua_options() {
         ),
         (
             "gmail.batch({}, {backoff = {base = 'fast'}})".into(),
-            vec!["option 'base'", "fast"],
+            vec!["option 'backoff.base'", "fast"],
         ),
         (
             "gmail.batch({}, {on_message = 'print'})".into(),
@@ -305,6 +305,10 @@ fn lua_options() {
             "retry(function() end, {jitter = 'some'})".into(),
             vec!["option 'jitter'"],
         ),
+        (
+            "gmail.batch({}, {backoff = {jitter = 'some'}})".into(),
+            vec!["option 'backoff.jitter'", "some"],
+        ),
         ("sleep(-1)".into(), vec!["sleep"]),
         (
             "json.encode(function() end)".into(),
@@ -317,6 +321,21 @@ fn lua_options() {
         (
             "json.encode(0/0)".into(),
             vec!["json.encode", "no JSON form"],
+        ),
+        (
+            "gmail.default_policy.on_error = function() return 'skip' end".into(),
+            vec!["gmail.default_policy is read-only", "on_error of your own"],
+        ),
+        (
+            "gmail.default_policy = { on_error = function() return 'skip' end }".into(),
+            vec!["gmail.default_policy is read-only"],
+        ),
+        (
+            "gmail.default_policy.on_error('boom', 'x', 1)".into(),
+            vec![
+                "gmail.default_policy.on_error: err must be an error table",
+                "string (\"boom\")",
+            ],
         ),
         ("output.jsonl()".into(), vec!["output.jsonl"]),
         (
@@ -455,5 +474,145 @@ fn client_secret_and_key_files() {
                 .unwrap();
             refused(&format!("{args:?}"), out, &[name]);
         }
+    }
+}
+
+/// `gs` with a deadline: a script that would sleep for ages must be refused,
+/// not left waiting. Killed and reported as a failure if it overruns.
+fn gs_within(dir: &Path, script: &str, secs: u64) -> Output {
+    let mut child = Command::new(BIN)
+        .args(["run", script, "--sim", "--sim-messages", "5"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gmailscript runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{script}: still running after {secs} s: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Extreme numbers where a duration or a count is expected: refused with
+/// the function and the option named, never a panic, never a long wait.
+#[test]
+fn lua_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = "'0000000000000000'"; // no such message: its get fails with 404
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            "gmail.batch({'a'}, { backoff = { base = 1e300 } })".into(),
+            vec![
+                "gmail.batch: option 'backoff.base' must be a number of seconds from 0 to 86400",
+                "1e+300",
+            ],
+        ),
+        (
+            "gmail.batch({'a'}, { backoff = { max = math.maxinteger } })".into(),
+            vec!["option 'backoff.max'", "0 to 86400", "9223372036854775807"],
+        ),
+        (
+            "gmail.batch({'a'}, { backoff = { base = 0/0 } })".into(),
+            vec!["option 'backoff.base'", "0 to 86400"],
+        ),
+        (
+            "gmail.batch({'a'}, { backoff = { base = -1 } })".into(),
+            vec!["option 'backoff.base'", "-1"],
+        ),
+        (
+            "gmail.batch({'a'}, { backoff = { base = '99999h' } })".into(),
+            vec!["option 'backoff.base'", "0 to 86400", "99999h"],
+        ),
+        (
+            "gmail.batch({'a'}, { backoff = { attempts = 1e300 } })".into(),
+            vec!["option 'backoff.attempts'", "1 to 1000"],
+        ),
+        (
+            "gmail.batch({'a'}, { backoff = { speed = 1 } })".into(),
+            vec!["unknown option 'backoff.speed'"],
+        ),
+        (
+            "gmail.batch({}, { total = 1e300 })".into(),
+            vec!["gmail.batch: option 'total'", "1e+300"],
+        ),
+        (
+            "gmail.batch({}, { max_attempts = 2^63 })".into(),
+            vec!["option 'max_attempts'", "1 to 1000"],
+        ),
+        (
+            format!("gmail.batch({{ {missing} }}, {{ on_error = function() return 'retry', 1e300 end }})"),
+            vec![
+                "gmail.batch: on_error returned \"retry\" with a wait of 1e+300 seconds; the wait must be from 0 to 86400 seconds",
+            ],
+        ),
+        (
+            format!("gmail.batch({{ {missing} }}, {{ on_error = function() return 'retry', -5 end }})"),
+            vec!["on_error returned \"retry\" with a wait of -5 seconds"],
+        ),
+        (
+            format!("gmail.batch({{ {missing} }}, {{ on_error = function() return 'retry', '5' end }})"),
+            vec!["on_error returned \"retry\" with a wait of string (\"5\")"],
+        ),
+        (
+            "retry(function() error('x') end, { base = 1e300 })".into(),
+            vec!["retry: option 'base' must be a number of seconds from 0 to 86400", "1e+300"],
+        ),
+        (
+            "retry(function() error('x') end, { max = math.maxinteger })".into(),
+            vec!["retry: option 'max'", "0 to 86400"],
+        ),
+        (
+            "retry(function() error('x') end, { attempts = 1e300 })".into(),
+            vec!["retry: option 'attempts'", "1 to 1000"],
+        ),
+        (
+            "retry(function() return nil, { class = 'rate', retry_after = 1e300 } end)".into(),
+            vec!["retry: the error's retry_after must be a number of seconds from 0 to 86400", "1e+300"],
+        ),
+        (
+            "retry(function() return nil, { class = 'rate', retry_after = 0/0 } end)".into(),
+            vec!["retry: the error's retry_after", "0 to 86400"],
+        ),
+        (
+            "sleep(math.maxinteger)".into(),
+            vec!["sleep: seconds must be a number from 0 to 86400", "9223372036854775807"],
+        ),
+        ("sleep(1e300)".into(), vec!["sleep", "0 to 86400", "1e+300"]),
+        ("time.sleep(0/0)".into(), vec!["sleep", "0 to 86400"]),
+        (
+            "sleep('1')".into(),
+            vec!["sleep: seconds must be a number", "string (\"1\")"],
+        ),
+        (
+            "gmail.list{ limit = 1e300 }".into(),
+            vec!["gmail.list: option 'limit' must be a whole number from 0 to 4294967295", "1e+300"],
+        ),
+        (
+            "gmail.list{ limit = 2^63 }".into(),
+            vec!["gmail.list: option 'limit'"],
+        ),
+        (
+            "gmail.list{ limit = math.mininteger }".into(),
+            vec!["gmail.list: option 'limit'"],
+        ),
+        ("gmail.list{ limit = 1.5 }".into(), vec!["option 'limit'", "1.5"]),
+        (
+            "gmail.list{ page_size = -1e300 }".into(),
+            vec!["option 'page_size'", "1 to 500", "-1e+300"],
+        ),
+    ];
+    for (i, (code, needles)) in cases.iter().enumerate() {
+        let path = script(dir.path(), &format!("num{i}.lua"), code.as_bytes());
+        refused(code, gs_within(dir.path(), &path, 60), needles);
     }
 }

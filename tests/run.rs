@@ -1100,3 +1100,282 @@ print("profile " .. gmail.profile().email)
     assert!(stdout.contains("child nil"), "{stdout}");
     assert!(stdout.contains("profile me@example.com"), "{stdout}");
 }
+
+/// A script and its output, run against a small simulated mailbox.
+fn run_lua(dir: &Path, name: &str, body: &str) -> (Output, String, String) {
+    let s = write_script(dir, name, body);
+    let out = run(&[&s, "--sim", "--sim-messages", "20", "--quiet"], &[]);
+    let (stdout, stderr) = text(&out);
+    (out, stdout, stderr)
+}
+
+#[test]
+fn plain_coroutines_work_as_in_lua() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, stderr) = run_lua(
+        dir.path(),
+        "plain.lua",
+        r##"
+local co = coroutine.create(function(a, b)
+  local c = coroutine.yield(a + b, "first")
+  local d, e = coroutine.yield(c * 2)
+  return d .. e, nil, 3
+end)
+print(coroutine.resume(co, 1, 2))
+print(coroutine.status(co))
+print(coroutine.resume(co, 10))
+print(select("#", coroutine.resume(co, "x", "y")), coroutine.status(co))
+print(coroutine.resume(co))
+
+local gen = coroutine.wrap(function() for i = 1, 3 do coroutine.yield(i) end end)
+local seen = {}
+for v in gen do seen[#seen + 1] = v end
+print(table.concat(seen, ","))
+
+-- Errors: resume returns them; wrap raises them with the caller's position.
+print(coroutine.resume(coroutine.create(function() error("boom", 0) end)))
+local ok, e = pcall(coroutine.wrap(function() error("bang") end))
+print(ok, e)
+local ok2, e2 = pcall(coroutine.wrap(function() error({ code = 7 }) end))
+print(ok2, type(e2), e2.code)
+-- Nested coroutines, yields passing through, close.
+local outer = coroutine.wrap(function()
+  local inner = coroutine.wrap(function() coroutine.yield("in1") coroutine.yield("in2") end)
+  coroutine.yield(inner()) coroutine.yield(inner())
+  coroutine.yield(coroutine.isyieldable())
+end)
+print(outer(), outer(), outer())
+local c2 = coroutine.create(function() coroutine.yield() end)
+coroutine.resume(c2)
+print(coroutine.close(c2), coroutine.status(c2))
+print(coroutine.resume(c2))
+print(coroutine.running())
+"##,
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "true\t3\tfirst");
+    assert_eq!(lines[1], "suspended");
+    assert_eq!(lines[2], "true\t20");
+    assert_eq!(lines[3], "4\tdead");
+    assert_eq!(lines[4], "false\tcannot resume dead coroutine");
+    assert_eq!(lines[5], "1,2,3");
+    assert_eq!(lines[6], "false\tboom");
+    assert!(
+        lines[7].starts_with("false\t")
+            && lines[7].contains("plain.lua:")
+            && lines[7].ends_with(": bang"),
+        "{}",
+        lines[7]
+    );
+    assert_eq!(lines[8], "false\ttable\t7");
+    assert_eq!(lines[9], "in1\tin2\ttrue");
+    assert_eq!(lines[10], "true\tdead");
+    assert_eq!(lines[11], "false\tcannot resume dead coroutine");
+    // The script itself runs in a coroutine of the host: not the main one.
+    assert!(lines[12].starts_with("thread: "), "{}", lines[12]);
+}
+
+#[test]
+fn gmail_calls_work_inside_script_coroutines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, stderr) = run_lua(
+        dir.path(),
+        "co.lua",
+        r#"
+-- coroutine.wrap around a call that waits on the engine
+local p = coroutine.wrap(function() return gmail.profile() end)()
+assert(type(p) == "table", "profile in wrap gave " .. tostring(p))
+print("profile", p.email)
+
+-- sleep inside coroutine.resume really sleeps, and returns what it should
+local t0 = time.now()
+local ok, v = coroutine.resume(coroutine.create(function() sleep(0.3) return 5 end))
+print("sleep", ok, v, time.now() - t0 >= 0.29)
+
+-- gmail.batch inside coroutine.resume runs to its end
+local co = coroutine.create(function()
+  local ids = {}
+  for id in gmail.list{ limit = 7 } do ids[#ids + 1] = id end
+  local r = gmail.batch(ids, { format = "minimal" })
+  return r.ok, #ids
+end)
+local ok2, n, listed = coroutine.resume(co)
+print("batch", ok2, n, listed, coroutine.status(co))
+
+-- a generator that lists ids and yields them one by one
+local gen = coroutine.wrap(function()
+  for id in gmail.list{ limit = 4 } do coroutine.yield(id) end
+end)
+local got = {}
+for id in gen do got[#got + 1] = assert(gmail.get(id, { format = "minimal" })).id == id end
+print("generator", #got)
+
+-- nested: a coroutine in a coroutine, each waiting on the engine
+local outer = coroutine.wrap(function()
+  local inner = coroutine.wrap(function()
+    local labels = assert(gmail.labels())
+    coroutine.yield(#labels > 0)
+    sleep(0.05)
+    return "inner done"
+  end)
+  local a = inner()
+  local b = inner()
+  return a, b, (gmail.profile()).email
+end)
+print("nested", outer())
+
+-- a failing call inside a coroutine still returns nil, err
+print("get", coroutine.wrap(function()
+  local m, err = gmail.get("0000000000000000")
+  return m, err.class
+end)())
+
+-- retry inside a coroutine
+print("retry", coroutine.wrap(function()
+  return retry(function() return assert(gmail.profile()).email end, { attempts = 2 })
+end)())
+"#,
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let want = [
+        "profile\tme@example.com",
+        "sleep\ttrue\t5\ttrue",
+        "batch\ttrue\t7\t7\tdead",
+        "generator\t4",
+        "nested\ttrue\tinner done\tme@example.com",
+        "get\tnil\tnot_found",
+        "retry\tme@example.com",
+    ];
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), want, "{stderr}");
+}
+
+#[test]
+fn a_coroutine_waiting_on_the_engine_inside_a_callback_raises() {
+    // Callbacks are synchronous: a coroutine there cannot pass the wait up.
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, stderr) = run_lua(
+        dir.path(),
+        "cb.lua",
+        r#"
+local ok, e = pcall(gmail.batch, gmail.list{ limit = 2 }, {
+  on_message = function(m)
+    coroutine.wrap(function() return gmail.profile() end)()
+  end,
+})
+print(ok, (tostring(e):gsub("\nstack traceback:.*", "")))
+"#,
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with("false\t") && stdout.contains("yield across a C-call boundary"),
+        "{stdout}\n{stderr}"
+    );
+}
+
+#[test]
+fn the_default_policy_in_lua_is_the_built_in_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, stderr) = run_lua(
+        dir.path(),
+        "policy.lua",
+        r#"
+local words = {}
+for _, c in ipairs{ "rate", "server", "network", "auth", "not_found", "precondition",
+                    "invalid", "quota_daily", "forbidden", "malformed", "no_such_class" } do
+  words[#words + 1] = c .. "=" .. gmail.default_policy.on_error({ class = c }, "id", 1)
+end
+print(table.concat(words, " "))
+print(gmail.default_policy.on_error({}, "id", 1))
+-- Without on_error a deleted message is skipped; an on_error that returns
+-- nil, or delegates, gets the same.
+local missing = { "0000000000000000" }
+local a = gmail.batch(missing, { format = "minimal" })
+local b = gmail.batch(missing, { format = "minimal", on_error = function() end })
+local c = gmail.batch(missing, { format = "minimal", on_error = gmail.default_policy.on_error })
+print(a.skipped, b.skipped, c.skipped, a.failed + b.failed + c.failed)
+for k in pairs(gmail.default_policy) do print("field", k) end
+"#,
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "rate=retry server=retry network=retry auth=abort not_found=skip precondition=abort \
+             invalid=fail quota_daily=fail forbidden=fail malformed=fail no_such_class=fail",
+            "fail",
+            "1\t1\t1\t0",
+            "field\ton_error",
+        ]
+    );
+}
+
+#[test]
+fn gmail_modify_counts_only_the_calls_that_succeeded_when_it_stops() {
+    // Seeded faults: of the two batchModify calls (1,000 ids, then 500),
+    // the first is answered 400 failedPrecondition, so the run stops (the
+    // default policy aborts) after the second one changed its 500.
+    let sim = Sim::start(&["--messages", "10", "--faults", "400:0.5", "--seed", "1"]);
+    let delivered = sim.post("/_sim/users/me@example.com/deliver?count=1500");
+    let ids: Vec<String> = delivered["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 1500);
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("ids.txt");
+    std::fs::write(&list, ids.join("\n")).unwrap();
+    let s = write_script(
+        dir.path(),
+        "modify.lua",
+        r#"
+local ids = {}
+for line in io.lines(arg[1]) do ids[#ids + 1] = line end
+local r = gmail.modify(ids, { add = { "STARRED" } })
+print(r.ok, r.failed, r.not_done, r.stopped ~= nil)
+"#,
+    );
+    let out = sim.run(&[&s, "--quiet", "--", list.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    let fields: Vec<&str> = stdout.trim().split('\t').collect();
+    assert_eq!(fields[3], "true", "the run stopped early: {stdout}");
+    let reported: usize = fields[0].parse().unwrap();
+
+    // What the simulator really changed: our ids now STARRED. Its faults
+    // strike these reads too, so each page is asked again until answered.
+    let ours: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut starred = 0;
+    let mut token = String::new();
+    loop {
+        let page = (0..100)
+            .map(|_| {
+                sim.try_get(&format!(
+                    "/gmail/v1/users/me/messages?labelIds=STARRED&maxResults=500{token}"
+                ))
+            })
+            .find(|(status, _)| *status == 200)
+            .map(|(_, v)| v)
+            .expect("a page answered without an injected fault");
+        starred += page["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| ours.contains(m["id"].as_str().unwrap()))
+            .count();
+        match page["nextPageToken"].as_str() {
+            Some(t) => token = format!("&pageToken={t}"),
+            None => break,
+        }
+    }
+    assert!(
+        starred > 0 && starred < ids.len(),
+        "a partial change: {starred} {stdout}"
+    );
+    assert_eq!(
+        reported, starred,
+        "report.ok counts the messages really changed\n{stdout}\n{stderr}"
+    );
+}

@@ -2,6 +2,8 @@
 -- LuaLS stubs for the gmailscript Lua API: editors complete and check
 -- scripts with them. Add this folder to "workspace.library" in .luarc.json.
 -- Reference: docs/lua-api.md.
+-- The script's own coroutines (coroutine.resume, coroutine.wrap) may call
+-- gmail.*, retry and sleep; batch callbacks may not (see docs, Coroutines).
 
 ---Script arguments: `gmailscript run script.lua -- a b` gives arg[1] == "a".
 ---arg[0] is the script path. They are also the script's `...`.
@@ -76,16 +78,16 @@ function Message:has_label(label) end
 ---@field chunk? integer|fun(stats: ChunkStats): integer calls per batch request, 1-100 (default adaptive from 50); an error a chunk function raises, or a size out of range, stops the run and is re-raised by gmail.batch
 ---@field max_chunk? integer upper bound for the adaptive size (default 50, or the fixed chunk; at most 100)
 ---@field parallel? integer batch requests in flight at once, 1-16 (default 1)
----@field on_error? fun(err: GmailError, id: string, attempt: integer): Decision?, number? per-failure policy; the optional number is a delay in seconds for "retry"; nil lets the default policy decide. An error it raises stops the run and is re-raised by gmail.batch
+---@field on_error? fun(err: GmailError, id: string, attempt: integer): Decision?, number? per-failure policy; the optional number is a delay in seconds for "retry" (a number from 0 to 86400, else gmail.batch raises); nil lets the default policy decide. An error it raises stops the run and is re-raised by gmail.batch
 ---@field on_message? fun(msg: Message) called once per delivered message; an error it raises stops the run and is re-raised by gmail.batch
 ---@field resume? State skip ids already done; record new ones
 ---@field max_attempts? integer hard cap on tries per id: a "retry" or "split" at this many tries becomes "fail" (default 10)
 ---@field backoff? RetryOptions wait before a retry when on_error gives no delay (default base "1s", max "64s"); its attempts, if given, also caps the tries per id unless max_attempts is given
 ---@field progress? boolean show a progress bar on a terminal (default true)
----@field total? integer expected count, for the progress bar when ids is an iterator (default #ids for an array)
+---@field total? integer expected count, 0-4294967295, for the progress bar when ids is an iterator (default #ids for an array)
 
 ---@class BatchReport
----@field ok integer delivered (modify: messages changed)
+---@field ok integer delivered (modify: messages changed, counting only batchModify calls answered with success)
 ---@field already_done integer gmail.batch only: ids skipped because the resume state had them done (not in skipped)
 ---@field skipped integer
 ---@field failed integer
@@ -103,7 +105,7 @@ function Message:has_label(label) end
 ---@field q? string Gmail search query, e.g. "older_than:1y -in:chats"
 ---@field labels? string[] label ids or names; all must match
 ---@field include_spam_trash? boolean
----@field limit? integer stop after this many ids
+---@field limit? integer stop after this many ids (0-4294967295)
 ---@field page_size? integer ids per page (1-500, default 500)
 
 ---@class GetOptions
@@ -209,11 +211,13 @@ function gmail.modify(ids, opts) end
 ---@return BatchReport
 function gmail.trash(ids) end
 
----The policy gmail.batch uses when a script gives no on_error (it ships as
----scripts/default_policy.lua); gmail.modify and gmail.trash always use it.
+---The built-in policy gmail.batch uses when a script gives no on_error;
+---gmail.modify and gmail.trash always use it. Read-only: setting a field,
+---or replacing it, raises.
 gmail.default_policy = {}
 ---rate, server, network: "retry"; not_found: "skip"; precondition, auth:
----"abort"; invalid, quota_daily, forbidden: "fail".
+---"abort"; invalid, quota_daily, forbidden, malformed (and an unknown or
+---missing class): "fail".
 ---@param err GmailError
 ---@param id string
 ---@param attempt integer
@@ -222,8 +226,8 @@ function gmail.default_policy.on_error(err, id, attempt) end
 
 ---@class RetryOptions
 ---@field attempts? integer tries in all (default 6)
----@field base? string|number first backoff, e.g. "1s", "250ms" or seconds (default "1s")
----@field max? string|number cap, e.g. "64s" (default "64s")
+---@field base? string|number first backoff, e.g. "1s", "250ms" or seconds, up to a day (default "1s")
+---@field max? string|number cap, e.g. "64s", up to a day (default "64s")
 ---@field jitter? "full"|"none" default "full"
 
 ---Call fn until it succeeds: an error it raises, or a `nil, err` whose
@@ -365,7 +369,8 @@ time = {}
 ---Seconds since the epoch (fractional).
 ---@return number
 function time.now() end
----Pause (engine work goes on underneath).
+---Pause (engine work goes on underneath). seconds: a number from 0 to
+---86400; anything else (a string too) raises.
 ---@param seconds number
 function time.sleep(seconds) end
 ---Same as time.sleep.

@@ -40,6 +40,11 @@ impl ErrorClass {
         ErrorClass::Malformed,
     ];
 
+    /// The class named `s` (as `as_str` gives it), if any.
+    pub fn parse(s: &str) -> Option<ErrorClass> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             ErrorClass::Rate => "rate",
@@ -180,11 +185,13 @@ impl ApiError {
         Self::local(ErrorClass::Network, "network", message)
     }
 
-    /// The default policy retries these classes with backoff.
+    /// The default policy ([`DefaultPolicy::decide`]) retries this error.
+    ///
+    /// [`DefaultPolicy::decide`]: super::runner::DefaultPolicy::decide
     pub fn is_retryable_by_default(&self) -> bool {
         matches!(
-            self.class,
-            ErrorClass::Rate | ErrorClass::Server | ErrorClass::Network
+            super::runner::DefaultPolicy::decide(self.class),
+            super::runner::Decision::Retry(_)
         )
     }
 }
@@ -996,5 +1003,10 @@ mod tests {
             );
             assert!(stubs.contains(&format!("\"{name}\"")), "types/: {name}");
         }
+        for c in ErrorClass::ALL {
+            assert_eq!(ErrorClass::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(ErrorClass::parse("Rate"), None);
+        assert_eq!(ErrorClass::parse(""), None);
     }
 }

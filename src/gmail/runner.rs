@@ -50,6 +50,31 @@ pub enum Decision {
     Split,
 }
 
+impl Decision {
+    /// The word a Lua `on_error` answers with.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Decision::Retry(_) => "retry",
+            Decision::Skip => "skip",
+            Decision::Fail => "fail",
+            Decision::Abort => "abort",
+            Decision::Split => "split",
+        }
+    }
+
+    /// A Lua `on_error` word; a `"retry"` has no delay of its own.
+    pub fn parse(word: &str) -> Option<Decision> {
+        Some(match word {
+            "retry" => Decision::Retry(None),
+            "skip" => Decision::Skip,
+            "fail" => Decision::Fail,
+            "abort" => Decision::Abort,
+            "split" => Decision::Split,
+            _ => return None,
+        })
+    }
+}
+
 pub trait Policy {
     /// `attempt` is how many times the item has been tried so far.
     fn on_error(&mut self, err: &ApiError, key: &str, attempt: u32) -> Decision;
@@ -70,17 +95,33 @@ pub trait Policy {
 /// The default policy of DESIGN.md: retry rate, server and network errors
 /// with backoff; skip 404; stop on failedPrecondition (its diagnosis says
 /// why) and on a 401 that a fresh token did not cure; fail anything else.
+///
+/// The one definition: `gmail.batch` without `on_error`, `gmail.modify`,
+/// `gmail.trash`, Lua's `gmail.default_policy.on_error`, and the retries of
+/// single calls all come here; docs/lua-api.md shows it as a table, which a
+/// test holds to this.
 #[derive(Debug, Clone, Default)]
 pub struct DefaultPolicy;
 
-impl Policy for DefaultPolicy {
-    fn on_error(&mut self, err: &ApiError, _key: &str, _attempt: u32) -> Decision {
-        match err.class {
+impl DefaultPolicy {
+    /// What the default policy does with an error of `class`. Every class
+    /// is named, so a new one must be given a decision here.
+    pub fn decide(class: ErrorClass) -> Decision {
+        match class {
             ErrorClass::Rate | ErrorClass::Server | ErrorClass::Network => Decision::Retry(None),
             ErrorClass::NotFound => Decision::Skip,
             ErrorClass::Precondition | ErrorClass::Auth => Decision::Abort,
-            _ => Decision::Fail,
+            ErrorClass::Invalid
+            | ErrorClass::QuotaDaily
+            | ErrorClass::Forbidden
+            | ErrorClass::Malformed => Decision::Fail,
         }
+    }
+}
+
+impl Policy for DefaultPolicy {
+    fn on_error(&mut self, err: &ApiError, _key: &str, _attempt: u32) -> Decision {
+        DefaultPolicy::decide(err.class)
     }
 }
 
@@ -895,5 +936,98 @@ impl State {
             seq: self.seq,
             pending,
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = include_str!("../../docs/lua-api.md");
+
+    /// The rows of the first table after `heading`: its cells, trimmed.
+    fn table_after(heading: &str) -> Vec<Vec<String>> {
+        let at = DOC
+            .find(heading)
+            .unwrap_or_else(|| panic!("{heading} in the docs"));
+        DOC[at..]
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2) // header and rule
+            .map(|l| {
+                l.trim_matches('|')
+                    .split(" | ")
+                    .map(|c| c.trim().to_string())
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn class_of(cell: &str) -> ErrorClass {
+        let name = cell.trim_matches('`');
+        ErrorClass::parse(name).unwrap_or_else(|| panic!("{name:?} is not a class"))
+    }
+
+    #[test]
+    fn the_documented_default_policy_is_the_code() {
+        let rows = table_after("### gmail.default_policy");
+        let mut seen = Vec::new();
+        for row in &rows {
+            let class = class_of(&row[0]);
+            let word = row[1].trim_matches('`').trim_matches('"');
+            assert_eq!(
+                word,
+                DefaultPolicy::decide(class).as_str(),
+                "docs/lua-api.md says {class} → {word}"
+            );
+            seen.push(class);
+        }
+        // One row per class (grouped by decision, so not in ALL's order).
+        let mut names: Vec<&str> = seen.iter().map(ErrorClass::as_str).collect();
+        let mut all: Vec<&str> = ErrorClass::ALL.iter().map(ErrorClass::as_str).collect();
+        names.sort();
+        all.sort();
+        assert_eq!(names, all, "one row per class");
+    }
+
+    #[test]
+    fn the_errors_table_lists_every_class_with_its_default() {
+        let rows = table_after("| class | what it means | default policy |");
+        let words = ["retry", "skip", "abort", "fail"];
+        let mut seen = Vec::new();
+        for row in &rows {
+            let class = class_of(&row[0]);
+            let said: Vec<&str> = row[2]
+                .split(|c: char| !c.is_ascii_alphabetic())
+                .filter(|w| words.contains(w))
+                .collect();
+            assert_eq!(
+                said,
+                [DefaultPolicy::decide(class).as_str()],
+                "the Errors table's default for {class}: {}",
+                row[2]
+            );
+            seen.push(class);
+        }
+        assert_eq!(seen, ErrorClass::ALL);
+    }
+
+    #[test]
+    fn decision_words_round_trip() {
+        for d in [
+            Decision::Retry(None),
+            Decision::Skip,
+            Decision::Fail,
+            Decision::Abort,
+            Decision::Split,
+        ] {
+            assert_eq!(Decision::parse(d.as_str()), Some(d));
+        }
+        assert_eq!(Decision::parse("Retry"), None);
+        assert_eq!(
+            Decision::Retry(Some(Duration::from_secs(1))).as_str(),
+            "retry"
+        );
     }
 }

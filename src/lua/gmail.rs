@@ -15,12 +15,11 @@ use mlua::{
     AnyUserData, Function, Lua, LuaSerdeExt, MetaMethod, Table, UserData, UserDataMethods, Value,
 };
 
-use crate::gmail::backoff::Backoff;
 use crate::gmail::chunk::ChunkStats;
 use crate::gmail::client::{HistoryError, MessageRef, PageGuard};
 use crate::gmail::request::{Format, ListQuery, Request};
 use crate::gmail::runner::{
-    check_answer, Answer, Decision, Item, Policy, Report, RunOptions, Sink, Stop,
+    check_answer, Answer, Decision, DefaultPolicy, Item, Policy, Report, RunOptions, Sink, Stop,
 };
 use crate::gmail::{ApiError, ErrorClass};
 
@@ -216,7 +215,7 @@ async fn list(lua: Lua, opts: Option<Value>) -> mlua::Result<AnyUserData> {
         include_spam_trash: o.boolean("include_spam_trash")?.unwrap_or(false),
         page_size: o.integer("page_size", 1, 500)?.unwrap_or(500) as u32,
     };
-    let limit = o.integer("limit", 0, i64::MAX)?.map(|n| n as u64);
+    let limit = o.integer("limit", 0, u32::MAX.into())?.map(|n| n as u64);
     let ctx = super::ctx(&lua);
     let stream = ctx.client().list_messages(query, ctx.backoff.clone());
     lua.create_userdata(IdIter {
@@ -552,6 +551,28 @@ struct LuaPolicy {
     retries: u64,
 }
 
+/// The wait of an on_error `"retry", seconds`: a script's number, so
+/// checked as every wait is; a wrong one raises (the run stops saying so)
+/// rather than waits forever or never.
+fn retry_wait(v: &Value) -> mlua::Result<Option<Duration>> {
+    if v.is_nil() {
+        return Ok(None);
+    }
+    super::opts::seconds(v).map(Some).map_err(|_| {
+        let max = super::opts::MAX_WAIT_SECS;
+        mlua::Error::runtime(match v {
+            Value::Integer(_) | Value::Number(_) => format!(
+                "gmail.batch: on_error returned \"retry\" with a wait of {} seconds; the wait must be from 0 to {max} seconds",
+                display(v)
+            ),
+            other => format!(
+                "gmail.batch: on_error returned \"retry\" with a wait of {}; the wait must be a number of seconds from 0 to {max}",
+                super::opts::got(other)
+            ),
+        })
+    })
+}
+
 enum ChunkRule {
     Fixed(usize),
     Func(Function),
@@ -566,16 +587,16 @@ impl LuaPolicy {
 impl Policy for LuaPolicy {
     fn on_error(&mut self, err: &ApiError, key: &str, attempt: u32) -> Decision {
         let decision = match &self.on_error {
-            None => crate::gmail::runner::DefaultPolicy.on_error(err, key, attempt),
+            None => DefaultPolicy.on_error(err, key, attempt),
             Some(f) => {
                 let call = || -> mlua::Result<Decision> {
-                    let (word, delay): (Value, Option<f64>) =
+                    let (word, delay): (Value, Value) =
                         f.call((err_table(&self.lua, err)?, key, attempt))?;
                     let word = match &word {
                         Value::String(s) => s.to_str()?.to_string(),
                         // Nothing said: the default policy decides.
                         Value::Nil => {
-                            return Ok(crate::gmail::runner::DefaultPolicy.on_error(err, key, attempt))
+                            return Ok(DefaultPolicy.on_error(err, key, attempt))
                         }
                         other => {
                             return Err(mlua::Error::runtime(format!(
@@ -584,16 +605,11 @@ impl Policy for LuaPolicy {
                             )))
                         }
                     };
-                    match word.as_str() {
-                        "retry" => Ok(Decision::Retry(
-                            delay.filter(|d| d.is_finite() && *d >= 0.0).map(Duration::from_secs_f64),
-                        )),
-                        "skip" => Ok(Decision::Skip),
-                        "fail" => Ok(Decision::Fail),
-                        "abort" => Ok(Decision::Abort),
-                        "split" => Ok(Decision::Split),
-                        other => Err(mlua::Error::runtime(format!(
-                            "gmail.batch: on_error must return \"retry\", \"skip\", \"fail\", \"abort\" or \"split\", got {other:?}"
+                    match Decision::parse(&word) {
+                        Some(Decision::Retry(_)) => Ok(Decision::Retry(retry_wait(&delay)?)),
+                        Some(d) => Ok(d),
+                        None => Err(mlua::Error::runtime(format!(
+                            "gmail.batch: on_error must return \"retry\", \"skip\", \"fail\", \"abort\" or \"split\", got {word:?}"
                         ))),
                     }
                 };
@@ -895,41 +911,32 @@ async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Result<Ta
     };
     let max_chunk = o.integer("max_chunk", 1, 100)?.map(|n| n as usize);
     let parallel = o.integer("parallel", 1, 16)?.unwrap_or(1) as usize;
-    // No on_error: the shipped default policy (scripts/default_policy.lua).
-    let on_error = match o.function("on_error")? {
-        Some(f) => Some(f),
-        None => lua
-            .globals()
-            .get::<Table>("gmail")?
-            .get::<Table>("default_policy")?
-            .get::<Option<Function>>("on_error")?,
-    };
+    // No on_error: the built-in policy (DefaultPolicy), straight from Rust.
+    let on_error = o.function("on_error")?;
     let on_message = o.function("on_message")?;
     let state = LuaState::option(&o, "resume")?;
     let mut max_attempts = o.integer("max_attempts", 1, 1000)?.map(|n| n as u32);
     let backoff = match o.raw("backoff")? {
         Value::Nil => ctx.backoff.clone(),
         v @ Value::Table(_) => {
-            let b = Opts::new(
-                "gmail.batch backoff",
-                Some(v),
+            let b = Opts::nested(
+                "gmail.batch",
+                "backoff",
+                v,
                 &["attempts", "base", "max", "jitter"],
             )?;
-            let attempts = b.integer("attempts", 1, 1000)?.map(|n| n as u32);
+            let (backoff, attempts_given) = super::retry::backoff_options(&b, &ctx.backoff)?;
             // backoff.attempts caps the tries too, unless max_attempts says.
-            max_attempts = max_attempts.or(attempts);
-            Backoff {
-                attempts: attempts.unwrap_or(ctx.backoff.attempts),
-                base: b.duration("base")?.unwrap_or(ctx.backoff.base),
-                cap: b.duration("max")?.unwrap_or(ctx.backoff.cap),
-                jitter: b.string("jitter")?.as_deref() != Some("none"),
+            if attempts_given {
+                max_attempts = max_attempts.or(Some(backoff.attempts));
             }
+            backoff
         }
         other => return Err(o.error("backoff", "a table {attempts, base, max, jitter}", &other)),
     };
     let show_progress = o.boolean("progress")?.unwrap_or(true);
     let total = o
-        .integer("total", 0, i64::MAX)?
+        .integer("total", 0, u32::MAX.into())?
         .map(|n| n as u64)
         .or(match &ids {
             Ids::List(l) => Some(l.len() as u64),
@@ -1087,10 +1094,15 @@ fn preview(ids: &[String]) -> String {
 }
 
 /// Run mutation requests through the runner (paced, retried, reported).
-async fn mutate(lua: &Lua, items: Vec<Item>) -> mlua::Result<Report> {
+/// Also gives the keys of the items whose answer confirmed success.
+async fn mutate(lua: &Lua, items: Vec<Item>) -> mlua::Result<(Report, Vec<String>)> {
     let ctx = super::ctx(lua);
-    let mut policy = crate::gmail::runner::DefaultPolicy;
-    let mut sink = |_: &str, _: Answer| Ok(());
+    let mut policy = DefaultPolicy;
+    let mut done = Vec::new();
+    let mut sink = |key: &str, _: Answer| {
+        done.push(key.to_string());
+        Ok(())
+    };
     let _running = ctx.running();
     let report = ctx
         .runner
@@ -1103,7 +1115,7 @@ async fn mutate(lua: &Lua, items: Vec<Item>) -> mlua::Result<Report> {
         )
         .await;
     note_outcome(lua, &report, None);
-    Ok(report)
+    Ok((report, done))
 }
 
 async fn modify(lua: Lua, (ids, opts): (Value, Value)) -> mlua::Result<Table> {
@@ -1148,21 +1160,13 @@ async fn modify(lua: Lua, (ids, opts): (Value, Value)) -> mlua::Result<Table> {
             Item { key, request }
         })
         .collect();
-    let r = mutate(&lua, items).await?;
-    // Count messages, not calls: all ids less those of calls that did not succeed.
-    let lost: u64 = r
-        .failed
-        .iter()
-        .chain(&r.skipped)
-        .map(|f| sizes[&f.key])
-        .sum();
-    let ok = if r.stopped.is_some() {
-        r.ok * crate::gmail::request::BATCH_MODIFY_MAX as u64
-    } else {
-        ids.len() as u64 - lost
-    };
+    let (r, done) = mutate(&lua, items).await?;
+    // Count messages, not calls: the ids of the calls whose answer said
+    // they succeeded, and no others (a run that stopped early left some
+    // calls failed, not done or never sent, and the last call may be short).
+    let ok: u64 = done.iter().map(|key| sizes[key]).sum();
     let t = report_table(&lua, &r, false)?;
-    t.set("ok", ok.min(ids.len() as u64))?;
+    t.set("ok", ok)?;
     Ok(t)
 }
 
@@ -1188,7 +1192,7 @@ async fn trash(lua: Lua, ids: Value) -> mlua::Result<Table> {
             request: Request::trash(id),
         })
         .collect();
-    let r = mutate(&lua, items).await?;
+    let (r, _) = mutate(&lua, items).await?;
     report_table(&lua, &r, false)
 }
 
@@ -1203,11 +1207,101 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
     g.set("profile", lua.create_async_function(profile)?)?;
     g.set("modify", lua.create_async_function(modify)?)?;
     g.set("trash", lua.create_async_function(trash)?)?;
-    let policy: Table = lua
-        .load(include_str!("../../scripts/default_policy.lua"))
-        .set_name("@scripts/default_policy.lua")
-        .eval()?;
-    g.set("default_policy", policy)?;
+    g.set("default_policy", default_policy(lua)?)?;
+    protect_default_policy(lua, &g)?;
     lua.globals().set("gmail", g)?;
     Ok(())
+}
+
+const READ_ONLY: &str = "gmail.default_policy is read-only: it is the built-in policy, which \
+    gmail.batch uses when it has no on_error; to change it, pass gmail.batch an on_error of \
+    your own (it may call gmail.default_policy.on_error for the cases it leaves)";
+
+/// `gmail.default_policy`: a read-only table whose `on_error` answers with
+/// [`DefaultPolicy::decide`], so a script's own on_error can delegate to
+/// the very policy gmail.batch uses without one.
+///
+/// [`DefaultPolicy::decide`]: crate::gmail::runner::DefaultPolicy::decide
+fn default_policy(lua: &Lua) -> mlua::Result<Table> {
+    let on_error = lua.create_function(|_, (err, _id, _attempt): (Value, Value, Value)| {
+        let class = match &err {
+            Value::Table(t) => t.get::<Value>("class")?,
+            other => {
+                return Err(mlua::Error::runtime(format!(
+                    "gmail.default_policy.on_error: err must be an error table, got {}",
+                    super::opts::got(other)
+                )))
+            }
+        };
+        // A class it does not know (or none): as any other class, "fail".
+        let class = match class {
+            Value::String(s) => ErrorClass::parse(&s.to_str()?),
+            _ => None,
+        };
+        Ok(class.map_or(Decision::Fail, DefaultPolicy::decide).as_str())
+    })?;
+    let fields = lua.create_table()?;
+    fields.raw_set("on_error", on_error)?;
+    read_only(lua, lua.create_table()?, fields, |_| true)
+}
+
+/// `gmail.default_policy = ...` is refused too: replacing it would change
+/// nothing gmail.batch does, so a script that tries is told.
+fn protect_default_policy(lua: &Lua, gmail: &Table) -> mlua::Result<()> {
+    let hidden = lua.create_table()?;
+    hidden.raw_set("default_policy", gmail.raw_get::<Value>("default_policy")?)?;
+    gmail.raw_set("default_policy", Value::Nil)?;
+    read_only(
+        lua,
+        gmail.clone(),
+        hidden,
+        |k| matches!(k, Value::String(s) if s == "default_policy"),
+    )
+    .map(|_| ())
+}
+
+/// Give `t` a metatable that reads `fields` and refuses to write the keys
+/// `guarded` picks (others are set as usual). `__metatable` hides it from
+/// getmetatable/setmetatable; `__pairs` shows the fields to `pairs`.
+fn read_only(
+    lua: &Lua,
+    t: Table,
+    fields: Table,
+    guarded: fn(&Value) -> bool,
+) -> mlua::Result<Table> {
+    let mt = lua.create_table()?;
+    mt.raw_set("__index", fields.clone())?;
+    mt.raw_set(
+        "__newindex",
+        lua.create_function(move |_, (t, k, v): (Table, Value, Value)| {
+            if guarded(&k) {
+                return Err(mlua::Error::runtime(READ_ONLY));
+            }
+            t.raw_set(k, v)
+        })?,
+    )?;
+    // pairs(t) lists its own keys, then the guarded fields it reads.
+    let pairs: Function = lua
+        .load(
+            r#"local fields = ...
+            return function(t)
+              local own = true
+              local function step(_, k)
+                local v
+                if own then
+                  k, v = next(t, k)
+                  if k ~= nil then return k, v end
+                  own = false
+                end
+                return next(fields, k)
+              end
+              return step, t, nil
+            end"#,
+        )
+        .set_name("=gmailscript")
+        .call(fields)?;
+    mt.raw_set("__pairs", pairs)?;
+    mt.raw_set("__metatable", false)?;
+    t.set_metatable(Some(mt));
+    Ok(t)
 }

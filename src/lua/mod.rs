@@ -3,6 +3,7 @@
 //! underneath and looks synchronous in Lua. One file per module; each
 //! registers itself from `register`.
 
+pub mod coroutine;
 pub mod gmail;
 pub mod json;
 pub mod log;
@@ -161,6 +162,7 @@ impl Host {
         json::register(&lua)?;
         log::register(&lua)?;
         time::register(&lua)?;
+        coroutine::register(&lua)?;
         lua.globals().set("DRY_RUN", ctx.dry_run)?;
         Ok(Host {
             lua,
@@ -344,15 +346,26 @@ fn bad_argument(lua: &Lua, err: &mlua::Error) -> Option<String> {
         _ => return None,
     };
     // The function the script called: a C function, or the Lua wrapper
-    // mlua puts around async ones (whose own C part is named `poll`).
-    let name = (1..10)
-        .filter_map(|level| lua.inspect_stack(level))
-        .find_map(|d| {
-            let src = d.source();
-            let wrapper = src.short_src.as_deref() == Some("[string \"?\"]");
-            let name = d.names().name.map(|n| n.to_string())?;
-            ((src.what == "C" && name != "poll") || wrapper).then_some(name)
-        })?;
+    // mlua puts around async ones (whose own C part is named `poll`). An
+    // error re-raised by the host's coroutine.wrap (src/lua/coroutine.rs)
+    // was raised on a stack that is gone: no name rather than a wrong one
+    // (the `error` it re-raises with would be taken for `log.error`).
+    let mut name = None;
+    for d in (1..10).filter_map(|level| lua.inspect_stack(level)) {
+        let src = d.source();
+        if src.short_src.as_deref() == Some("gmailscript") {
+            return None;
+        }
+        let wrapper = src.short_src.as_deref() == Some("[string \"?\"]");
+        let Some(n) = d.names().name.map(|n| n.to_string()) else {
+            continue;
+        };
+        if (src.what == "C" && n != "poll" && n != "error") || wrapper {
+            name = Some(n);
+            break;
+        }
+    }
+    let name = name?;
     let qualified = ["gmail", "output", "store", "json", "log", "time"]
         .iter()
         .find(|module| {

@@ -2,32 +2,61 @@
 //! with the engine's backoff between tries. A raised error, or a returned
 //! `nil, err` whose class is rate, server or network, counts as failure.
 
+use std::time::Duration;
+
 use mlua::{Function, Lua, MultiValue, Value};
 
 use crate::gmail::backoff::Backoff;
+use crate::gmail::runner::{Decision, DefaultPolicy};
+use crate::gmail::ErrorClass;
 
-use super::opts::Opts;
+use super::opts::{self, Opts};
 
+/// A returned error is retried when the default policy would retry its
+/// class (rate, server, network).
 fn retryable(err: &Value) -> bool {
-    match err {
-        Value::Table(t) => matches!(
-            t.get::<Option<String>>("class").ok().flatten().as_deref(),
-            Some("rate" | "server" | "network")
-        ),
-        _ => false,
+    let Value::Table(t) = err else {
+        return false;
+    };
+    let class = t.get::<Option<String>>("class").ok().flatten();
+    class
+        .as_deref()
+        .and_then(ErrorClass::parse)
+        .is_some_and(|c| matches!(DefaultPolicy::decide(c), Decision::Retry(_)))
+}
+
+/// The wait an error asks for. It may come from the script's own table,
+/// so it is checked like any wait: a huge or NaN one raises rather than
+/// hangs the run.
+fn retry_after(err: &Value) -> mlua::Result<Option<Duration>> {
+    let Value::Table(t) = err else {
+        return Ok(None);
+    };
+    match t.get::<Value>("retry_after")? {
+        Value::Nil => Ok(None),
+        v => opts::seconds(&v)
+            .map(Some)
+            .map_err(|r| mlua::Error::runtime(format!("retry: the error's retry_after {r}"))),
     }
 }
 
-fn retry_after(err: &Value) -> Option<std::time::Duration> {
-    match err {
-        Value::Table(t) => t
-            .get::<Option<f64>>("retry_after")
-            .ok()
-            .flatten()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(std::time::Duration::from_secs_f64),
-        _ => None,
-    }
+/// `{attempts, base, max, jitter}` of `retry` and of `gmail.batch`'s
+/// `backoff`, over `defaults`; also whether `attempts` was given.
+pub fn backoff_options(o: &Opts, defaults: &Backoff) -> mlua::Result<(Backoff, bool)> {
+    let attempts = o.integer("attempts", 1, 1000)?;
+    let jitter = match o.string("jitter")?.as_deref() {
+        None => defaults.jitter,
+        Some("full") => true,
+        Some("none") => false,
+        Some(_) => return Err(o.error("jitter", "\"full\" or \"none\"", &o.raw("jitter")?)),
+    };
+    let backoff = Backoff {
+        attempts: attempts.map_or(defaults.attempts, |n| n as u32),
+        base: o.duration("base")?.unwrap_or(defaults.base),
+        cap: o.duration("max")?.unwrap_or(defaults.cap),
+        jitter,
+    };
+    Ok((backoff, attempts.is_some()))
 }
 
 pub fn register(lua: &Lua) -> mlua::Result<()> {
@@ -38,23 +67,7 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
                 attempts: 6,
                 ..Backoff::default()
             };
-            let backoff = Backoff {
-                attempts: o
-                    .integer("attempts", 1, 1000)?
-                    .map(|n| n as u32)
-                    .unwrap_or(defaults.attempts),
-                base: o.duration("base")?.unwrap_or(defaults.base),
-                cap: o.duration("max")?.unwrap_or(defaults.cap),
-                jitter: match o.string("jitter")?.as_deref() {
-                    None | Some("full") => true,
-                    Some("none") => false,
-                    Some(other) => {
-                        return Err(mlua::Error::runtime(format!(
-                            "retry: option 'jitter' must be \"full\" or \"none\", got {other:?}"
-                        )))
-                    }
-                },
-            };
+            let (backoff, _) = backoff_options(&o, &defaults)?;
             let ctx = super::ctx(&lua);
             let mut tries = 0u32;
             loop {
@@ -64,7 +77,7 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
                         let first = values.front().cloned().unwrap_or(Value::Nil);
                         let second = values.get(1).cloned().unwrap_or(Value::Nil);
                         if first.is_nil() && retryable(&second) {
-                            let after = retry_after(&second);
+                            let after = retry_after(&second)?;
                             (Err(values), after)
                         } else {
                             return Ok(values);

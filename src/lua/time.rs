@@ -1,9 +1,7 @@
 //! `time.now()`, `time.sleep(seconds)` and the global `sleep`. Sleeping
 //! yields to the runtime, so engine work in flight goes on.
 
-use std::time::Duration;
-
-use mlua::Lua;
+use mlua::{Lua, Value};
 
 pub fn register(lua: &Lua) -> mlua::Result<()> {
     let time = lua.create_table()?;
@@ -16,13 +14,16 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
                 .unwrap_or(0.0))
         })?,
     )?;
-    let sleep = lua.create_async_function(|_, seconds: f64| async move {
-        if !(seconds.is_finite() && seconds >= 0.0) {
-            return Err(mlua::Error::runtime(format!(
-                "sleep: seconds must be a number of 0 or more, got {seconds}"
-            )));
-        }
-        tokio::time::sleep(Duration::from_secs_f64(seconds.min(86_400.0))).await;
+    // A Value, not an f64: mlua would turn "1" into 1 (Lua's coercion).
+    let sleep = lua.create_async_function(|_, seconds: Value| async move {
+        let wait = super::opts::seconds(&seconds).map_err(|r| {
+            mlua::Error::runtime(format!(
+                "sleep: seconds must be a number from 0 to {}, got {}",
+                super::opts::MAX_WAIT_SECS,
+                r.got
+            ))
+        })?;
+        tokio::time::sleep(wait).await;
         Ok(())
     })?;
     time.set("sleep", sleep.clone())?;

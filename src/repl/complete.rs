@@ -121,7 +121,15 @@ fn walk(lua: &Lua, path: &str) -> Option<Value> {
             return None;
         }
         v = match v {
-            Value::Table(t) => t.raw_get(seg).ok()?,
+            Value::Table(t) => match t.raw_get(seg).ok()? {
+                // A field kept in the metatable's `__index` table (as
+                // `gmail.default_policy` is, being read-only).
+                Value::Nil => match t.metatable().map(|mt| mt.raw_get("__index")) {
+                    Some(Ok(Value::Table(fields))) => fields.raw_get(seg).ok()?,
+                    _ => Value::Nil,
+                },
+                found => found,
+            },
             _ => return None,
         };
     }
@@ -182,7 +190,8 @@ mod tests {
         lua.load(
             "gmail = { batch = 1, bar = 2, list = 3, default_policy = { on_error = function() end, name = 'x' } }
              Obj = {} Obj.__index = Obj function Obj.write() end obj = setmetatable({ n = 1 }, Obj)
-             s = 'text'",
+             s = 'text'
+             ro = setmetatable({}, { __index = { hidden = { deep = 1 } } })",
         )
         .exec()
         .unwrap();
@@ -205,6 +214,9 @@ mod tests {
             complete(&lua, "gmail.default_policy:"),
             (21, vec!["on_error".to_string()])
         );
+        // Fields a read-only table keeps in its metatable's __index.
+        assert_eq!(complete(&lua, "ro.hid").1, vec!["hidden".to_string()]);
+        assert_eq!(complete(&lua, "ro.hidden.").1, vec!["deep".to_string()]);
         assert_eq!(complete(&lua, "obj:w").1, vec!["write".to_string()]);
         assert!(complete(&lua, "s:up").1.contains(&"upper".to_string()));
         assert!(complete(&lua, "fun").1.contains(&"function".to_string()));

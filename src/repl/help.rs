@@ -136,9 +136,18 @@ pub fn modules(lua: &Lua) -> Vec<(String, String)> {
         .map(|(name, v)| {
             let what = match v {
                 Value::Table(t) => {
-                    let mut keys: Vec<String> = t
-                        .pairs::<String, Value>()
-                        .filter_map(|kv| kv.ok().map(|(k, _)| k))
+                    // With the fields a read-only member keeps in `__index`.
+                    let hidden = match t.metatable().map(|mt| mt.raw_get("__index")) {
+                        Some(Ok(Value::Table(fields))) => Some(fields),
+                        _ => None,
+                    };
+                    let mut keys: Vec<String> = std::iter::once(t)
+                        .chain(hidden)
+                        .flat_map(|t| {
+                            t.pairs::<String, Value>()
+                                .filter_map(|kv| kv.ok().map(|(k, _)| k))
+                                .collect::<Vec<_>>()
+                        })
                         .collect();
                     keys.sort();
                     keys.join(", ")

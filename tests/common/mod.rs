@@ -50,6 +50,24 @@ impl SimProcess {
     /// connection error, a status other than 2xx or a body that is not
     /// JSON: a test must not read a failed call as an empty answer.
     pub fn http(&self, post: bool, path: &str) -> Value {
+        let (status, value) = self.call(post, path);
+        assert!(
+            (200..300).contains(&status),
+            "{} {}{path} answered {status}: {value}",
+            if post { "POST" } else { "GET" },
+            self.url
+        );
+        value
+    }
+
+    /// A GET whose failure the test expects (an injected fault, say): the
+    /// status and the JSON answer, whatever the status. Still panics on a
+    /// connection error or a body that is not JSON.
+    pub fn try_get(&self, path: &str) -> (u16, Value) {
+        self.call(false, path)
+    }
+
+    fn call(&self, post: bool, path: &str) -> (u16, Value) {
         let method = if post { "POST" } else { "GET" };
         let url = format!("{}{path}", self.url);
         let (status, body) = tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -70,16 +88,13 @@ impl SimProcess {
                 .unwrap_or_else(|e| panic!("{method} {url}: reading the answer: {e}"));
             (status, body)
         });
-        let text = String::from_utf8_lossy(&body);
-        assert!(
-            status.is_success(),
-            "{method} {url} answered {status}: {text}"
-        );
         if body.is_empty() {
-            return Value::Null;
+            return (status.as_u16(), Value::Null);
         }
-        serde_json::from_slice(&body)
-            .unwrap_or_else(|e| panic!("{method} {url}: the answer is not JSON ({e}): {text}"))
+        let text = String::from_utf8_lossy(&body);
+        let value = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{method} {url}: the answer is not JSON ({e}): {text}"));
+        (status.as_u16(), value)
     }
 
     pub fn get(&self, path: &str) -> Value {
