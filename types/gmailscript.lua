@@ -215,8 +215,8 @@ function gmail.trash(ids) end
 ---gmail.modify and gmail.trash always use it. Read-only: setting a field,
 ---or replacing it, raises.
 gmail.default_policy = {}
----rate, server, network: "retry"; not_found: "skip"; precondition, auth:
----"abort"; invalid, quota_daily, forbidden, malformed (and an unknown or
+---rate, server, network: "retry"; not_found: "skip"; precondition, auth,
+---quota_daily: "abort"; invalid, forbidden, malformed (and an unknown or
 ---missing class): "fail".
 ---@param err GmailError
 ---@param id string

@@ -142,7 +142,10 @@ impl ApiError {
         .flatten()
         .max()
         .map(|d| d.min(MAX_RETRY_AFTER));
-        let diagnosis = diagnose(class, &reason, &message, rpc_status).map(str::to_string);
+        let diagnosis = match class {
+            ErrorClass::QuotaDaily => Some(daily_renewal(now)),
+            _ => diagnose(class, &reason, &message, rpc_status).map(str::to_string),
+        };
         let concurrent =
             class == ErrorClass::Rate && message.to_ascii_lowercase().contains("concurrent");
         ApiError {
@@ -348,6 +351,46 @@ fn diagnose(
         }
         _ => None,
     }
+}
+
+/// When a daily quota renews: Google's quota day ends at midnight Pacific
+/// time. Said in UTC with how long until then, so no time zone is guessed.
+fn daily_renewal(now: SystemTime) -> String {
+    let now = chrono::DateTime::<chrono::Utc>::from(now);
+    let at = next_pacific_midnight(now);
+    let left = (at - now).to_std().unwrap_or_default();
+    format!(
+        "the daily quota is spent; Google renews it at midnight Pacific time, {} UTC (in {}); \
+         what was done is saved: run again then",
+        at.format("%Y-%m-%d %H:%M"),
+        super::client::human(Duration::from_secs(left.as_secs().div_ceil(60) * 60))
+    )
+}
+
+/// The next midnight in America/Los_Angeles, in UTC: UTC-7 from the second
+/// Sunday of March to the first Sunday of November (the change is at 2:00,
+/// so those Sundays' midnights keep the old offset), else UTC-8.
+fn next_pacific_midnight(now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    use chrono::{Datelike, Duration as D, NaiveDate, Weekday};
+    let nth_sunday = |y: i32, m: u32, n: u32| {
+        NaiveDate::from_weekday_of_month_opt(y, m, Weekday::Sun, n as u8).unwrap_or_default()
+    };
+    let offset_hours = |d: NaiveDate| {
+        let summer = d > nth_sunday(d.year(), 3, 2) && d <= nth_sunday(d.year(), 11, 1);
+        if summer {
+            7
+        } else {
+            8
+        }
+    };
+    let today = (now - D::hours(8)).date_naive();
+    for d in [today, today + D::days(1), today + D::days(2)] {
+        let at = d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc() + D::hours(offset_hours(d));
+        if at > now {
+            return at;
+        }
+    }
+    now + D::days(1)
 }
 
 /// `Retry-After: 120` or `Retry-After: Fri, 27 Nov 2026 17:10:00 GMT`.
@@ -972,6 +1015,26 @@ mod tests {
             );
             assert!(!e.to_string().contains('\n'));
         }
+    }
+
+    #[test]
+    fn the_quota_day_ends_at_midnight_pacific() {
+        let utc = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap().to_utc();
+        for (now, want) in [
+            ("2026-12-03T06:00:00Z", "2026-12-03T08:00:00Z"), // PST
+            ("2026-12-03T08:00:00Z", "2026-12-04T08:00:00Z"), // just renewed
+            ("2026-07-01T12:00:00Z", "2026-07-02T07:00:00Z"), // PDT
+            ("2026-03-08T07:00:00Z", "2026-03-08T08:00:00Z"), // DST begins at 2:00
+            ("2026-11-01T06:30:00Z", "2026-11-01T07:00:00Z"), // DST ends at 2:00
+        ] {
+            assert_eq!(next_pacific_midnight(utc(now)), utc(want), "{now}");
+        }
+        let body = google(403, "dailyLimitExceeded", "Daily Limit Exceeded", "");
+        let at = SystemTime::from(utc("2026-12-03T06:00:00Z"));
+        let e = ApiError::from_response_at(403, None, body.as_bytes(), at);
+        assert_eq!(e.class, QuotaDaily);
+        let d = e.diagnosis.unwrap();
+        assert!(d.contains("2026-12-03 08:00 UTC (in 2h)"), "{d}");
     }
 
     #[test]

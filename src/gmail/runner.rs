@@ -110,11 +110,10 @@ impl DefaultPolicy {
         match class {
             ErrorClass::Rate | ErrorClass::Server | ErrorClass::Network => Decision::Retry(None),
             ErrorClass::NotFound => Decision::Skip,
-            ErrorClass::Precondition | ErrorClass::Auth => Decision::Abort,
-            ErrorClass::Invalid
-            | ErrorClass::QuotaDaily
-            | ErrorClass::Forbidden
-            | ErrorClass::Malformed => Decision::Fail,
+            // The daily quota: nothing more goes through today, so stop
+            // (exit 3) with when it renews; the ids stay to do, not failed.
+            ErrorClass::Precondition | ErrorClass::Auth | ErrorClass::QuotaDaily => Decision::Abort,
+            ErrorClass::Invalid | ErrorClass::Forbidden | ErrorClass::Malformed => Decision::Fail,
         }
     }
 }
