@@ -580,11 +580,13 @@ async fn a_sink_error_stops_and_the_item_is_not_done() {
 #[tokio::test]
 async fn an_auto_pacer_finds_a_legacy_quota_and_the_next_run_starts_there() {
     use gmailscript::gmail::quota::Pacer;
-    let speed = 60.0;
+    // A 5 s window: 600 gets a second is the limit, which even a loaded
+    // machine's debug build outruns, so the pace is what holds it back.
+    let speed = 12.0;
     let (h, client, ids) = setup(SimConfig {
         quota: SimRules::Legacy,
         speed,
-        ..sim_config(8000)
+        ..sim_config(6000)
     })
     .await;
     let window = h.sim.quota.window;
@@ -595,7 +597,7 @@ async fn an_auto_pacer_finds_a_legacy_quota_and_the_next_run_starts_there() {
     );
     let runner = Runner::with_pacer(client.clone(), Profile::Auto, pacer.clone());
     let (report, seen) = fetch(&runner, &ids, &mut DefaultPolicy, &quick()).await;
-    assert_eq!(report.ok, 8000, "{report:?}");
+    assert_eq!(report.ok, 6000, "{report:?}");
     assert!(seen.values().all(|n| *n == 1));
     let told = told.lock().unwrap().clone();
     assert_eq!(told.len(), 1, "told once: {told:?}");
@@ -612,8 +614,8 @@ async fn an_auto_pacer_finds_a_legacy_quota_and_the_next_run_starts_there() {
     // The next run paces to what was learned: nothing refused.
     tokio::time::sleep(window + Duration::from_millis(100)).await;
     let next = Runner::new(client, Profile::Units(learned), window);
-    let (report, _) = fetch(&next, &ids[..4000], &mut DefaultPolicy, &quick()).await;
-    assert_eq!(report.ok, 4000);
+    let (report, _) = fetch(&next, &ids[..1500], &mut DefaultPolicy, &quick()).await;
+    assert_eq!(report.ok, 1500);
     assert_eq!(report.rate_errors, 0, "{report:?}");
     h.stop().await;
 }

@@ -660,3 +660,74 @@ local report = gmail.batch({ "ok1", string.rep("b", 100000) }, {
         "nothing invalid was sent"
     );
 }
+
+/// An outage: every call answers 503 for a while. Without a breaker each
+/// id would spend its tries in a second and fail; with it the run waits,
+/// probes with one cheap call, and goes on when the service is back.
+fn outage_server(outage: Duration) -> Hostile {
+    let start = std::time::Instant::now();
+    Hostile::start(move |req: &Req| {
+        let down = start.elapsed() < outage;
+        if !req.is_batch() {
+            return if down {
+                Reply::json(503, error_json(503, "backendError", "Backend Error"))
+            } else {
+                Reply::json(200, serde_json::json!({"emailAddress": "me@example.com"}))
+            };
+        }
+        Reply::batch(
+            req.batch_parts()
+                .iter()
+                .map(|(c, t)| {
+                    let cid = Some(format!("response-{c}"));
+                    if down {
+                        let e = error_json(503, "backendError", "Backend Error").to_string();
+                        (cid, 503, e)
+                    } else {
+                        (cid, 200, message_json(&message_id(t)))
+                    }
+                })
+                .collect(),
+        )
+    })
+}
+
+#[test]
+fn an_outage_is_waited_out_and_no_id_fails() {
+    let ids = ids(30);
+    let server = outage_server(Duration::from_secs(3));
+    let (stdout, stderr, code) = run(&server, BATCH, &batch_args(&ids));
+    assert_eq!(tagged(&stdout, "ok "), vec!["30"], "{stdout}{stderr}");
+    assert_eq!(tagged(&stdout, "failed "), vec!["0"], "{stdout}{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    // The wait was probed with single calls, not by spending the ids.
+    let probes = server.count(|r| r.path().ends_with("/profile"));
+    assert!(probes >= 1, "a canary call went first");
+    let batches = server.count(Req::is_batch);
+    assert!(
+        batches < 10,
+        "the ids were not sent again and again: {batches} batches"
+    );
+}
+
+#[test]
+fn an_outage_longer_than_max_wait_stops_cleanly() {
+    let ids = ids(10);
+    let server = outage_server(Duration::from_secs(3600));
+    let (stdout, stderr, code) = run(
+        &server,
+        BATCH,
+        &[&["--max-wait", "2s"][..], &batch_args(&ids)].concat(),
+    );
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert_eq!(
+        tagged(&stdout, "failed "),
+        vec!["0"],
+        "nothing failed: {stdout}"
+    );
+    assert!(
+        stderr.contains("Gmail has failed nearly every call"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("run again later"), "{stderr}");
+}

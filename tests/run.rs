@@ -1302,7 +1302,7 @@ for k in pairs(gmail.default_policy) do print("field", k) end
         stdout.lines().collect::<Vec<_>>(),
         [
             "rate=retry server=retry network=retry auth=abort not_found=skip precondition=abort \
-             invalid=fail quota_daily=fail forbidden=fail malformed=fail no_such_class=fail",
+             invalid=fail quota_daily=abort forbidden=fail malformed=fail no_such_class=fail",
             "fail",
             "1\t1\t1\t0",
             "field\ton_error",

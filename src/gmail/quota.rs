@@ -418,9 +418,9 @@ impl Pacer {
     }
 
     fn settle(&self, st: &mut PacerState) -> bool {
-        if st.learn.take().is_none() {
+        let Some(learn) = st.learn.take() else {
             return false;
-        }
+        };
         if st.limit == Some(st.safe) {
             // Refused before any raise: the starting pace is already too
             // much (a lower quota, another client). Nothing was learned;
@@ -428,9 +428,10 @@ impl Pacer {
             return false;
         }
         // The server counts what it accepted in its window, which is what
-        // this window holds once the refused calls are refunded. Never
-        // below the last limit that ran clean.
-        let limit = st.in_window.max(st.safe);
+        // this window holds once the refused calls are refunded. (A limit
+        // that ran clean for a while proves nothing: the window may not
+        // have been full.) Never below where learning began.
+        let limit = st.in_window.max(learn.start);
         st.limit = Some(limit);
         st.learned = Some(limit);
         true
@@ -582,11 +583,13 @@ mod tests {
         drive(&p, t0, 15_050, 30_050);
         assert_eq!(p.limit(), Some(1350));
         assert_eq!(p.learned(), None);
-        // A refusal: the limit is what the window holds, not less than the
-        // last clean limit; no raise after that.
+        // A refusal: the limit is what the window holds (not less than the
+        // start); no raise after that.
+        let held = p.state.lock().unwrap().in_window;
         p.on_refused();
         let learned = p.learned().unwrap();
-        assert!(learned >= 900 && Some(learned) == p.limit(), "{learned}");
+        assert_eq!(learned, held.max(600));
+        assert_eq!(p.limit(), Some(learned));
         drive(&p, t0, 30_050, 60_000);
         assert_eq!(p.limit(), Some(learned), "settled");
     }

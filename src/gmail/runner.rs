@@ -297,6 +297,56 @@ struct Pending {
     attempt: u32,
     /// A 401 already led to a fresh token for this item.
     refreshed: bool,
+    /// Retries given back because the whole service was failing (see
+    /// [`Breaker`]), bounded so that one id that always fails still ends.
+    spared: u32,
+}
+
+/// Most retries an item is spared by outages; past it they count.
+const MAX_SPARED: u32 = 3;
+
+/// The circuit breaker: when most parts of a chunk fail with 5xx or the
+/// exchange breaks, the service is down, not those ids. The pipeline
+/// pauses (backing off up to [`Breaker::CAP`]), the chunk's ids go back
+/// without spending a try, and a one-unit canary call (getProfile) must
+/// pass before chunks go again: an outage of minutes turns no id into a
+/// failure, and the run goes on within seconds of its end.
+#[derive(Debug, Default)]
+struct Breaker {
+    /// Trips in a row; 0: closed.
+    level: u32,
+    /// No canary before this.
+    open_until: Option<Instant>,
+    /// When this outage began (the first trip since a healthy chunk).
+    since: Option<Instant>,
+    /// The error that tripped it last.
+    last: Option<ApiError>,
+}
+
+impl Breaker {
+    const CAP: Duration = Duration::from_secs(8);
+
+    fn is_open(&self) -> bool {
+        self.level > 0
+    }
+
+    fn trip(&mut self, e: &ApiError) -> Duration {
+        self.level += 1;
+        let exp = Duration::from_millis(500).saturating_mul(1 << self.level.min(8));
+        // Full jitter above a floor, so many clients do not come back at once.
+        let wait = exp
+            .min(Self::CAP)
+            .mul_f64(0.5 + rand::random::<f64>() * 0.5);
+        let now = Instant::now();
+        self.open_until = Some(now + wait);
+        self.since.get_or_insert(now);
+        self.last = Some(e.clone());
+        wait
+    }
+
+    fn close(&mut self) {
+        *self = Breaker::default();
+    }
 }
 
 /// A retry waiting for its time; ordered by time, then arrival.
@@ -333,6 +383,9 @@ enum Event {
     Done {
         chunk: u64,
         broken: Option<ApiError>,
+        /// The exchange failed before any answer came (refused, reset,
+        /// a 5xx for the whole batch): what an outage looks like.
+        unanswered: bool,
         rtt: Duration,
     },
 }
@@ -343,6 +396,8 @@ struct InFlight {
     token: Option<Secret>,
     /// The longest Retry-After among its rate errors.
     retry_after: Option<Duration>,
+    /// Parts answered 5xx or broken, held until the chunk is done.
+    outage_suspects: Vec<(Pending, ApiError)>,
 }
 
 impl Runner {
@@ -385,6 +440,7 @@ impl Runner {
             stale: None,
             stop: None,
             size_for_last: None,
+            breaker: Breaker::default(),
         };
         st.last.size = st.sizer.size();
         let (tx, mut rx) = mpsc::channel::<Event>(256);
@@ -438,6 +494,7 @@ impl Runner {
                                 item,
                                 attempt: 0,
                                 refreshed: false,
+                                spared: 0,
                             };
                             // A request that cannot be sent as it is fails
                             // alone, before it can spoil a whole batch.
@@ -459,6 +516,33 @@ impl Runner {
                 }
                 if staged.is_empty() || st.stop.is_some() {
                     break;
+                }
+                // After an outage, a one-unit canary must pass first.
+                if st.breaker.is_open() {
+                    if let Some(t) = st.breaker.open_until.filter(|t| *t > now) {
+                        pacer_at = Some(t);
+                        break;
+                    }
+                    match self.client.call(&Request::profile()).await {
+                        Ok(_) => {
+                            st.breaker.level = 0;
+                            st.breaker.open_until = None;
+                        }
+                        Err(e) if matches!(e.class, ErrorClass::Server | ErrorClass::Network) => {
+                            let wait = st.breaker.trip(&e);
+                            let key = staged[0].item.key.clone();
+                            if !st.outage_too_long(self, &key) {
+                                pacer_at = Some(Instant::now() + wait);
+                            }
+                            break;
+                        }
+                        // Another answer (a rate error, auth): the service is
+                        // up; the chunk will say the rest.
+                        Err(_) => {
+                            st.breaker.level = 0;
+                            st.breaker.open_until = None;
+                        }
+                    }
                 }
                 // As many of the staged items as the quota takes now.
                 let costs: Vec<u64> = staged
@@ -532,6 +616,7 @@ impl Runner {
                         items: items.into_iter().map(Some).collect(),
                         token: token.clone(),
                         retry_after: None,
+                        outage_suspects: Vec::new(),
                     },
                 );
                 tokio::spawn(send_chunk(
@@ -647,6 +732,7 @@ async fn send_chunk(
                     .send(Event::Done {
                         chunk,
                         broken: Some(e),
+                        unanswered: false,
                         rtt: Duration::ZERO,
                     })
                     .await;
@@ -677,8 +763,12 @@ async fn send_chunk(
     let mut unnamed: Vec<InnerResponse> = Vec::new();
     let mut named = false;
     let mut stray = 0usize;
+    let mut unanswered = false;
     let broken = match client.send_batch(&refs, &token).await {
-        Err(e) => Some(e),
+        Err(e) => {
+            unanswered = true;
+            Some(e)
+        }
         Ok(mut stream) => loop {
             match stream.next_part().await {
                 Some(Ok(p)) => {
@@ -724,6 +814,7 @@ async fn send_chunk(
         .send(Event::Done {
             chunk,
             broken,
+            unanswered,
             rtt: started.elapsed(),
         })
         .await;
@@ -744,6 +835,7 @@ struct State {
     stop: Option<Stop>,
     /// The chunk size the policy gave for `last`.
     size_for_last: Option<usize>,
+    breaker: Breaker,
 }
 
 impl State {
@@ -791,10 +883,19 @@ impl State {
                             }
                         }
                     }
+                    // Judged with the whole chunk: an outage, or these ids.
+                    Err(e) if e.class == ErrorClass::Server => {
+                        c.outage_suspects.push((p, e));
+                    }
                     Err(e) => self.failed_part(chunk, p, e, token, runner, policy, opts),
                 }
             }
-            Event::Done { chunk, broken, rtt } => {
+            Event::Done {
+                chunk,
+                broken,
+                unanswered,
+                rtt,
+            } => {
                 let Some(c) = self.chunks.get_mut(&chunk) else {
                     return;
                 };
@@ -805,11 +906,42 @@ impl State {
                         .as_ref()
                         .is_none_or(|e| e.class == ErrorClass::Network);
                 }
+                let mut suspects = std::mem::take(&mut c.outage_suspects);
+                // Parts missing from a whole answer are that answer's fault,
+                // not an outage's; an exchange that broke may be one.
+                let mut missing = Vec::new();
+                // Only an exchange that got no answer at all: one that broke
+                // mid-answer, or an answer that does not add up, is that
+                // answer's fault and its items are retried as usual.
+                let down = broken.as_ref().filter(|e| {
+                    unanswered && matches!(e.class, ErrorClass::Server | ErrorClass::Network)
+                });
                 for p in left {
-                    let e = broken.clone().unwrap_or_else(|| {
-                        ApiError::network("the batch answer ended without this part")
-                    });
+                    match (&broken, down) {
+                        (_, Some(e)) => suspects.push((p, e.clone())),
+                        (Some(e), None) => missing.push((p, e.clone())),
+                        (None, None) => missing.push((
+                            p,
+                            ApiError::network("the batch answer ended without this part"),
+                        )),
+                    }
+                }
+                let sent = c.stats.sent;
+                for (p, e) in missing {
                     self.failed_part(chunk, p, e, token.clone(), runner, policy, opts);
+                }
+                // Most of the chunk failed with 5xx, or the exchange itself
+                // broke: the service is down, not these ids.
+                let outage = !suspects.is_empty() && (down.is_some() || suspects.len() * 2 > sent);
+                if outage {
+                    self.outage(chunk, suspects, token, runner, policy, opts);
+                } else {
+                    if suspects.is_empty() {
+                        self.breaker.close();
+                    }
+                    for (p, e) in suspects {
+                        self.failed_part(chunk, p, e, token.clone(), runner, policy, opts);
+                    }
                 }
                 let Some(c) = self.chunks.remove(&chunk) else {
                     return;
@@ -926,6 +1058,70 @@ impl State {
                 });
             }
         }
+    }
+
+    /// A chunk that met an outage: trip the breaker; its ids wait for the
+    /// service to come back without spending a try (up to [`MAX_SPARED`]
+    /// times each); an outage longer than `--max-wait` stops the run.
+    #[allow(clippy::too_many_arguments)]
+    fn outage(
+        &mut self,
+        chunk: u64,
+        suspects: Vec<(Pending, ApiError)>,
+        token: Option<Secret>,
+        runner: &Runner,
+        policy: &mut dyn Policy,
+        opts: &RunOptions,
+    ) {
+        let wait = self.breaker.trip(&suspects[0].1);
+        if self.outage_too_long(runner, &suspects[0].0.item.key) {
+            self.report.not_done += suspects.len() as u64;
+            return;
+        }
+        for (mut p, e) in suspects {
+            if p.spared < MAX_SPARED && self.stop.is_none() {
+                p.spared += 1;
+                if let Some(c) = self.chunks.get_mut(&chunk) {
+                    if e.class == ErrorClass::Server {
+                        c.stats.server_errors += 1;
+                    }
+                }
+                self.report.retried += 1;
+                self.requeue(p, wait);
+            } else {
+                self.failed_part(chunk, p, e, token.clone(), runner, policy, opts);
+            }
+        }
+    }
+
+    /// True (and the run stopped) once the breaker has been open for
+    /// longer than `--max-wait`.
+    fn outage_too_long(&mut self, runner: &Runner, key: &str) -> bool {
+        let max_wait = runner.client.config().max_wait;
+        let Some(since) = self.breaker.since else {
+            return false;
+        };
+        let lasted = since.elapsed();
+        if lasted <= max_wait || self.stop.is_some() {
+            return false;
+        }
+        let mut error = self
+            .breaker
+            .last
+            .clone()
+            .unwrap_or_else(|| ApiError::network("the service does not answer"));
+        error.diagnosis = Some(format!(
+            "Gmail has failed nearly every call for {} (an outage at Google or on the way), \
+             longer than --max-wait {}; stopped rather than spend the ids' tries; what was done \
+             is saved: run again later",
+            super::client::human(lasted),
+            super::client::human(max_wait)
+        ));
+        self.stop = Some(Stop::Wait {
+            key: key.to_string(),
+            error,
+        });
+        true
     }
 
     fn requeue(&mut self, pending: Pending, wait: Duration) {
