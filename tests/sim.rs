@@ -925,31 +925,36 @@ async fn a_seed_gives_the_same_mailbox_whatever_the_real_date() {
     h.stop().await;
 }
 
-/// `gmailscript sim` under a faked wall clock (libfaketime), when the
+/// `gmailscript sim` under a faked wall clock (libfaketime, preloaded so
+/// the child is the simulator itself and `kill` reaches it), when the
 /// machine has it: the mailbox must not notice.
 #[tokio::test]
 async fn the_sim_binary_serves_the_same_ids_under_a_faked_clock() {
     use std::io::BufRead as _;
     let bin = env!("CARGO_BIN_EXE_gmailscript");
-    let faketime = std::process::Command::new("faketime")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !faketime {
-        eprintln!("faketime not installed: only the unfaked run is checked");
+    let libfaketime = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/faketime/libfaketime.so.1",
+        "/usr/local/lib/faketime/libfaketime.so.1",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists());
+    if libfaketime.is_none() {
+        eprintln!("libfaketime not installed: only the unfaked run is checked");
     }
     let mut seen = Vec::new();
     for offset in [None, Some("+400d"), Some("-200d")] {
-        let mut cmd = match offset {
-            Some(_) if !faketime => continue,
-            Some(o) => {
-                let mut c = std::process::Command::new("faketime");
-                c.args(["-f", o, bin])
+        let mut cmd = std::process::Command::new(bin);
+        match (offset, libfaketime) {
+            (None, _) => {}
+            (Some(_), None) => continue,
+            (Some(o), Some(lib)) => {
+                cmd.env("LD_PRELOAD", lib)
+                    .env("FAKETIME", o)
                     .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-                c
             }
-            None => std::process::Command::new(bin),
-        };
+        }
         let mut child = cmd
             .args(["sim", "--port", "0", "--messages", "30", "--seed", "4"])
             .stdout(std::process::Stdio::piped())
