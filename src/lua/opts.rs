@@ -258,7 +258,7 @@ impl Opts {
         match &v {
             Value::Nil => Ok(None),
             Value::String(s) => {
-                let d = crate::cli::parse_duration(&s.to_str()?).map_err(|e| {
+                let d = crate::duration::parse_duration(&s.to_str()?).map_err(|e| {
                     mlua::Error::runtime(format!("{}: option '{}': {e}", self.func, self.name(key)))
                 })?;
                 if d > Duration::from_secs(MAX_WAIT_SECS) {
