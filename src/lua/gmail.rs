@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use mlua::{
     AnyUserData, Function, Lua, LuaSerdeExt, MetaMethod, Table, UserData, UserDataMethods, Value,
 };
@@ -26,11 +26,6 @@ use crate::gmail::{ApiError, ErrorClass};
 use super::message;
 use super::opts::{display, Opts};
 use super::store::LuaState;
-
-thread_local! {
-    /// The progress bar on screen, so log lines print above it.
-    pub static PROGRESS: RefCell<Option<ProgressBar>> = const { RefCell::new(None) };
-}
 
 #[derive(Debug, Clone)]
 pub struct LabelInfo {
@@ -342,7 +337,7 @@ async fn fetch(lua: Lua, req: Value) -> mlua::Result<(Value, Value)> {
     let req = fetch_request("gmail.fetch", req)?;
     let ctx = super::ctx(&lua);
     if ctx.dry_run && req.http_method != "GET" {
-        super::log::eprint_line(&format!(
+        super::progress::eprint_line(&format!(
             "dry run: would {} users/me/{}",
             req.http_method, req.path
         ));
@@ -674,36 +669,6 @@ impl Policy for LuaPolicy {
     }
 }
 
-fn progress_bar(ctx: &super::Ctx, enabled: bool, total: Option<u64>) -> Option<ProgressBar> {
-    use std::io::IsTerminal;
-    if ctx.quiet || !enabled || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let pb = match total {
-        Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()),
-        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-    };
-    let template = if total.is_some() {
-        "{spinner} {pos}/{len} messages [{bar:30}] {rate} · ETA {eta} · {msg}"
-    } else {
-        "{spinner} {pos} messages · {rate} · {elapsed} · {msg}"
-    };
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        let style = style
-            .with_key(
-                "rate",
-                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                    let _ = write!(w, "{:.0}/s", s.per_sec());
-                },
-            )
-            .progress_chars("=> ");
-        pb.set_style(style);
-    }
-    pb.set_message("0 retries");
-    pb.enable_steady_tick(Duration::from_millis(200));
-    Some(pb)
-}
-
 /// Where a batch's ids come from.
 enum Ids {
     List(Vec<String>),
@@ -1003,8 +968,7 @@ async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Result<Ta
         Ok(Item { key: id, request })
     });
 
-    let bar = progress_bar(&ctx, show_progress, total);
-    PROGRESS.with(|p| *p.borrow_mut() = bar.clone());
+    let bar = super::progress::start(&ctx, show_progress, total);
     let callback_error = Rc::new(RefCell::new(None::<mlua::Error>));
     let mut policy = LuaPolicy {
         lua: lua.clone(),
@@ -1049,10 +1013,7 @@ async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Result<Ta
         .await;
     drop(running);
     drop(sink);
-    if let Some(pb) = &bar {
-        pb.finish_and_clear();
-    }
-    PROGRESS.with(|p| *p.borrow_mut() = None);
+    super::progress::finish(bar.as_ref());
     if let Some(s) = &state {
         for f in &report.failed {
             s.record_failure(&f.key, &f.error, f.attempts)

@@ -10,6 +10,7 @@ pub mod log;
 pub mod message;
 pub mod opts;
 pub mod output;
+pub mod progress;
 pub mod retry;
 pub mod store;
 pub mod time;
