@@ -293,6 +293,15 @@ pub fn display(v: &Value) -> String {
     }
 }
 
+/// A value quoted for an error message, cut if long.
+pub fn short(s: &str) -> String {
+    if s.chars().count() > 40 {
+        format!("'{}…'", s.chars().take(40).collect::<String>())
+    } else {
+        format!("'{s}'")
+    }
+}
+
 /// A float as Lua's `tostring` gives it (`%.14g`, with `.0` on a whole
 /// number): `1e+300`, `0.5`, `3.0`, `nan`. Rust's own formatting writes
 /// 1e300 as 301 digits.
