@@ -31,7 +31,7 @@ pub async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Resul
     let ctx = crate::lua::ctx(&lua);
     let ids = ids::ids_of("gmail.batch", ids)?;
     // Options first, so a mistake is reported before any fetching.
-    let opts = BatchOptions::parse(&o, &ctx.backoff, &ids)?;
+    let opts = BatchOptions::parse(&o, &ctx.backoff, ids.count())?;
     let run_options = opts.run_options();
 
     // A Lua error from the ids iterator or the format function.

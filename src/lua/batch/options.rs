@@ -10,7 +10,6 @@ use crate::lua::opts::Opts;
 use crate::lua::request::{fetch_request, parse_format, FORMATS};
 use crate::lua::store::LuaState;
 
-use super::ids::Ids;
 use super::policy::ChunkRule;
 
 /// The options gmail.batch knows.
@@ -72,8 +71,9 @@ impl Fetch {
 
 impl BatchOptions {
     /// The options in `o` (whose keys are checked already), in the order
-    /// they are reported when wrong; `defaults` is the host's backoff.
-    pub fn parse(o: &Opts, defaults: &Backoff, ids: &Ids) -> mlua::Result<BatchOptions> {
+    /// they are reported when wrong; `defaults` is the host's backoff,
+    /// `count` how many ids there are when that is known.
+    pub fn parse(o: &Opts, defaults: &Backoff, count: Option<u64>) -> mlua::Result<BatchOptions> {
         let format = match o.raw("format")? {
             Value::Nil => Fmt::Fixed(Format::Metadata),
             Value::String(s) => Fmt::Fixed(parse_format("gmail.batch", &s.to_str()?)?),
@@ -133,7 +133,7 @@ impl BatchOptions {
         let total = o
             .integer("total", 0, u32::MAX.into())?
             .map(|n| n as u64)
-            .or(ids.count());
+            .or(count);
         Ok(BatchOptions {
             fetch: Fetch { format, headers },
             chunk,
