@@ -6,6 +6,7 @@ pub mod app;
 pub mod app_auth;
 pub mod auth;
 pub mod cli;
+pub mod duration;
 pub mod endpoint;
 pub mod exit;
 pub mod gmail;

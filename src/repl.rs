@@ -253,9 +253,7 @@ impl Session<'_> {
         tokio::select! {
             r = work => Some(r),
             Ok(()) = count.changed() => {
-                if let Some(bar) = crate::lua::gmail::PROGRESS.with(|p| p.borrow_mut().take()) {
-                    bar.finish_and_clear();
-                }
+                crate::lua::progress::clear();
                 // The dropped coroutine still holds what its calls had
                 // borrowed (an iterator, say); collect it now so they are
                 // free for the next entry.

@@ -3,6 +3,8 @@
 
 use mlua::{Lua, MultiValue, Value};
 
+use super::progress::eprint_line;
+
 fn join(args: MultiValue) -> String {
     args.iter()
         .map(|v| match v {
@@ -11,15 +13,6 @@ fn join(args: MultiValue) -> String {
         })
         .collect::<Vec<_>>()
         .join("\t")
-}
-
-/// Print a line on stderr without tearing a progress bar.
-pub fn eprint_line(line: &str) {
-    let bar = super::gmail::PROGRESS.with(|p| p.borrow().clone());
-    match bar {
-        Some(pb) => pb.suspend(|| eprintln!("{line}")),
-        None => eprintln!("{line}"),
-    }
 }
 
 pub fn register(lua: &Lua) -> mlua::Result<()> {

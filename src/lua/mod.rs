@@ -1,15 +1,25 @@
 //! The Lua host: one Lua state with the gmailscript modules, scripts run as
 //! coroutines on the tokio runtime, so every engine call is async
 //! underneath and looks synchronous in Lua. One file per module; each
-//! registers itself from `register`.
+//! registers itself from `register` (`gmail` registers gmail.batch, from
+//! `batch/`, and gmail.modify and gmail.trash, from `mutate`). The other
+//! files are what modules share: options tables (`opts`), errors as Lua
+//! tables (`error`), requests from Lua values (`request`), labels, messages,
+//! and the progress bar (`progress`).
 
+pub mod batch;
 pub mod coroutine;
+pub mod error;
 pub mod gmail;
 pub mod json;
+pub mod labels;
 pub mod log;
 pub mod message;
+pub mod mutate;
 pub mod opts;
 pub mod output;
+pub mod progress;
+pub mod request;
 pub mod retry;
 pub mod store;
 pub mod time;
@@ -68,7 +78,7 @@ pub struct Ctx {
     pub cancel: watch::Receiver<bool>,
     pub outcome: RefCell<Outcome>,
     /// labels.list, fetched once when a name must be resolved.
-    pub labels: RefCell<Option<Vec<gmail::LabelInfo>>>,
+    pub labels: RefCell<Option<Vec<labels::LabelInfo>>>,
     /// Engine runs (batches) under way; the REPL's Ctrl-C handler, on its
     /// own thread, reads it to stop a batch cleanly rather than drop it.
     pub running: Arc<AtomicUsize>,

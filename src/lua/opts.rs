@@ -258,7 +258,7 @@ impl Opts {
         match &v {
             Value::Nil => Ok(None),
             Value::String(s) => {
-                let d = crate::cli::parse_duration(&s.to_str()?).map_err(|e| {
+                let d = crate::duration::parse_duration(&s.to_str()?).map_err(|e| {
                     mlua::Error::runtime(format!("{}: option '{}': {e}", self.func, self.name(key)))
                 })?;
                 if d > Duration::from_secs(MAX_WAIT_SECS) {
@@ -290,6 +290,15 @@ pub fn display(v: &Value) -> String {
         Value::Boolean(b) => b.to_string(),
         Value::Nil => "nil".into(),
         other => other.type_name().to_string(),
+    }
+}
+
+/// A value quoted for an error message, cut if long.
+pub fn short(s: &str) -> String {
+    if s.chars().count() > 40 {
+        format!("'{}…'", s.chars().take(40).collect::<String>())
+    } else {
+        format!("'{s}'")
     }
 }
 

@@ -227,7 +227,7 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
             let (state, at) = resume_of("output.mbox", &path, opts)?;
             let w = output::mbox(Path::new(&path), at).map_err(|e| lua_err("output.mbox", e))?;
             // X-Gmail-Labels wants label names: know them before writing.
-            let _ = super::gmail::labels(&lua).await;
+            let _ = super::labels::labels(&lua).await;
             wrap("output.mbox", w, state.as_ref())
         })?,
     )?;

@@ -1,0 +1,102 @@
+//! Where a batch's messages go: the script's on_message, the resume
+//! state (each id marked done, committed every 50 and at the end), the
+//! progress bar.
+
+use indicatif::ProgressBar;
+use mlua::{Function, Lua};
+
+use crate::gmail::runner::{Answer, Report, Sink};
+use crate::lua::script_error;
+use crate::lua::store::LuaState;
+
+use super::Raised;
+
+/// Where `gmail.batch` delivers: the script's on_message, the resume
+/// state (committed every 50), the progress bar.
+pub struct BatchSink {
+    lua: Lua,
+    on_message: Option<Function>,
+    state: Option<LuaState>,
+    /// A Lua error raised by on_message: the run stops, then it is re-raised.
+    error: Raised,
+    bar: Option<ProgressBar>,
+    since_commit: u32,
+}
+
+impl BatchSink {
+    pub fn new(
+        lua: &Lua,
+        on_message: Option<Function>,
+        state: Option<LuaState>,
+        error: &Raised,
+        bar: Option<ProgressBar>,
+    ) -> BatchSink {
+        BatchSink {
+            lua: lua.clone(),
+            on_message,
+            state,
+            error: error.clone(),
+            bar,
+            since_commit: 0,
+        }
+    }
+}
+
+impl Sink for BatchSink {
+    fn deliver(&mut self, key: &str, answer: Answer) -> Result<(), String> {
+        if let Some(f) = &self.on_message {
+            let call = || -> mlua::Result<()> {
+                let msg = crate::lua::message::from_answer(&self.lua, answer)?;
+                f.call::<()>(msg)
+            };
+            if let Err(e) = call() {
+                let text = script_error(e.clone()).message;
+                self.error.keep(e);
+                return Err(text);
+            }
+        }
+        if let Some(s) = &self.state {
+            s.mark_done(key).map_err(|e| e.to_string())?;
+            self.since_commit += 1;
+            if self.since_commit >= 50 {
+                self.since_commit = 0;
+                s.commit().map_err(|e| e.to_string())?;
+            }
+        }
+        if let Some(pb) = &self.bar {
+            pb.inc(1);
+        }
+        Ok(())
+    }
+
+    fn waiting(&mut self, until: Option<std::time::SystemTime>) {
+        if let Some(pb) = &self.bar {
+            match until {
+                Some(at) => {
+                    let left = at
+                        .duration_since(std::time::SystemTime::now())
+                        .unwrap_or_default();
+                    pb.set_message(format!(
+                        "waiting for Gmail until {}",
+                        crate::gmail::client::wall_time_after(left)
+                    ));
+                }
+                None => pb.set_message(""),
+            }
+        }
+    }
+}
+
+/// The run is over: its failures recorded in the resume state, which is
+/// committed.
+pub fn commit_state(state: Option<&LuaState>, report: &Report) -> mlua::Result<()> {
+    if let Some(s) = state {
+        for f in &report.failed {
+            s.record_failure(&f.key, &f.error, f.attempts)
+                .map_err(|e| mlua::Error::runtime(format!("gmail.batch: {e}")))?;
+        }
+        s.commit()
+            .map_err(|e| mlua::Error::runtime(format!("gmail.batch: {e}")))?;
+    }
+    Ok(())
+}
