@@ -760,4 +760,157 @@ mod tests {
             assert!(parse_sim_date(bad).is_err(), "{bad}");
         }
     }
+
+    fn sim_args(args: &[&str]) -> Result<SimArgs, clap::Error> {
+        let argv = ["gmailscript", "sim"].iter().chain(args).copied();
+        match Cli::try_parse_from(argv)?.command {
+            Command::Sim(a) => Ok(a),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn run_conn(args: &[&str]) -> Result<ConnArgs, clap::Error> {
+        let argv = ["gmailscript", "run", "x.lua", "--sim"]
+            .iter()
+            .chain(args)
+            .copied();
+        match Cli::try_parse_from(argv)?.command {
+            Command::Run(a) => Ok(a.conn),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_gmail_preset_sets_what_it_says_and_explicit_options_win() {
+        let kind = sim_args(&[]).unwrap().config();
+        assert_eq!(kind.rate_penalty, None);
+        assert_eq!(kind.per_second, None);
+        assert!(!kind.charge_refused && kind.faults.is_empty());
+        assert_eq!(kind.latency, Duration::ZERO);
+
+        let c = sim_args(&["--realism", "gmail"]).unwrap().config();
+        assert_eq!(c.rate_penalty, Some(Duration::from_secs(900)));
+        assert_eq!(c.per_second, Some(250));
+        assert!(c.charge_refused);
+        assert_eq!(
+            c.faults,
+            crate::sim::faults::FaultSpec::parse("502:0.002,504:0.001").unwrap()
+        );
+        assert_eq!(c.latency, Duration::from_millis(40));
+        assert_eq!(c.jitter, Duration::from_millis(20));
+        assert_eq!(c.batch_latency, Duration::from_millis(150));
+        assert_eq!(c.daily_limit, None);
+        assert!(c.outages.is_empty());
+        assert_eq!(c.quota, crate::sim::quota::Rules::P2026);
+
+        let c = sim_args(&[
+            "--realism",
+            "gmail",
+            "--rate-penalty",
+            "0s",
+            "--per-second",
+            "off",
+            "--charge-refused=false",
+            "--faults",
+            "",
+            "--latency",
+            "5ms",
+        ])
+        .unwrap()
+        .config();
+        assert_eq!(c.rate_penalty, None);
+        assert_eq!(c.per_second, None);
+        assert!(!c.charge_refused && c.faults.is_empty());
+        assert_eq!(c.latency, Duration::from_millis(5));
+        assert_eq!(c.jitter, Duration::from_millis(20), "not overridden");
+
+        // The same through run's --sim-* options.
+        let t = run_conn(&["--sim-realism", "gmail", "--sim-per-second", "500"])
+            .unwrap()
+            .sim_tuning();
+        assert_eq!(t.per_second, Some(Limit(Some(500))));
+        assert_eq!(t.rate_penalty, Some(Duration::from_secs(900)));
+        assert_eq!(t.latency, Some(Duration::from_millis(40)));
+        let t = run_conn(&["--sim-charge-refused"]).unwrap().sim_tuning();
+        assert_eq!(t.charge_refused, Some(true));
+        assert_eq!(t.per_second, None);
+    }
+
+    #[test]
+    fn the_help_lists_the_preset_as_it_is() {
+        use clap::CommandFactory as _;
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("sim")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        for (name, value) in REALISM_GMAIL {
+            let shown = if *value == "true" {
+                format!("--{name}")
+            } else {
+                format!("--{name} {value}")
+            };
+            assert!(help.contains(&shown), "sim --help lacks {shown}");
+        }
+        let readme = include_str!("../README.md");
+        for (name, value) in REALISM_GMAIL {
+            let shown = if *value == "true" {
+                format!("`--{name}`")
+            } else {
+                format!("`--{name} {value}`")
+            };
+            assert!(readme.contains(&shown), "README lacks {shown}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        for (args, needle) in [
+            (&["--per-second", "10"][..], "at least 50"),
+            (&["--per-second", "lots"], "not a number of units"),
+            (&["--daily-limit", "0"], "at least 1"),
+            (&["--rate-penalty", "soon"], "not a duration"),
+            (&["--rate-penalty", "1000h"], "out of range"),
+            (&["--outage", "2s"], "has no length"),
+            (&["--outage", "2s+0s"], "lasts no time"),
+            (&["--outage", "x+1s"], "start"),
+            (&["--outage", ""], "no outage given"),
+            (&["--realism", "harsh"], "gmail"),
+            (&["--charge-refused=maybe"], "maybe"),
+            (&["--batch-latency", "1 fortnight"], "fortnight"),
+        ] {
+            let e = sim_args(args).unwrap_err().to_string();
+            assert!(
+                e.contains(args[0].split('=').next().unwrap()),
+                "{args:?}: {e}"
+            );
+            assert!(e.contains(needle), "{args:?}: {e}");
+        }
+        let e = run_conn(&["--sim-per-second", "10"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--sim-per-second") && e.contains("at least 50"),
+            "{e}"
+        );
+        let o = sim_args(&["--outage", "2s+10s, 1m+30s"])
+            .unwrap()
+            .config()
+            .outages;
+        assert_eq!(
+            o,
+            [
+                crate::sim::faults::Outage {
+                    at: Duration::from_secs(2),
+                    length: Duration::from_secs(10)
+                },
+                crate::sim::faults::Outage {
+                    at: Duration::from_secs(60),
+                    length: Duration::from_secs(30)
+                }
+            ]
+        );
+    }
 }
