@@ -326,11 +326,13 @@ pub struct SimArgs {
     #[arg(long, value_delimiter = ',', default_values_t = crate::sim::DEFAULT_NO_GMAIL.iter().map(|s| s.to_string()))]
     pub no_gmail_users: Vec<String>,
     /// Quota profile: 2026 (6,000 units/user/min; get costs 20), legacy
-    /// (15,000; get costs 5), or off.
+    /// (15,000; get costs 5), or off (no quota limit at all, per-second and
+    /// daily included).
     #[arg(long, default_value = "2026", value_parser = parse_profile)]
     pub quota: crate::sim::quota::Rules,
     /// Run the quota clock N times faster: the per-minute window lasts 60/N
-    /// seconds, so utilisation figures stay comparable.
+    /// seconds, so utilisation figures stay comparable. The per-second
+    /// window, a --rate-penalty and the quota day shrink likewise.
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
     /// Calls in flight per user (batch parts count one each) before
@@ -404,7 +406,9 @@ pub struct SimArgs {
     /// Lifetime of tokens issued by the token endpoint, e.g. 3600s or 2s.
     #[arg(long, default_value = "3600s", value_parser = parse_duration)]
     pub token_lifetime: Duration,
-    /// History records kept; a startHistoryId older than those answers 404.
+    /// History records kept (the newest messages' arrivals among them, so a
+    /// message's historyId is a valid start); a startHistoryId older than
+    /// those answers 404.
     #[arg(long, default_value_t = 10_000)]
     pub history_retain: usize,
     /// The simulator's today (YYYY-MM-DD, UTC). Its clock starts at that
@@ -419,7 +423,7 @@ pub struct SimArgs {
 /// Presets of `--realism`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Realism {
-    /// The plausible worst of Gmail at once (see REALISM_GMAIL).
+    /// The plausible worst of Gmail at once.
     Gmail,
 }
 
