@@ -1347,6 +1347,31 @@ async fn gzip_only_when_asked_as_google_documents() {
     assert_eq!(v["emailAddress"], "me@example.com");
     assert_eq!(sim_stats(&h).await["gzip_responses"], 1);
     h.stop().await;
+
+    // A truncated answer is cut after compression: the gunzip breaks.
+    let h = start(SimConfig {
+        faults: FaultSpec::parse("truncate:1").unwrap(),
+        ..config(5)
+    })
+    .await;
+    for decoding in [false, true] {
+        // A client reading raw bytes, and one decoding on the fly.
+        let c = if decoding { client() } else { plain.clone() };
+        let r = c
+            .get(format!("{}/gmail/v1/users/me/messages", h.base_url))
+            .bearer_auth(TOKEN)
+            .header("Accept-Encoding", "gzip")
+            .header("User-Agent", "my-backup/1.0 (gzip)")
+            .send()
+            .await;
+        let broken = match r {
+            Err(_) => true,
+            Ok(r) => r.bytes().await.is_err(),
+        };
+        assert!(broken, "the client sees the break, not a short valid body");
+    }
+    assert_eq!(sim_stats(&h).await["outer_faults"]["truncate"], 2);
+    h.stop().await;
 }
 
 #[tokio::test]

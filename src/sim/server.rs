@@ -297,12 +297,26 @@ async fn serve(sim: Arc<Sim>, req: Request<Incoming>) -> Result<Response<Body>, 
         &body,
     )
     .await?;
-    Ok(if gzip_wanted {
+    let response_truncated = response.truncate;
+    let response = if gzip_wanted {
         sim.stats.gzip_response();
-        gzip(response).await
+        gzip(response.answer).await
+    } else {
+        response.answer
+    };
+    // Truncated after compression, as on the wire: the client's gunzip
+    // meets the break.
+    Ok(if response_truncated {
+        truncate(response).await
     } else {
         response
     })
+}
+
+/// An exchange's answer, and whether to break it off halfway.
+struct Exchange {
+    answer: Response<Body>,
+    truncate: bool,
 }
 
 /// One API exchange (a call or a batch), with the connection faults and
@@ -315,7 +329,7 @@ async fn api_exchange(
     content_type: &str,
     authorization: Option<&str>,
     body: &[u8],
-) -> Result<Response<Body>, Reset> {
+) -> Result<Exchange, Reset> {
     // Connection faults strike API traffic only. The call is still carried
     // out first: a client cannot know whether a reset request took effect.
     // Keyed by what is asked, not by the client's random batch boundary,
@@ -368,9 +382,15 @@ async fn api_exchange(
         }
         Some(Fault::Truncate) => {
             sim.stats.outer_fault("truncate");
-            Ok(truncate(response).await)
+            Ok(Exchange {
+                answer: response,
+                truncate: true,
+            })
         }
-        _ => Ok(response),
+        _ => Ok(Exchange {
+            answer: response,
+            truncate: false,
+        }),
     }
 }
 
