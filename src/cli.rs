@@ -384,8 +384,8 @@ pub struct SimArgs {
     /// Off (default) for none.
     #[arg(long, value_name = "UNITS", value_parser = parse_daily_limit)]
     pub daily_limit: Option<Limit>,
-    /// Outages, e.g. 2s+10s or 0s+1m,5m+30s: from AT to AT+FOR after start
-    /// (wall clock, not scaled by --speed) every call and batch part
+    /// Outages, e.g. 2s+10s or 0s+1m,5m+30s: from AT to AT+FOR after it
+    /// starts serving (wall clock, not scaled by --speed) every call and batch part
     /// answers 503, or (about 3 exchanges in 10, drawn from the seed) the
     /// whole exchange is reset.
     #[arg(long, value_name = "AT+FOR[,AT+FOR...]", value_parser = parse_outages)]

@@ -60,7 +60,7 @@ impl SimClock {
         self.start_ms
     }
 
-    /// Wall-clock time since the simulator started (for `--outage`).
+    /// Wall-clock time since the simulator's calendar started.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
@@ -173,6 +173,9 @@ pub struct Sim {
     pub clock: SimClock,
     /// The server's own base URL (for the token endpoint's `aud` check).
     pub base_url: OnceLock<String>,
+    /// When the server began to listen: `--outage` times count from here,
+    /// after the mailbox is built.
+    pub serving_since: OnceLock<Instant>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -258,6 +261,7 @@ impl Sim {
             users,
             clock: SimClock::new(config.start_ms),
             base_url: OnceLock::new(),
+            serving_since: OnceLock::new(),
             config,
         };
         // The default user's mailbox is built now, so a bad mbox fails at
@@ -279,7 +283,10 @@ impl Sim {
         if self.config.outages.is_empty() {
             return false;
         }
-        let elapsed = self.clock.elapsed();
+        let elapsed = match self.serving_since.get() {
+            Some(t) => t.elapsed(),
+            None => self.clock.elapsed(),
+        };
         self.config.outages.iter().any(|o| o.covers(elapsed))
     }
 

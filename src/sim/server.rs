@@ -80,6 +80,7 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         .map_err(|source| SimError::Bind { port, source })?;
     let base_url = format!("http://{addr}");
     let _ = sim.base_url.set(base_url.clone());
+    let _ = sim.serving_since.set(std::time::Instant::now());
     let (tx, mut rx) = oneshot::channel();
     let served = sim.clone();
     let task = tokio::spawn(async move {
