@@ -34,22 +34,23 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
     let user = c.user.clone().unwrap_or_else(|| "me".to_string());
     if c.sim {
         let speed = c.sim_speed;
-        let handle = crate::sim::start(crate::sim::SimConfig {
+        let mut config = crate::sim::SimConfig {
             messages: c.sim_messages,
             seed: c.sim_seed,
-            faults: c.sim_faults.clone(),
             quota: c.sim_quota,
             speed,
             slow_delay: c.sim_slow_delay,
             start_ms: c.sim_date,
             // A little service time, so batching and pacing behave as on
-            // the real service.
+            // the real service (--sim-realism gmail sets more).
             latency: Duration::from_millis(10),
             jitter: Duration::from_millis(5),
             ..crate::sim::SimConfig::default()
-        })
-        .await
-        .map_err(|e| UsageError(format!("cannot start the simulator: {e}")))?;
+        };
+        c.sim_tuning().apply(&mut config);
+        let handle = crate::sim::start(config)
+            .await
+            .map_err(|e| UsageError(format!("cannot start the simulator: {e}")))?;
         let profile = match c.sim_quota {
             crate::sim::quota::Rules::P2026 => Profile::P2026,
             crate::sim::quota::Rules::Legacy => Profile::Legacy,

@@ -52,8 +52,33 @@ pub struct ConnArgs {
     #[arg(long, default_value_t = 1, requires = "sim")]
     pub sim_seed: u64,
     /// Faults to inject, e.g. 500:0.02,503:0.01,429:0.03,reset:0.005,truncate:0.002
-    #[arg(long, default_value = "", value_parser = parse_faults, requires = "sim")]
-    pub sim_faults: crate::sim::faults::FaultSpec,
+    /// (default none; --sim-realism gmail sets 502:0.002,504:0.001).
+    #[arg(long, value_parser = parse_faults, requires = "sim")]
+    pub sim_faults: Option<crate::sim::faults::FaultSpec>,
+    /// The simulator's --realism: `gmail` turns on the plausible worst of
+    /// Gmail together (see `gmailscript sim --help`); the other --sim-*
+    /// options override its values.
+    #[arg(long, value_enum, value_name = "PRESET", requires = "sim")]
+    pub sim_realism: Option<Realism>,
+    /// The simulator's --rate-penalty: a user refused for quota is locked
+    /// out this long (quota clock), e.g. 15m; 0s: none.
+    #[arg(long, value_name = "DURATION", value_parser = parse_penalty, requires = "sim")]
+    pub sim_rate_penalty: Option<Duration>,
+    /// The simulator's --per-second: units per user per second of the quota
+    /// clock, on top of the minute's budget (at least 50), or off.
+    #[arg(long, value_name = "UNITS", value_parser = parse_per_second, requires = "sim")]
+    pub sim_per_second: Option<Limit>,
+    /// The simulator's --charge-refused: refused calls spend their units
+    /// (=false turns off the preset's).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", requires = "sim")]
+    pub sim_charge_refused: Option<bool>,
+    /// The simulator's --daily-limit: units per user per quota day, or off.
+    #[arg(long, value_name = "UNITS", value_parser = parse_daily_limit, requires = "sim")]
+    pub sim_daily_limit: Option<Limit>,
+    /// The simulator's --outage AT+FOR[,AT+FOR...]: from AT to AT+FOR after
+    /// start (wall clock) every call answers 503 or its exchange is reset.
+    #[arg(long, value_name = "AT+FOR", value_parser = parse_outages, requires = "sim")]
+    pub sim_outage: Option<Outages>,
     /// The simulator's quota profile: 2026, legacy or off.
     #[arg(long, default_value = "2026", value_parser = parse_profile, requires = "sim")]
     pub sim_quota: crate::sim::quota::Rules,
@@ -308,11 +333,13 @@ pub struct SimArgs {
     #[arg(long, value_delimiter = ',', default_values_t = crate::sim::DEFAULT_NO_GMAIL.iter().map(|s| s.to_string()))]
     pub no_gmail_users: Vec<String>,
     /// Quota profile: 2026 (6,000 units/user/min; get costs 20), legacy
-    /// (15,000; get costs 5), or off.
+    /// (15,000; get costs 5), or off (no quota limit at all, per-second and
+    /// daily included).
     #[arg(long, default_value = "2026", value_parser = parse_profile)]
     pub quota: crate::sim::quota::Rules,
     /// Run the quota clock N times faster: the per-minute window lasts 60/N
-    /// seconds, so utilisation figures stay comparable.
+    /// seconds, so utilisation figures stay comparable. The per-second
+    /// window, a --rate-penalty and the quota day shrink likewise.
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
     /// Calls in flight per user (batch parts count one each) before
@@ -324,17 +351,58 @@ pub struct SimArgs {
     pub max_batch: usize,
     /// Injected faults, e.g. 500:0.02,503:0.01,429:0.03,reset:0.005,truncate:0.002,slow:0.01
     /// (KIND:PROBABILITY; KIND is an HTTP status 400-599, reset, truncate or slow).
-    #[arg(long, default_value = "", value_parser = parse_faults)]
-    pub faults: crate::sim::faults::FaultSpec,
+    /// 502 and 504 answer Google's front-end HTML page, other statuses JSON.
+    /// Default none.
+    #[arg(long, value_parser = parse_faults)]
+    pub faults: Option<crate::sim::faults::FaultSpec>,
     /// How late a `slow` fault answers.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub slow_delay: Duration,
     /// Service time of each call (batch parts run in parallel), e.g. 20ms.
-    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
-    pub latency: Duration,
-    /// Uniform jitter around --latency, e.g. 10ms.
-    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
-    pub jitter: Duration,
+    /// Default 0ms.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub latency: Option<Duration>,
+    /// Uniform jitter around --latency, e.g. 10ms. Default 0ms.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub jitter: Option<Duration>,
+    /// Extra service time of a batch request as a whole, on top of its
+    /// slowest part, e.g. 150ms. Default 0ms.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub batch_latency: Option<Duration>,
+    /// Once a user is refused for quota (per minute or per second), lock
+    /// that user out for DURATION on the quota clock (divided by --speed):
+    /// every call answers "User-rate limit exceeded.  Retry after <time>"
+    /// with a Retry-After header, as Gmail's lockouts do (reported ~15
+    /// minutes, sometimes hours). 0s: none (default).
+    #[arg(long, value_name = "DURATION", value_parser = parse_penalty)]
+    pub rate_penalty: Option<Duration>,
+    /// A per-user budget of UNITS per second of the quota clock, on top of
+    /// the per-minute one (the legacy documentation's 250/s moving
+    /// average). At least 50; off (default) for none.
+    #[arg(long, value_name = "UNITS", value_parser = parse_per_second)]
+    pub per_second: Option<Limit>,
+    /// Refused calls (quota, concurrency, injected 429) spend their units,
+    /// so a refused batch leaves the budget spent. --charge-refused=false
+    /// turns off the preset's.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub charge_refused: Option<bool>,
+    /// A per-user budget of UNITS per quota day (midnight to midnight
+    /// Pacific time on the quota clock); past it, 403 dailyLimitExceeded.
+    /// Off (default) for none.
+    #[arg(long, value_name = "UNITS", value_parser = parse_daily_limit)]
+    pub daily_limit: Option<Limit>,
+    /// Outages, e.g. 2s+10s or 0s+1m,5m+30s: from AT to AT+FOR after it
+    /// starts serving (wall clock, not scaled by --speed) every call and batch part
+    /// answers 503, or (about 3 exchanges in 10, drawn from the seed) the
+    /// whole exchange is reset.
+    #[arg(long, value_name = "AT+FOR[,AT+FOR...]", value_parser = parse_outages)]
+    pub outage: Option<Outages>,
+    /// A preset: `gmail` turns on the plausible worst of Gmail together:
+    /// --rate-penalty 15m --per-second 250 --charge-refused
+    /// --faults 502:0.002,504:0.001 --latency 40ms --jitter 20ms
+    /// --batch-latency 150ms. Options given explicitly override its values.
+    #[arg(long, value_enum, value_name = "PRESET")]
+    pub realism: Option<Realism>,
     /// Load the default user's mailbox from an mbox file (Google Takeout's
     /// format; X-Gmail-Labels gives labels) instead of generating it.
     #[arg(long)]
@@ -345,7 +413,9 @@ pub struct SimArgs {
     /// Lifetime of tokens issued by the token endpoint, e.g. 3600s or 2s.
     #[arg(long, default_value = "3600s", value_parser = parse_duration)]
     pub token_lifetime: Duration,
-    /// History records kept; a startHistoryId older than those answers 404.
+    /// History records kept (the newest messages' arrivals among them, so a
+    /// message's historyId is a valid start); a startHistoryId older than
+    /// those answers 404.
     #[arg(long, default_value_t = 10_000)]
     pub history_retain: usize,
     /// The simulator's today (YYYY-MM-DD, UTC). Its clock starts at that
@@ -357,8 +427,175 @@ pub struct SimArgs {
     pub date: i64,
 }
 
+/// Presets of `--realism`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Realism {
+    /// The plausible worst of Gmail at once.
+    Gmail,
+}
+
+/// What `--realism gmail` sets, as the options it stands for. The help
+/// texts and README list the same; a test checks they agree.
+pub const REALISM_GMAIL: &[(&str, &str)] = &[
+    ("rate-penalty", "15m"),
+    ("per-second", "250"),
+    ("charge-refused", "true"),
+    ("faults", "502:0.002,504:0.001"),
+    ("latency", "40ms"),
+    ("jitter", "20ms"),
+    ("batch-latency", "150ms"),
+];
+
+/// A budget of units, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit(pub Option<u64>);
+
+/// `--outage` spans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outages(pub Vec<crate::sim::faults::Outage>);
+
+/// The simulator options a preset sets and explicit options override; None
+/// where neither says.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tuning {
+    pub faults: Option<crate::sim::faults::FaultSpec>,
+    pub latency: Option<Duration>,
+    pub jitter: Option<Duration>,
+    pub batch_latency: Option<Duration>,
+    pub rate_penalty: Option<Duration>,
+    pub per_second: Option<Limit>,
+    pub charge_refused: Option<bool>,
+    pub daily_limit: Option<Limit>,
+    pub outages: Option<Outages>,
+}
+
+impl Tuning {
+    /// The preset's values.
+    pub fn preset(realism: Realism) -> Tuning {
+        match realism {
+            Realism::Gmail => {
+                let mut t = Tuning::default();
+                for (name, value) in REALISM_GMAIL {
+                    fn must<T>(r: Result<T, String>, name: &str, value: &str) -> T {
+                        r.unwrap_or_else(|e| panic!("REALISM_GMAIL --{name} {value}: {e}"))
+                    }
+                    match *name {
+                        "rate-penalty" => {
+                            t.rate_penalty = Some(must(parse_penalty(value), name, value))
+                        }
+                        "per-second" => {
+                            t.per_second = Some(must(parse_per_second(value), name, value))
+                        }
+                        "charge-refused" => t.charge_refused = Some(*value == "true"),
+                        "faults" => t.faults = Some(must(parse_faults(value), name, value)),
+                        "latency" => t.latency = Some(must(parse_duration(value), name, value)),
+                        "jitter" => t.jitter = Some(must(parse_duration(value), name, value)),
+                        "batch-latency" => {
+                            t.batch_latency = Some(must(parse_duration(value), name, value))
+                        }
+                        other => panic!("REALISM_GMAIL names an unknown option {other}"),
+                    }
+                }
+                t
+            }
+        }
+    }
+
+    /// These values where given, else `under`'s.
+    pub fn over(self, under: Tuning) -> Tuning {
+        Tuning {
+            faults: self.faults.or(under.faults),
+            latency: self.latency.or(under.latency),
+            jitter: self.jitter.or(under.jitter),
+            batch_latency: self.batch_latency.or(under.batch_latency),
+            rate_penalty: self.rate_penalty.or(under.rate_penalty),
+            per_second: self.per_second.or(under.per_second),
+            charge_refused: self.charge_refused.or(under.charge_refused),
+            daily_limit: self.daily_limit.or(under.daily_limit),
+            outages: self.outages.or(under.outages),
+        }
+    }
+
+    /// Explicit values over the preset's, if any.
+    pub fn resolve(self, realism: Option<Realism>) -> Tuning {
+        match realism {
+            Some(r) => self.over(Tuning::preset(r)),
+            None => self,
+        }
+    }
+
+    /// Set what is given on `c`; leave the rest.
+    pub fn apply(&self, c: &mut crate::sim::SimConfig) {
+        if let Some(f) = &self.faults {
+            c.faults = f.clone();
+        }
+        if let Some(d) = self.latency {
+            c.latency = d;
+        }
+        if let Some(d) = self.jitter {
+            c.jitter = d;
+        }
+        if let Some(d) = self.batch_latency {
+            c.batch_latency = d;
+        }
+        if let Some(d) = self.rate_penalty {
+            c.rate_penalty = (!d.is_zero()).then_some(d);
+        }
+        if let Some(Limit(n)) = self.per_second {
+            c.per_second = n;
+        }
+        if let Some(b) = self.charge_refused {
+            c.charge_refused = b;
+        }
+        if let Some(Limit(n)) = self.daily_limit {
+            c.daily_limit = n;
+        }
+        if let Some(Outages(o)) = &self.outages {
+            c.outages = o.clone();
+        }
+    }
+}
+
+impl ConnArgs {
+    /// The in-process simulator's `--sim-*` tuning, the preset resolved.
+    pub fn sim_tuning(&self) -> Tuning {
+        Tuning {
+            faults: self.sim_faults.clone(),
+            rate_penalty: self.sim_rate_penalty,
+            per_second: self.sim_per_second,
+            charge_refused: self.sim_charge_refused,
+            daily_limit: self.sim_daily_limit,
+            outages: self.sim_outage.clone(),
+            ..Tuning::default()
+        }
+        .resolve(self.sim_realism)
+    }
+}
+
 impl SimArgs {
+    /// The tuning options as given, the preset resolved.
+    pub fn tuning(&self) -> Tuning {
+        Tuning {
+            faults: self.faults.clone(),
+            latency: self.latency,
+            jitter: self.jitter,
+            batch_latency: self.batch_latency,
+            rate_penalty: self.rate_penalty,
+            per_second: self.per_second,
+            charge_refused: self.charge_refused,
+            daily_limit: self.daily_limit,
+            outages: self.outage.clone(),
+        }
+        .resolve(self.realism)
+    }
+
     pub fn config(&self) -> crate::sim::SimConfig {
+        let mut c = self.base_config();
+        self.tuning().apply(&mut c);
+        c
+    }
+
+    fn base_config(&self) -> crate::sim::SimConfig {
         crate::sim::SimConfig {
             port: self.port,
             seed: self.seed,
@@ -369,15 +606,13 @@ impl SimArgs {
             speed: self.speed,
             concurrency: self.concurrency,
             max_batch: self.max_batch,
-            faults: self.faults.clone(),
             slow_delay: self.slow_delay,
-            latency: self.latency,
-            jitter: self.jitter,
             mbox: self.mbox.clone(),
             token: self.token.clone(),
             token_lifetime: self.token_lifetime,
             history_retain: self.history_retain,
             start_ms: self.date,
+            ..crate::sim::SimConfig::default()
         }
     }
 }
@@ -416,6 +651,70 @@ fn parse_faults(s: &str) -> Result<crate::sim::faults::FaultSpec, String> {
     crate::sim::faults::FaultSpec::parse(s)
 }
 
+/// A lockout length: a duration up to 30 days, `0s` or `off` for none.
+fn parse_penalty(s: &str) -> Result<Duration, String> {
+    if s.trim() == "off" {
+        return Ok(Duration::ZERO);
+    }
+    parse_bounded(
+        s,
+        Duration::ZERO,
+        Duration::from_secs(30 * 86400),
+        "from 0s (none) to 30 days (720h)",
+    )
+}
+
+/// Units, or `off`; at least `min`.
+fn parse_limit(s: &str, min: u64, why: &str) -> Result<Limit, String> {
+    let s = s.trim();
+    if s == "off" {
+        return Ok(Limit(None));
+    }
+    let n: u64 = s
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of units; write e.g. 250, or off"))?;
+    if n < min {
+        return Err(format!("{n} is too small: at least {min}{why}, or off"));
+    }
+    Ok(Limit(Some(n)))
+}
+
+fn parse_per_second(s: &str) -> Result<Limit, String> {
+    let dearest = crate::sim::quota::Rules::DEAREST;
+    parse_limit(
+        s,
+        dearest,
+        &format!(
+            " (messages.batchModify costs {dearest} units; a smaller budget could never admit it)"
+        ),
+    )
+}
+
+fn parse_daily_limit(s: &str) -> Result<Limit, String> {
+    parse_limit(s, 1, "")
+}
+
+/// `AT+FOR[,AT+FOR...]`, e.g. `2s+10s` or `0s+1m,5m+30s`.
+fn parse_outages(s: &str) -> Result<Outages, String> {
+    let mut out = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (at, length) = item
+            .split_once('+')
+            .ok_or_else(|| format!("outage {item:?} has no length; write AT+FOR, e.g. 2s+10s"))?;
+        let at = parse_duration(at).map_err(|e| format!("outage {item:?}: start {e}"))?;
+        let length = parse_duration(length).map_err(|e| format!("outage {item:?}: length {e}"))?;
+        if length.is_zero() {
+            return Err(format!("outage {item:?} lasts no time; give FOR above 0s"));
+        }
+        out.push(crate::sim::faults::Outage { at, length });
+    }
+    if out.is_empty() {
+        return Err("no outage given; write AT+FOR, e.g. 2s+10s".into());
+    }
+    Ok(Outages(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,5 +736,158 @@ mod tests {
         ] {
             assert!(parse_sim_date(bad).is_err(), "{bad}");
         }
+    }
+
+    fn sim_args(args: &[&str]) -> Result<SimArgs, clap::Error> {
+        let argv = ["gmailscript", "sim"].iter().chain(args).copied();
+        match Cli::try_parse_from(argv)?.command {
+            Command::Sim(a) => Ok(a),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn run_conn(args: &[&str]) -> Result<ConnArgs, clap::Error> {
+        let argv = ["gmailscript", "run", "x.lua", "--sim"]
+            .iter()
+            .chain(args)
+            .copied();
+        match Cli::try_parse_from(argv)?.command {
+            Command::Run(a) => Ok(a.conn),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_gmail_preset_sets_what_it_says_and_explicit_options_win() {
+        let kind = sim_args(&[]).unwrap().config();
+        assert_eq!(kind.rate_penalty, None);
+        assert_eq!(kind.per_second, None);
+        assert!(!kind.charge_refused && kind.faults.is_empty());
+        assert_eq!(kind.latency, Duration::ZERO);
+
+        let c = sim_args(&["--realism", "gmail"]).unwrap().config();
+        assert_eq!(c.rate_penalty, Some(Duration::from_secs(900)));
+        assert_eq!(c.per_second, Some(250));
+        assert!(c.charge_refused);
+        assert_eq!(
+            c.faults,
+            crate::sim::faults::FaultSpec::parse("502:0.002,504:0.001").unwrap()
+        );
+        assert_eq!(c.latency, Duration::from_millis(40));
+        assert_eq!(c.jitter, Duration::from_millis(20));
+        assert_eq!(c.batch_latency, Duration::from_millis(150));
+        assert_eq!(c.daily_limit, None);
+        assert!(c.outages.is_empty());
+        assert_eq!(c.quota, crate::sim::quota::Rules::P2026);
+
+        let c = sim_args(&[
+            "--realism",
+            "gmail",
+            "--rate-penalty",
+            "0s",
+            "--per-second",
+            "off",
+            "--charge-refused=false",
+            "--faults",
+            "",
+            "--latency",
+            "5ms",
+        ])
+        .unwrap()
+        .config();
+        assert_eq!(c.rate_penalty, None);
+        assert_eq!(c.per_second, None);
+        assert!(!c.charge_refused && c.faults.is_empty());
+        assert_eq!(c.latency, Duration::from_millis(5));
+        assert_eq!(c.jitter, Duration::from_millis(20), "not overridden");
+
+        // The same through run's --sim-* options.
+        let t = run_conn(&["--sim-realism", "gmail", "--sim-per-second", "500"])
+            .unwrap()
+            .sim_tuning();
+        assert_eq!(t.per_second, Some(Limit(Some(500))));
+        assert_eq!(t.rate_penalty, Some(Duration::from_secs(900)));
+        assert_eq!(t.latency, Some(Duration::from_millis(40)));
+        let t = run_conn(&["--sim-charge-refused"]).unwrap().sim_tuning();
+        assert_eq!(t.charge_refused, Some(true));
+        assert_eq!(t.per_second, None);
+    }
+
+    #[test]
+    fn the_help_lists_the_preset_as_it_is() {
+        use clap::CommandFactory as _;
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("sim")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        for (name, value) in REALISM_GMAIL {
+            let shown = if *value == "true" {
+                format!("--{name}")
+            } else {
+                format!("--{name} {value}")
+            };
+            assert!(help.contains(&shown), "sim --help lacks {shown}");
+        }
+        let readme = include_str!("../README.md");
+        for (name, value) in REALISM_GMAIL {
+            let shown = if *value == "true" {
+                format!("`--{name}`")
+            } else {
+                format!("`--{name} {value}`")
+            };
+            assert!(readme.contains(&shown), "README lacks {shown}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        for (args, needle) in [
+            (&["--per-second", "10"][..], "at least 50"),
+            (&["--per-second", "lots"], "not a number of units"),
+            (&["--daily-limit", "0"], "at least 1"),
+            (&["--rate-penalty", "soon"], "not a duration"),
+            (&["--rate-penalty", "1000h"], "out of range"),
+            (&["--outage", "2s"], "has no length"),
+            (&["--outage", "2s+0s"], "lasts no time"),
+            (&["--outage", "x+1s"], "start"),
+            (&["--outage", ""], "no outage given"),
+            (&["--realism", "harsh"], "gmail"),
+            (&["--charge-refused=maybe"], "maybe"),
+            (&["--batch-latency", "1 fortnight"], "fortnight"),
+        ] {
+            let e = sim_args(args).unwrap_err().to_string();
+            assert!(
+                e.contains(args[0].split('=').next().unwrap()),
+                "{args:?}: {e}"
+            );
+            assert!(e.contains(needle), "{args:?}: {e}");
+        }
+        let e = run_conn(&["--sim-per-second", "10"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--sim-per-second") && e.contains("at least 50"),
+            "{e}"
+        );
+        let o = sim_args(&["--outage", "2s+10s, 1m+30s"])
+            .unwrap()
+            .config()
+            .outages;
+        assert_eq!(
+            o,
+            [
+                crate::sim::faults::Outage {
+                    at: Duration::from_secs(2),
+                    length: Duration::from_secs(10)
+                },
+                crate::sim::faults::Outage {
+                    at: Duration::from_secs(60),
+                    length: Duration::from_secs(30)
+                }
+            ]
+        );
     }
 }

@@ -55,6 +55,40 @@ fn cli_flags() {
             vec!["--date", "out of range"],
         ),
         (vec!["sim", "--date", ""], vec!["--date"]),
+        (
+            vec!["sim", "--per-second", "10"],
+            vec!["--per-second", "at least 50"],
+        ),
+        (vec!["sim", "--per-second", "lots"], vec!["--per-second"]),
+        (vec!["sim", "--daily-limit", "0"], vec!["--daily-limit"]),
+        (vec!["sim", "--daily-limit", &huge], vec!["--daily-limit"]),
+        (
+            vec!["sim", "--rate-penalty", "soon"],
+            vec!["--rate-penalty"],
+        ),
+        (
+            vec!["sim", "--rate-penalty", "1000h"],
+            vec!["--rate-penalty", "out of range"],
+        ),
+        (vec!["sim", "--outage", "2s"], vec!["--outage", "AT+FOR"]),
+        (vec!["sim", "--outage", "+"], vec!["--outage"]),
+        (
+            vec!["sim", "--realism", "harsh"],
+            vec!["--realism", "gmail"],
+        ),
+        (
+            vec!["sim", "--charge-refused=maybe"],
+            vec!["--charge-refused"],
+        ),
+        (vec!["sim", "--batch-latency", ""], vec!["--batch-latency"]),
+        (
+            vec!["run", "x.lua", "--sim-realism", "gmail"],
+            vec!["--sim"],
+        ),
+        (
+            vec!["run", "x.lua", "--sim", "--sim-outage", "5s"],
+            vec!["--sim-outage", "AT+FOR"],
+        ),
         (vec!["run"], vec!["SCRIPT"]),
         (
             vec!["run", "x.lua", "--sim", "--endpoint", "http://a"],

@@ -201,9 +201,22 @@ async fn auth_is_required_and_errors_are_google_shaped() {
     assert_eq!(r.status(), 401);
     assert!(r.headers().get("www-authenticate").is_some());
     let v: Value = r.json().await.unwrap();
-    assert_eq!(reason(&v), "authError");
+    // No credentials at all: `required` "Login Required.", as Google says.
+    assert_eq!(reason(&v), "required");
+    assert_eq!(v["error"]["errors"][0]["message"], "Login Required.");
     assert_eq!(v["error"]["status"], "UNAUTHENTICATED");
     assert_eq!(v["error"]["code"], 401);
+    // A token it does not know: `authError` "Invalid Credentials".
+    let r = client()
+        .get(format!("{}/gmail/v1/users/me/profile", h.base_url))
+        .bearer_auth("ya29.bogus")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(reason(&v), "authError");
+    assert_eq!(v["error"]["errors"][0]["message"], "Invalid Credentials");
 
     let (status, v) = get(&h, "profile").await;
     assert_eq!(status, 200);
@@ -988,4 +1001,565 @@ async fn the_sim_binary_serves_the_same_ids_under_a_faked_clock() {
     for (offset, ids) in &seen[1..] {
         assert_eq!(ids, &seen[0].1, "wall clock {offset:?}");
     }
+}
+
+/// A plain GET of `path` under the user's API root: status, headers, text.
+async fn get_raw(h: &SimHandle, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    let r = client()
+        .get(format!("{}/gmail/v1/users/me/{path}", h.base_url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.text().await.unwrap())
+}
+
+/// Call `path` until it answers 200 (the signal that a limit or an outage
+/// is over), at most `within`; returns how many calls it took.
+async fn until_ok(h: &SimHandle, path: &str, within: Duration) -> usize {
+    let deadline = std::time::Instant::now() + within;
+    let mut calls = 0;
+    loop {
+        calls += 1;
+        let r = client()
+            .get(format!("{}/gmail/v1/users/me/{path}", h.base_url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status() == 200) {
+            return calls;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} still refused after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The RFC 3339 time in "... Retry after <time>".
+fn retry_after_time(message: &str) -> chrono::DateTime<chrono::FixedOffset> {
+    let at = message
+        .split("Retry after ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Retry after in {message:?}"));
+    chrono::DateTime::parse_from_rfc3339(at.trim()).unwrap()
+}
+
+#[tokio::test]
+async fn a_rate_penalty_locks_the_user_out_and_says_until_when() {
+    // 100 units a second: the fifth get of a burst passes it, and the user
+    // is then locked out for 1.5 s (speed 1).
+    let h = start(SimConfig {
+        quota: Rules::P2026,
+        per_second: Some(100),
+        rate_penalty: Some(Duration::from_millis(1500)),
+        ..config(20)
+    })
+    .await;
+    let ids = first_ids(&h, 10).await; // 5 units
+    let (_, parts, text) =
+        send_batch(&h, "b", batch_body("b", &get_targets(&ids, "minimal"))).await;
+    let statuses: Vec<u16> = parts.iter().map(|p| p.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        4,
+        "{statuses:?}"
+    );
+    let mut reasons = std::collections::BTreeSet::new();
+    for p in parts.iter().filter(|p| p.status != 200) {
+        assert!(
+            message(&p.body).starts_with("User-rate limit exceeded.  Retry after "),
+            "{}",
+            p.body
+        );
+        reasons.insert((p.status, reason(&p.body).to_string()));
+    }
+    assert!(reasons.iter().all(|r| [
+        (403, "userRateLimitExceeded".to_string()),
+        (403, "rateLimitExceeded".to_string()),
+        (429, "rateLimitExceeded".to_string())
+    ]
+    .contains(r)));
+    assert_eq!(
+        text.matches("Retry-After: ").count(),
+        6,
+        "every lockout part says when"
+    );
+
+    // A cheap call in the lockout is refused too, naming the lockout's end.
+    let (status, headers, body) = get_raw(&h, "labels").await;
+    assert!(status == 403 || status == 429, "{status} {body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let end = retry_after_time(message(&v));
+    let left = end.signed_duration_since(chrono::Utc::now());
+    assert!(
+        left > chrono::Duration::zero() && left <= chrono::Duration::milliseconds(1600),
+        "{left:?}"
+    );
+    let header: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&header), "Retry-After {header}");
+    let stats = sim_stats(&h).await;
+    assert_eq!(stats["penalties"], 1, "one lockout started");
+    assert_eq!(stats["refusals"]["penalty"], 7);
+    assert_eq!(stats["quota"]["rate_penalty_seconds"], 1.5);
+
+    // At the time it named, the user may call again.
+    tokio::time::sleep(
+        (left + chrono::Duration::milliseconds(30))
+            .to_std()
+            .unwrap(),
+    )
+    .await;
+    let (status, _, body) = get_raw(&h, "labels").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sim_stats(&h).await["penalties"], 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_per_second_budget_refuses_a_burst_the_minute_allows() {
+    let h = start(SimConfig {
+        quota: Rules::P2026,
+        per_second: Some(100),
+        ..config(20)
+    })
+    .await;
+    let ids = first_ids(&h, 10).await; // 5 units
+    let (_, parts, _) = send_batch(&h, "b", batch_body("b", &get_targets(&ids, "minimal"))).await;
+    let ok = parts.iter().filter(|p| p.status == 200).count();
+    assert_eq!(ok, 4, "95 units left in the second: four gets of 20");
+    for p in parts.iter().filter(|p| p.status != 200) {
+        assert!([403, 429].contains(&p.status));
+        assert!(
+            ["userRateLimitExceeded", "rateLimitExceeded"].contains(&reason(&p.body)),
+            "{}",
+            p.body
+        );
+    }
+    let stats = sim_stats(&h).await;
+    assert_eq!(stats["refusals"]["per_second"], 6);
+    assert!(stats["refusals"].get("per_minute").is_none());
+    assert_eq!(stats["penalties"], 0, "no lockout unless --rate-penalty");
+    assert_eq!(stats["quota"]["per_second"], 100);
+    // The short window frees within a second.
+    until_ok(
+        &h,
+        &format!("messages/{}?format=minimal", ids[9]),
+        Duration::from_secs(3),
+    )
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn charge_refused_makes_refused_calls_spend_their_units() {
+    for charge in [false, true] {
+        let h = start(SimConfig {
+            quota: Rules::P2026,
+            per_second: Some(100),
+            charge_refused: charge,
+            ..config(20)
+        })
+        .await;
+        let ids = first_ids(&h, 10).await;
+        client()
+            .post(format!("{}/_sim/stats/reset", h.base_url))
+            .send()
+            .await
+            .unwrap();
+        let (_, parts, _) =
+            send_batch(&h, "b", batch_body("b", &get_targets(&ids, "minimal"))).await;
+        assert_eq!(parts.iter().filter(|p| p.status == 200).count(), 4);
+        let stats = sim_stats(&h).await;
+        let refused = if charge { 6 * 20 } else { 0 };
+        assert_eq!(stats["units_spent"], 4 * 20 + refused, "charge {charge}");
+        assert_eq!(stats["units_refused"], refused);
+        assert_eq!(stats["quota"]["charge_refused"], charge);
+        h.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_daily_limit_answers_daily_limit_exceeded_until_pacific_midnight() {
+    // The calendar starts 2026-06-01T00:00Z, 17:00 in California: the
+    // quota day ends after 7 hours of quota clock, 2 s at this speed.
+    let h = start(SimConfig {
+        quota: Rules::P2026,
+        daily_limit: Some(10),
+        speed: 7.0 * 3600.0 / 2.0,
+        ..config(20)
+    })
+    .await;
+    for _ in 0..10 {
+        let (status, _, body) = get_raw(&h, "labels").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, headers, body) = get_raw(&h, "labels").await;
+    assert_eq!(status, 403);
+    assert!(headers.get("retry-after").is_none());
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reason(&v), "dailyLimitExceeded");
+    assert_eq!(v["error"]["errors"][0]["domain"], "usageLimits");
+    assert!(message(&v).starts_with(
+        "Daily Limit Exceeded. The quota will be reset at midnight Pacific Time (PT)."
+    ));
+    let stats = sim_stats(&h).await;
+    assert_eq!(stats["daily_limit_errors"], 1);
+    assert_eq!(stats["rate_errors"], 0, "a daily limit is not a rate error");
+    assert_eq!(stats["refusals"]["daily"], 1);
+    // The next quota day starts with a fresh budget.
+    until_ok(&h, "labels", Duration::from_secs(6)).await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_outage_answers_503_or_resets_then_ends() {
+    use gmailscript::sim::faults::Outage;
+    let h = start(SimConfig {
+        outages: vec![Outage {
+            at: Duration::ZERO,
+            length: Duration::from_secs(3),
+        }],
+        seed: 3,
+        ..config(20)
+    })
+    .await;
+    let (mut unavailable, mut resets) = (0, 0);
+    for i in 0..30 {
+        let r = client()
+            .get(format!(
+                "{}/gmail/v1/users/me/messages/{:016x}?format=minimal",
+                h.base_url,
+                i + 1
+            ))
+            .bearer_auth(TOKEN)
+            .send()
+            .await;
+        match r {
+            Err(_) => resets += 1,
+            Ok(r) => {
+                assert_eq!(r.status(), 503);
+                let v: Value = r.json().await.unwrap();
+                assert_eq!(reason(&v), "backendError");
+                assert_eq!(v["error"]["status"], "UNAVAILABLE");
+                unavailable += 1;
+            }
+        }
+    }
+    assert!(
+        unavailable > 0 && resets > 0,
+        "{unavailable} 503s, {resets} resets"
+    );
+    // A batch answered in the outage has every part 503.
+    let targets: Vec<String> = (0..5)
+        .map(|i| format!("/gmail/v1/users/me/messages/{:016x}", i + 1))
+        .collect();
+    let mut answered = None;
+    for _ in 0..20 {
+        let r = client()
+            .post(format!("{}/batch/gmail/v1", h.base_url))
+            .bearer_auth(TOKEN)
+            .header("Content-Type", "multipart/mixed; boundary=b")
+            .body(batch_body("b", &targets))
+            .send()
+            .await;
+        if let Ok(r) = r {
+            let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+            answered = Some(read_batch(&ct, &r.text().await.unwrap()));
+            break;
+        }
+    }
+    let parts = answered.expect("some batch answered within 20 tries");
+    assert!(parts.iter().all(|p| p.status == 503), "{parts:?}");
+    let stats = sim_stats(&h).await;
+    assert!(stats["outage"]["503"].as_u64().unwrap() >= unavailable + 5);
+    assert!(stats["outage"]["reset"].as_u64().unwrap() >= resets);
+    // It ends.
+    until_ok(&h, "profile", Duration::from_secs(10)).await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn front_end_502_and_504_are_html_pages_other_statuses_json() {
+    for code in [502u16, 504, 503] {
+        let h = start(SimConfig {
+            faults: FaultSpec::parse(&format!("{code}:1")).unwrap(),
+            ..config(5)
+        })
+        .await;
+        let (status, headers, body) = get_raw(&h, "profile").await;
+        assert_eq!(status, code);
+        let ct = headers["content-type"].to_str().unwrap();
+        if code == 503 {
+            assert!(ct.starts_with("application/json"), "{ct}");
+            assert!(serde_json::from_str::<Value>(&body).is_ok());
+        } else {
+            assert_eq!(ct, "text/html; charset=UTF-8");
+            let title = if code == 502 {
+                "<title>Error 502 (Server Error)!!1</title>"
+            } else {
+                "<title>Error 504 (Gateway Timeout)!!1</title>"
+            };
+            assert!(body.contains(title), "{body}");
+            assert!(body.contains(&format!("<b>{code}.</b>")));
+            // In a batch part too.
+            let r = client()
+                .post(format!("{}/batch/gmail/v1", h.base_url))
+                .bearer_auth(TOKEN)
+                .header("Content-Type", "multipart/mixed; boundary=b")
+                .body(batch_body("b", &["/gmail/v1/users/me/profile".to_string()]))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let text = r.text().await.unwrap();
+            assert!(text.contains(&format!("HTTP/1.1 {code} ")), "{text}");
+            assert!(text.contains("Content-Type: text/html; charset=UTF-8\r\n"));
+            assert!(text.contains(title));
+        }
+        h.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn gzip_only_when_asked_as_google_documents() {
+    use std::io::Read as _;
+    let h = start(config(5)).await;
+    let plain = reqwest::Client::builder().no_gzip().build().unwrap();
+    let ask = |ua: &'static str| {
+        plain
+            .get(format!("{}/gmail/v1/users/me/profile", h.base_url))
+            .bearer_auth(TOKEN)
+            .header("Accept-Encoding", "gzip")
+            .header("User-Agent", ua)
+    };
+    let r = ask("my-backup/1.0 (gzip)").send().await.unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let packed = r.bytes().await.unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&packed[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["emailAddress"], "me@example.com");
+    // Accept-Encoding alone is not enough: "gzip" must be in the User-Agent.
+    let r = ask("my-backup/1.0").send().await.unwrap();
+    assert!(r.headers().get("content-encoding").is_none());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["emailAddress"], "me@example.com");
+    assert_eq!(sim_stats(&h).await["gzip_responses"], 1);
+    h.stop().await;
+
+    // A truncated answer is cut after compression: the gunzip breaks.
+    let h = start(SimConfig {
+        faults: FaultSpec::parse("truncate:1").unwrap(),
+        ..config(5)
+    })
+    .await;
+    for decoding in [false, true] {
+        // A client reading raw bytes, and one decoding on the fly.
+        let c = if decoding { client() } else { plain.clone() };
+        let r = c
+            .get(format!("{}/gmail/v1/users/me/messages", h.base_url))
+            .bearer_auth(TOKEN)
+            .header("Accept-Encoding", "gzip")
+            .header("User-Agent", "my-backup/1.0 (gzip)")
+            .send()
+            .await;
+        let broken = match r {
+            Err(_) => true,
+            Ok(r) => r.bytes().await.is_err(),
+        };
+        assert!(broken, "the client sees the break, not a short valid body");
+    }
+    assert_eq!(sim_stats(&h).await["outer_faults"]["truncate"], 2);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn fields_selects_parts_of_the_answer() {
+    let h = start(config(30)).await;
+    let (status, v) = get(
+        &h,
+        "messages?maxResults=5&fields=messages(id),nextPageToken",
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let obj = v.as_object().unwrap();
+    assert_eq!(
+        obj.keys().collect::<Vec<_>>(),
+        ["messages", "nextPageToken"],
+        "no resultSizeEstimate"
+    );
+    assert!(v["messages"].as_array().unwrap().iter().all(|m| m
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect::<Vec<_>>()
+        == ["id"]));
+    let id = v["messages"][0]["id"].as_str().unwrap().to_string();
+    let (_, m) = get(&h, &format!("messages/{id}?fields=id,threadId")).await;
+    assert_eq!(
+        m.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["id", "threadId"]
+    );
+    let (_, m) = get(
+        &h,
+        &format!("messages/{id}?format=metadata&metadataHeaders=Subject&fields=payload/headers"),
+    )
+    .await;
+    assert_eq!(m.as_object().unwrap().len(), 1);
+    assert_eq!(m["payload"].as_object().unwrap().len(), 1);
+    assert_eq!(m["payload"]["headers"][0]["name"], "Subject");
+    // A name the resource does not have, or a broken selection: 400.
+    for bad in ["idd", "messages(id", "payload/headers(nme)"] {
+        let (status, v) = get(&h, &format!("messages/{id}?fields={bad}")).await;
+        assert_eq!(status, 400, "{bad}");
+        assert_eq!(reason(&v), "invalidParameter");
+        assert!(message(&v).starts_with("Invalid field selection "), "{v}");
+    }
+    // Errors are never filtered.
+    let (status, v) = get(&h, "messages/0123456789abcdef?fields=id").await;
+    assert_eq!(status, 404);
+    assert_eq!(reason(&v), "notFound");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn access_token_in_the_query_and_the_method_override() {
+    let h = start(config(10)).await;
+    let url = |path: &str| format!("{}/gmail/v1/users/me/{path}", h.base_url);
+    let r = client()
+        .get(url("profile?access_token=sim-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client()
+        .get(url("profile?access_token=bogus"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(reason(&v), "authError");
+
+    // A long GET sent as POST with its query in a form body, as
+    // google-api-python-client does past 2 KB.
+    let id = first_ids(&h, 1).await.remove(0);
+    let override_get = |body: String| {
+        client()
+            .post(url(&format!("messages/{id}")))
+            .bearer_auth(TOKEN)
+            .header("X-HTTP-Method-Override", "GET")
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+    };
+    let r = override_get("format=metadata&metadataHeaders=Subject".into())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["payload"]["headers"].as_array().unwrap().len(), 1);
+    assert_eq!(sim_stats(&h).await["method_overrides"], 1);
+    // The moved query is checked like any other.
+    let r = override_get("format=metadata&frob=1".into())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Without the header a POST to a GET method is not found.
+    let r = client()
+        .post(url(&format!("messages/{id}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_query_parameter_is_refused_not_ignored() {
+    let h = start(config(10)).await;
+    let (status, v) = get(&h, "messages?maxResults=5&max_results=5").await;
+    assert_eq!(status, 400);
+    assert_eq!(reason(&v), "invalid");
+    assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
+    assert_eq!(
+        message(&v),
+        "Invalid JSON payload received. Unknown name \"max_results\": Cannot bind query parameter. Field 'max_results' could not be found in request message."
+    );
+    // Another method's parameter is unknown too; system ones are fine.
+    let (status, _) = get(&h, "profile?q=x").await;
+    assert_eq!(status, 400);
+    let (status, v) = get(&h, "profile?prettyPrint=false&quotaUser=u1&alt=json").await;
+    assert_eq!(status, 200, "{v}");
+    // In a batch part as well.
+    let (_, parts, _) = send_batch(
+        &h,
+        "b",
+        batch_body("b", &["/gmail/v1/users/me/labels?colour=red".to_string()]),
+    )
+    .await;
+    assert_eq!(parts[0].status, 400);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_messages_history_id_is_a_valid_start_and_ids_have_gaps() {
+    let h = start(config(50)).await;
+    let (ids, _) = list_all(&h, "maxResults=500&includeSpamTrash=true").await;
+    // An older message's historyId: history lists the mail after it.
+    let (_, old) = get(&h, &format!("messages/{}?format=minimal", ids[10])).await;
+    let start_id = old["historyId"].as_str().unwrap();
+    let (status, v) = get(
+        &h,
+        &format!("history?startHistoryId={start_id}&maxResults=500"),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let added: Vec<&str> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["messagesAdded"][0]["message"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(added.len(), 10, "the ten newer messages");
+    assert!(added.iter().all(|a| ids[..10].contains(&a.to_string())));
+    // Changes take ids with gaps.
+    for id in &ids[..12] {
+        let (status, _) = post(
+            &h,
+            &format!("messages/{id}/modify"),
+            json!({"addLabelIds": ["STARRED"]}),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let (_, v) = get(&h, "profile").await;
+    let now: u64 = v["historyId"].as_str().unwrap().parse().unwrap();
+    let (_, hist) = get(
+        &h,
+        &format!("history?startHistoryId={start_id}&maxResults=500"),
+    )
+    .await;
+    let rec: Vec<u64> = hist["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(rec.windows(2).all(|w| w[0] < w[1]));
+    assert!(rec.windows(2).any(|w| w[1] - w[0] > 1), "gaps: {rec:?}");
+    assert_eq!(*rec.last().unwrap(), now);
+    // Older than any record kept: 404.
+    let (status, _) = get(&h, "history?startHistoryId=1").await;
+    assert_eq!(status, 404);
+    h.stop().await;
 }

@@ -9,10 +9,11 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::auth::Principal;
-use super::errors::{self, ApiReply, RATE_SHAPES};
+use super::errors::{self, ApiReply, PENALTY_SHAPES, RATE_SHAPES};
 use super::faults::{self, Fault, Scope};
+use super::fields::{self, Selection};
 use super::mailbox::{Change, Mailbox, SimMessage};
-use super::quota::Refusal;
+use super::quota::{Refusal, Refused};
 use super::render::{self, Format};
 use super::stats::CallEnd;
 use super::{search, Sim, User};
@@ -65,6 +66,45 @@ impl Op {
         }
     }
 
+    /// The method's own query parameters (discovery document gmail.v1).
+    fn params(&self) -> &'static [&'static str] {
+        match self {
+            Op::ListMessages | Op::ListThreads => &[
+                "includeSpamTrash",
+                "labelIds",
+                "maxResults",
+                "pageToken",
+                "q",
+            ],
+            Op::GetMessage(_) | Op::GetThread(_) => &["format", "metadataHeaders"],
+            Op::History => &[
+                "historyTypes",
+                "labelId",
+                "maxResults",
+                "pageToken",
+                "startHistoryId",
+            ],
+            _ => &[],
+        }
+    }
+
+    /// The schema of the method's answer, for `fields=`; None when it
+    /// answers no body.
+    fn response_schema(&self) -> Option<&'static str> {
+        Some(match self {
+            Op::Profile => "Profile",
+            Op::ListMessages => "ListMessagesResponse",
+            Op::GetMessage(_) | Op::Modify(_) | Op::Trash(_) | Op::Untrash(_) => "Message",
+            Op::GetAttachment(..) => "MessagePartBody",
+            Op::BatchModify | Op::Delete(_) => return None,
+            Op::ListThreads => "ListThreadsResponse",
+            Op::GetThread(_) => "Thread",
+            Op::ListLabels => "ListLabelsResponse",
+            Op::GetLabel(_) => "Label",
+            Op::History => "ListHistoryResponse",
+        })
+    }
+
     fn mutates(&self) -> bool {
         matches!(
             self,
@@ -111,6 +151,14 @@ impl Params {
     fn get(&self, k: &str) -> Option<&str> {
         self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
     }
+    /// The first parameter neither the method nor Google's system
+    /// parameters know.
+    fn unknown(&self, op: &Op) -> Option<&str> {
+        self.0
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .find(|n| !SYSTEM_PARAMS.contains(n) && !op.params().contains(n))
+    }
     fn all(&self, k: &str) -> Vec<String> {
         self.0
             .iter()
@@ -142,6 +190,55 @@ impl Params {
             },
         }
     }
+}
+
+/// Parameters every Google API method takes (discovery document gmail.v1).
+const SYSTEM_PARAMS: &[&str] = &[
+    "$.xgafv",
+    "access_token",
+    "alt",
+    "callback",
+    "fields",
+    "key",
+    "oauth_token",
+    "prettyPrint",
+    "quotaUser",
+    "uploadType",
+    "upload_protocol",
+];
+
+/// `X-HTTP-Method-Override`: Google's front end takes a POST carrying this
+/// header as the named method. google-api-python-client sends a GET whose
+/// URL passes 2 KB this way, its query moved into a form body. Returns the
+/// method, target and body to serve, or None when nothing is overridden.
+pub fn method_override(
+    method: &str,
+    target: &str,
+    override_to: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+) -> Option<(String, String, Vec<u8>)> {
+    let to = override_to?.trim().to_ascii_uppercase();
+    if method != "POST" || to.is_empty() {
+        return None;
+    }
+    let form = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("application/x-www-form-urlencoded");
+    if !(form && (to == "GET" || to == "DELETE")) {
+        return Some((to, target.to_string(), body.to_vec()));
+    }
+    let extra = String::from_utf8_lossy(body);
+    let extra = extra.trim();
+    let target = match (target.split_once('?'), extra.is_empty()) {
+        (_, true) => target.to_string(),
+        (Some(_), false) => format!("{target}&{extra}"),
+        (None, false) => format!("{target}?{extra}"),
+    };
+    Some((to, target, Vec::new()))
 }
 
 /// Split `target` into decoded path segments after `/gmail/v1/users/`, and
@@ -185,6 +282,8 @@ pub struct Admitted<'a> {
     slow: bool,
     service: Duration,
     body: &'a [u8],
+    /// `fields=`: the parts of the answer to keep.
+    fields: Option<Selection>,
 }
 
 /// The first half of a call: either its answer already (an error, a fault,
@@ -206,24 +305,57 @@ pub async fn handle(sim: &Sim, call: Call<'_>) -> ApiReply {
 
 pub fn prepare<'a>(sim: &'a Sim, call: Call<'a>) -> Prepared<'a> {
     let path = call.target.split('?').next().unwrap_or("");
-    let Some((segs, query)) = split_target(call.target) else {
+    let op = split_target(call.target).and_then(|(segs, query)| {
+        let op = segs
+            .split_first()
+            .and_then(|(_, rest)| route(call.method, rest))?;
+        Some((segs, query, op))
+    });
+    if sim.in_outage() {
+        // The service is down: no auth, no quota, nothing carried out.
+        let name = op.as_ref().map(|(_, _, op)| op.name()).unwrap_or("unknown");
+        sim.stats.call(name, "", 503, 0, CallEnd::Outage);
+        return Prepared::Done(errors::server_error(503));
+    }
+    let Some((segs, query, op)) = op else {
         sim.stats.call("unknown", "", 404, 0, CallEnd::Served);
         return Prepared::Done(errors::unknown_method(call.method, path));
     };
-    let op = match segs
-        .split_first()
-        .and_then(|(_, rest)| route(call.method, rest))
-    {
-        Some(op) => op,
-        None => {
-            sim.stats.call("unknown", "", 404, 0, CallEnd::Served);
-            return Prepared::Done(errors::unknown_method(call.method, path));
-        }
-    };
     let name = op.name();
-    let Some(principal) = sim.auth.principal(call.authorization) else {
-        sim.stats.call(name, "", 401, 0, CallEnd::Served);
-        return Prepared::Done(errors::unauthenticated());
+    let params = Params::parse(query);
+    let early = |reply: ApiReply| {
+        sim.stats.call(name, "", reply.status, 0, CallEnd::Served);
+        Prepared::Done(reply)
+    };
+    // The front end binds the query before anything else: a parameter the
+    // method does not have is a 400, not ignored.
+    if let Some(unknown) = params.unknown(&op) {
+        return early(errors::unknown_parameter(unknown));
+    }
+    if let Some(alt) = params.get("alt").filter(|a| *a != "json") {
+        return early(errors::invalid(&format!(
+            "Invalid value for alt: {alt:?}. This method answers only alt=json."
+        )));
+    }
+    let fields = match params.get("fields").filter(|f| !f.is_empty()) {
+        None => None,
+        Some(f) => match fields::parse(f, op.response_schema()) {
+            Ok(sel) => Some(sel),
+            Err(bad) => return early(errors::invalid_fields(&bad)),
+        },
+    };
+    // Credentials: the Authorization header, else `access_token` in the
+    // query (Google accepts both).
+    let from_query = params
+        .get("access_token")
+        .or_else(|| params.get("oauth_token"))
+        .map(|t| format!("Bearer {t}"));
+    let authorization = call.authorization.or(from_query.as_deref());
+    let Some(authorization) = authorization else {
+        return early(errors::login_required());
+    };
+    let Some(principal) = sim.auth.principal(Some(authorization)) else {
+        return early(errors::unauthenticated());
     };
     let email = principal.email.clone();
     let done = |reply: ApiReply, outcome: CallEnd| {
@@ -252,7 +384,6 @@ pub fn prepare<'a>(sim: &'a Sim, call: Call<'a>) -> Prepared<'a> {
             )
         }
     };
-    let params = Params::parse(query);
     if let Some(reply) = scope_refusal(&principal, &op, &params) {
         return done(reply, CallEnd::Served);
     }
@@ -261,10 +392,14 @@ pub fn prepare<'a>(sim: &'a Sim, call: Call<'a>) -> Prepared<'a> {
     let fault = sim.faults.decide(Scope::Call, &key);
     match fault {
         Some(Fault::Status(429)) => {
-            return done(
-                rate_reply(sim, &key, Duration::from_secs(1)),
-                CallEnd::Injected,
-            )
+            // Refused before admission; with --charge-refused it costs
+            // its units all the same.
+            let charged = sim.quota.charge_refused(&email, name);
+            let reply = rate_reply(sim, &key, Duration::from_secs(1));
+            sim.stats.refused_units(charged);
+            sim.stats
+                .call(name, &email, reply.status, charged, CallEnd::Injected);
+            return Prepared::Done(reply);
         }
         Some(Fault::Status(code)) if !(500..=599).contains(&code) => {
             return done(errors::injected(code), CallEnd::Injected)
@@ -274,17 +409,11 @@ pub fn prepare<'a>(sim: &'a Sim, call: Call<'a>) -> Prepared<'a> {
     }
     let units = match sim.quota.admit(&email, name) {
         Ok(units) => units,
-        Err(Refusal::Concurrency) => {
-            return done(errors::too_many_concurrent(), CallEnd::ConcurrencyLimited)
-        }
-        Err(Refusal::User { retry_after }) => {
-            return done(rate_reply(sim, &key, retry_after), CallEnd::RateLimited)
-        }
-        Err(Refusal::Project { retry_after }) => {
-            return done(
-                errors::project_rate_limited(retry_after.as_secs_f64().ceil() as u64),
-                CallEnd::RateLimited,
-            )
+        Err(refused) => {
+            let (reply, end) = refusal_reply(sim, &key, refused);
+            sim.stats
+                .call(name, &email, reply.status, refused.charged, end);
+            return Prepared::Done(reply);
         }
     };
     let slot = InFlight { sim, user: email };
@@ -305,7 +434,44 @@ pub fn prepare<'a>(sim: &'a Sim, call: Call<'a>) -> Prepared<'a> {
         slow,
         service: service_time(sim, &key),
         body: call.body,
+        fields,
     }))
+}
+
+/// The answer to a quota refusal, counted in the stats by kind.
+fn refusal_reply(sim: &Sim, key: &str, refused: Refused) -> (ApiReply, CallEnd) {
+    let started = matches!(refused.why, Refusal::Penalty { started: true, .. });
+    sim.stats
+        .refusal(refused.why.kind(), refused.charged, started);
+    match refused.why {
+        Refusal::Concurrency => (errors::too_many_concurrent(), CallEnd::ConcurrencyLimited),
+        Refusal::User { retry_after } | Refusal::Second { retry_after } => {
+            (rate_reply(sim, key, retry_after), CallEnd::RateLimited)
+        }
+        Refusal::Penalty { retry_after, .. } => {
+            let shape = faults::pick(sim.config.seed ^ 0x7e4a, key, PENALTY_SHAPES);
+            let reply = errors::rate_penalty(
+                shape,
+                &retry_at(retry_after),
+                retry_after.as_secs_f64().ceil() as u64,
+            );
+            (reply, CallEnd::RateLimited)
+        }
+        Refusal::Daily { .. } => (errors::daily_limit_exceeded(), CallEnd::DailyLimited),
+        Refusal::Project { retry_after } => (
+            errors::project_rate_limited(retry_after.as_secs_f64().ceil() as u64),
+            CallEnd::RateLimited,
+        ),
+    }
+}
+
+/// The RFC 3339 time `after` from now. Real wall time, not the simulated
+/// calendar: the client reads this stamp against its own clock, and it must
+/// agree with Retry-After.
+fn retry_at(after: Duration) -> String {
+    let at = chrono::Utc::now()
+        + chrono::Duration::from_std(after).unwrap_or_else(|_| chrono::Duration::zero());
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// The second half: service time, then the call against the mailbox.
@@ -324,7 +490,12 @@ pub async fn finish(sim: &Sim, a: Admitted<'_>) -> ApiReply {
         let mb = lock.read().unwrap();
         execute(sim, &a.user.email, &mb, &a.op, &a.params)
     };
-    let reply = reply.unwrap_or_else(|e| e);
+    let mut reply = reply.unwrap_or_else(|e| e);
+    if let Some(sel) = &a.fields {
+        if reply.status < 300 {
+            reply.body = reply.body.take().map(|b| sel.apply(b));
+        }
+    }
     sim.stats.call(
         a.op.name(),
         &a.slot.user,
@@ -340,13 +511,9 @@ pub async fn finish(sim: &Sim, a: Admitted<'_>) -> ApiReply {
 /// deterministically from the seed and the request.
 fn rate_reply(sim: &Sim, key: &str, retry_after: Duration) -> ApiReply {
     let shape = RATE_SHAPES[faults::pick(sim.config.seed, key, RATE_SHAPES.len())];
-    // Real wall time, not the simulated calendar: the client reads this
-    // stamp against its own clock, and it must agree with Retry-After.
-    let at = chrono::Utc::now()
-        + chrono::Duration::from_std(retry_after).unwrap_or_else(|_| chrono::Duration::zero());
     errors::rate_limited(
         shape,
-        &at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        &retry_at(retry_after),
         retry_after.as_secs_f64().ceil() as u64,
     )
 }

@@ -226,6 +226,8 @@ fn parse_part(raw: &[u8], n: usize) -> Result<Part, BatchError> {
 pub struct PartReply<'a> {
     pub content_id: Option<&'a str>,
     pub status: u16,
+    /// Of the body, when there is one.
+    pub content_type: &'a str,
     pub headers: &'a [(&'static str, String)],
     pub body: &'a [u8],
 }
@@ -263,7 +265,7 @@ pub fn write_part(out: &mut Vec<u8>, boundary: &str, r: &PartReply<'_>) {
         reason_phrase(r.status)
     );
     if !r.body.is_empty() {
-        head.push_str("Content-Type: application/json; charset=UTF-8\r\n");
+        let _ = write!(head, "Content-Type: {}\r\n", r.content_type);
     }
     head.push_str("Vary: Origin\r\nVary: X-Origin\r\nVary: Referer\r\n");
     for (k, v) in r.headers {
@@ -364,6 +366,7 @@ mod tests {
             &PartReply {
                 content_id: Some("x+1"),
                 status: 404,
+                content_type: "application/json; charset=UTF-8",
                 headers: &[],
                 body: b"{}",
             },

@@ -4,12 +4,14 @@
 use serde_json::{json, Value};
 
 /// A response the API layer produces: status, extra headers, JSON body (or
-/// none, for 204).
+/// none, for 204), or an HTML page (Google's front end's 502 and 504).
 #[derive(Debug, Clone)]
 pub struct ApiReply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Option<Value>,
+    /// A `text/html` body instead of JSON.
+    pub page: Option<String>,
 }
 
 impl ApiReply {
@@ -18,6 +20,7 @@ impl ApiReply {
             status: 200,
             headers: Vec::new(),
             body: Some(body),
+            page: None,
         }
     }
 
@@ -26,6 +29,7 @@ impl ApiReply {
             status: 204,
             headers: Vec::new(),
             body: None,
+            page: None,
         }
     }
 
@@ -70,6 +74,7 @@ pub fn google_error(
     ApiReply {
         status: code,
         headers: Vec::new(),
+        page: None,
         body: Some(json!({
             "error": {
                 "code": code,
@@ -135,22 +140,35 @@ pub fn method_not_allowed(method: &str, path: &str) -> ApiReply {
     )
 }
 
+/// A token the service does not accept (expired, revoked, unknown).
 pub fn unauthenticated() -> ApiReply {
     let message = "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
+    auth_error(message, "Invalid Credentials", "authError")
+}
+
+/// No credentials at all: Google answers `required` "Login Required.",
+/// not `authError`.
+pub fn login_required() -> ApiReply {
+    let message = "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
+    auth_error(message, "Login Required.", "required")
+}
+
+fn auth_error(message: &str, inner: &str, reason: &str) -> ApiReply {
     ApiReply {
         status: 401,
         headers: vec![(
             "WWW-Authenticate",
             "Bearer realm=\"https://accounts.google.com/\"".to_string(),
         )],
+        page: None,
         body: Some(json!({
             "error": {
                 "code": 401,
                 "message": message,
                 "errors": [{
-                    "message": "Invalid Credentials",
+                    "message": inner,
                     "domain": "global",
-                    "reason": "authError",
+                    "reason": reason,
                     "location": "Authorization",
                     "locationType": "header",
                 }],
@@ -174,16 +192,43 @@ pub fn insufficient_scope() -> ApiReply {
     )
 }
 
-/// A server fault (500/502/503/504) as Google words them.
+/// A server fault (500/502/503/504) as Google words them. 502 and 504 come
+/// from Google's front end as an HTML page, not JSON (the "Error 502
+/// (Server Error)!!1" page in googleapis/google-api-ruby-client#23641,
+/// google-api-php-client#2421): a client that expects JSON must cope.
 pub fn server_error(code: u16) -> ApiReply {
     let (reason, message) = match code {
         500 => ("backendError", "Internal error encountered."),
-        502 => ("backendError", "Bad Gateway"),
+        502 | 504 => return front_end_page(code),
         503 => ("backendError", "The service is currently unavailable."),
-        504 => ("backendError", "Deadline exceeded."),
         _ => ("backendError", "Backend Error"),
     };
     google_error(code, canonical(code), "global", reason, message)
+}
+
+/// Google's front end's error page. The 502 page is copied in shape from
+/// public reports; the 504 page is not seen in them, so it is the same page
+/// with Google's usual title for the status (an assumption).
+pub fn front_end_page(code: u16) -> ApiReply {
+    let (title, text) = match code {
+        502 => (
+            "Server Error",
+            "The server encountered a temporary error and could not complete your request.<p>Please try again in 30 seconds.",
+        ),
+        _ => (
+            "Gateway Timeout",
+            "The server did not answer in time and could not complete your request.<p>Please try again in 30 seconds.",
+        ),
+    };
+    let page = format!(
+        "<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n  <meta name=viewport content=\"initial-scale=1, minimum-scale=1, width=device-width\">\n  <title>Error {code} ({title})!!1</title>\n  <style>\n    *{{margin:0;padding:0}}html,code{{font:15px/22px arial,sans-serif}}html{{background:#fff;color:#222;padding:15px}}body{{margin:7% auto 0;max-width:390px;min-height:180px;padding:30px 0 15px}}p{{margin:11px 0 22px;overflow:hidden}}ins{{color:#777;text-decoration:none}}\n  </style>\n  <a href=//www.google.com/><span id=logo aria-label=Google></span></a>\n  <p><b>{code}.</b> <ins>That\u{2019}s an error.</ins>\n  <p>{text}  <ins>That\u{2019}s all we know.</ins>\n"
+    );
+    ApiReply {
+        status: code,
+        headers: Vec::new(),
+        body: None,
+        page: Some(page),
+    }
 }
 
 /// Any other injected status, shaped by its canonical meaning.
@@ -293,4 +338,100 @@ pub fn too_many_concurrent() -> ApiReply {
         "rateLimitExceeded",
         "Too many concurrent requests for user",
     )
+}
+
+/// The shapes of a `--rate-penalty` lockout, all carrying "Retry after
+/// <time>" (the lockout's end) and a Retry-After header: 403
+/// userRateLimitExceeded, 403 rateLimitExceeded with the same message
+/// (googleapis/google-api-ruby-client#20544, GAM-team/GAMADV-XTD3#337), and
+/// the 429 form.
+pub const PENALTY_SHAPES: usize = 3;
+
+pub fn rate_penalty(shape: usize, retry_at: &str, retry_after_s: u64) -> ApiReply {
+    let message = format!("User-rate limit exceeded.  Retry after {retry_at}");
+    let mut reply = match shape % PENALTY_SHAPES {
+        0 => google_error(
+            403,
+            "PERMISSION_DENIED",
+            "usageLimits",
+            "userRateLimitExceeded",
+            &message,
+        ),
+        1 => google_error(
+            403,
+            "PERMISSION_DENIED",
+            "usageLimits",
+            "rateLimitExceeded",
+            &message,
+        ),
+        _ => google_error(
+            429,
+            "RESOURCE_EXHAUSTED",
+            "global",
+            "rateLimitExceeded",
+            &message,
+        ),
+    };
+    reply
+        .headers
+        .push(("Retry-After", retry_after_s.max(1).to_string()));
+    reply
+}
+
+/// The per-user daily budget is spent (`--daily-limit`). Google's words
+/// (murer/dsopz#3 and others): the quota resets at midnight Pacific time.
+pub fn daily_limit_exceeded() -> ApiReply {
+    let message = "Daily Limit Exceeded. The quota will be reset at midnight Pacific Time (PT). You may monitor your quota usage and adjust limits in the API Console: https://console.developers.google.com/apis/api/gmail.googleapis.com/quotas?project=000000000000";
+    let mut reply = google_error(
+        403,
+        "PERMISSION_DENIED",
+        "usageLimits",
+        "dailyLimitExceeded",
+        message,
+    );
+    if let Some(e) = reply
+        .body
+        .as_mut()
+        .and_then(|b| b.pointer_mut("/error/errors/0"))
+    {
+        e["extendedHelp"] = json!(
+            "https://console.developers.google.com/apis/api/gmail.googleapis.com/quotas?project=000000000000"
+        );
+    }
+    reply
+}
+
+/// A query parameter the method does not have. Google's API front end
+/// refuses to bind it rather than ignore it.
+pub fn unknown_parameter(name: &str) -> ApiReply {
+    google_error(
+        400,
+        "INVALID_ARGUMENT",
+        "global",
+        "invalid",
+        &format!(
+            "Invalid JSON payload received. Unknown name \"{name}\": Cannot bind query parameter. Field '{name}' could not be found in request message."
+        ),
+    )
+}
+
+/// A `fields=` selection that does not parse or names no field.
+pub fn invalid_fields(selection: &str) -> ApiReply {
+    let message = format!("Invalid field selection {selection}");
+    let mut reply = google_error(
+        400,
+        "INVALID_ARGUMENT",
+        "global",
+        "invalidParameter",
+        &message,
+    );
+    if let Some(e) = reply
+        .body
+        .as_mut()
+        .and_then(|b| b.pointer_mut("/error/errors/0"))
+    {
+        e["location"] = json!("fields");
+        e["locationType"] = json!("parameter");
+    }
+    reply
 }

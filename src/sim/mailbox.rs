@@ -153,7 +153,17 @@ impl Mailbox {
     }
 
     fn record(&mut self, message_id: &str, thread_id: &str, change: Change) -> u64 {
-        self.history_id += 1;
+        // Gmail's history ids rise with gaps (other changes in the store
+        // take ids too); a client that expects +1 steps, or uses an id
+        // between records, must meet them. The gap is a hash, so a seed
+        // still gives the same ids.
+        let gap = message_id
+            .bytes()
+            .fold(self.history_id ^ 0xcbf2_9ce4_8422_2325, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+            })
+            >> 62;
+        self.history_id += 1 + gap;
         let id = self.history_id;
         self.history.push_back(HistoryRecord {
             id,
@@ -238,6 +248,38 @@ impl Mailbox {
         );
         m.history_id = h;
         self.messages.insert(id, m);
+    }
+
+    /// Record the messages already here as arrivals at their own history
+    /// ids (the newest `history_retain` of them), so that a message's
+    /// `historyId` is a valid `startHistoryId`, as on Gmail, and history
+    /// from it lists the mail that came after. Ids older than the records
+    /// kept answer 404.
+    pub fn record_arrivals(&mut self) {
+        let mut arrivals: Vec<&SimMessage> = self.messages.values().collect();
+        arrivals.sort_by_key(|m| m.history_id);
+        let keep = self.history_retain.max(1);
+        let dropped = arrivals.len().saturating_sub(keep);
+        self.history = arrivals[dropped..]
+            .iter()
+            .map(|m| HistoryRecord {
+                id: m.history_id,
+                message_id: m.id.clone(),
+                thread_id: m.thread_id.clone(),
+                change: Change::Added {
+                    label_ids: m.label_ids.clone(),
+                },
+            })
+            .collect();
+        // A start at or after the newest record left out still sees every
+        // change after it.
+        self.history_floor = match dropped {
+            0 => arrivals.first().map_or(self.history_id, |m| m.history_id),
+            n => arrivals[n - 1].history_id,
+        };
+        if let Some(newest) = arrivals.last() {
+            self.history_id = self.history_id.max(newest.history_id);
+        }
     }
 
     /// Forget all history so far: any earlier startHistoryId answers 404.

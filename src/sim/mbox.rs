@@ -451,7 +451,8 @@ fn build(entries: Vec<Entry>, labels: LabelMap) -> Mailbox {
     }
     let mut next = 1_000u64;
     for m in messages.values_mut() {
-        next += 1;
+        // Gaps, as Gmail's history ids have.
+        next += 1 + (m.internal_date_ms.unsigned_abs() % 3);
         m.history_id = next;
     }
     let mut all_labels = standard_labels(&[]);

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod batch;
 pub mod errors;
 pub mod faults;
+pub mod fields;
 pub mod generate;
 pub mod mailbox;
 pub mod mbox;
@@ -59,6 +60,11 @@ impl SimClock {
         self.start_ms
     }
 
+    /// Wall-clock time since the simulator's calendar started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     /// Simulated now, ms since the epoch.
     pub fn now_ms(&self) -> i64 {
         let elapsed = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
@@ -82,6 +88,16 @@ pub struct SimConfig {
     pub speed: f64,
     /// Calls in flight per user before "Too many concurrent requests".
     pub concurrency: u32,
+    /// Units per user per second of the quota clock, on top of the minute.
+    pub per_second: Option<u64>,
+    /// Units per user per quota day.
+    pub daily_limit: Option<u64>,
+    /// Lockout after a per-user quota refusal, on the quota clock.
+    pub rate_penalty: Option<Duration>,
+    /// Refused calls spend their units.
+    pub charge_refused: bool,
+    /// Wall-clock spans after start when the service is down.
+    pub outages: Vec<faults::Outage>,
     /// Most parts a batch may hold (100 on Gmail; 50 for some accounts).
     pub max_batch: usize,
     pub faults: faults::FaultSpec,
@@ -89,6 +105,8 @@ pub struct SimConfig {
     /// Service time of one call: latency ± jitter (uniform).
     pub latency: Duration,
     pub jitter: Duration,
+    /// Extra service time of a batch request as a whole.
+    pub batch_latency: Duration,
     /// Load the default user's mailbox from this mbox instead of generating.
     pub mbox: Option<PathBuf>,
     pub token: String,
@@ -110,11 +128,17 @@ impl Default for SimConfig {
             quota: quota::Rules::P2026,
             speed: 1.0,
             concurrency: 50,
+            per_second: None,
+            daily_limit: None,
+            rate_penalty: None,
+            charge_refused: false,
+            outages: Vec::new(),
             max_batch: 100,
             faults: faults::FaultSpec::default(),
             slow_delay: Duration::from_secs(3),
             latency: Duration::ZERO,
             jitter: Duration::ZERO,
+            batch_latency: Duration::ZERO,
             mbox: None,
             token: DEFAULT_TOKEN.to_string(),
             token_lifetime: Duration::from_secs(3600),
@@ -149,6 +173,9 @@ pub struct Sim {
     pub clock: SimClock,
     /// The server's own base URL (for the token endpoint's `aud` check).
     pub base_url: OnceLock<String>,
+    /// When the server began to listen: `--outage` times count from here,
+    /// after the mailbox is built.
+    pub serving_since: OnceLock<Instant>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +213,19 @@ impl Sim {
         if config.concurrency == 0 {
             return Err(SimError::Config("--concurrency must be at least 1".into()));
         }
+        if let Some(n) = config.per_second {
+            let dearest = quota::Rules::DEAREST;
+            if n < dearest {
+                return Err(SimError::Config(format!(
+                    "--per-second must be at least {dearest} (messages.batchModify costs {dearest} units; a smaller budget could never admit it), or off"
+                )));
+            }
+        }
+        if config.daily_limit == Some(0) {
+            return Err(SimError::Config(
+                "--daily-limit must be at least 1 unit, or off".into(),
+            ));
+        }
         let mut users = HashMap::new();
         let all = config
             .users
@@ -206,12 +246,22 @@ impl Sim {
         let default_user = config.users[0].clone();
         let sim = Sim {
             auth: auth::Auth::new(&default_user, &config.token, config.token_lifetime),
-            quota: quota::Quota::new(config.quota, config.speed, config.concurrency),
+            quota: quota::Quota::new(quota::Limits {
+                rules: config.quota,
+                speed: config.speed,
+                concurrency: config.concurrency,
+                per_second: config.per_second,
+                daily: config.daily_limit,
+                penalty: config.rate_penalty.filter(|p| !p.is_zero()),
+                charge_refused: config.charge_refused,
+                start_ms: config.start_ms,
+            }),
             faults: faults::Faults::new(config.faults.clone(), config.seed, config.slow_delay),
             stats: stats::Stats::default(),
             users,
             clock: SimClock::new(config.start_ms),
             base_url: OnceLock::new(),
+            serving_since: OnceLock::new(),
             config,
         };
         // The default user's mailbox is built now, so a bad mbox fails at
@@ -220,11 +270,24 @@ impl Sim {
         if let Some(path) = &sim.config.mbox {
             let mut mb = mbox::load_mbox(path, &first.email)?;
             mb.history_retain = sim.config.history_retain;
+            mb.record_arrivals();
             let _ = first.mailbox.set(RwLock::new(mb));
         } else {
             sim.mailbox(&first);
         }
         Ok(sim)
+    }
+
+    /// Whether an `--outage` is on now.
+    pub fn in_outage(&self) -> bool {
+        if self.config.outages.is_empty() {
+            return false;
+        }
+        let elapsed = match self.serving_since.get() {
+            Some(t) => t.elapsed(),
+            None => self.clock.elapsed(),
+        };
+        self.config.outages.iter().any(|o| o.covers(elapsed))
     }
 
     pub fn user(&self, email: &str) -> Option<Arc<User>> {
@@ -246,6 +309,9 @@ impl Sim {
                 self.clock.start_ms(),
             );
             mb.history_retain = self.config.history_retain;
+            // A message's historyId is a valid startHistoryId: its arrival
+            // is on record (generate.rs leaves the log empty).
+            mb.record_arrivals();
             RwLock::new(mb)
         })
     }

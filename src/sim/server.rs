@@ -1,6 +1,9 @@
 //! HTTP/1.1 front of the simulator (hyper): routes requests to the REST
 //! calls, the batch endpoint, the OAuth endpoints and the `/_sim` admin
-//! API, and injects connection-level faults (reset, truncate, slow).
+//! API, and injects connection-level faults (reset, truncate, slow). It
+//! also does what Google's front end does around every call: gzip when the
+//! client asks the way Google documents, `X-HTTP-Method-Override`, HTML
+//! pages for 502 and 504, and resets during an `--outage`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -77,6 +80,7 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         .map_err(|source| SimError::Bind { port, source })?;
     let base_url = format!("http://{addr}");
     let _ = sim.base_url.set(base_url.clone());
+    let _ = sim.serving_since.set(std::time::Instant::now());
     let (tx, mut rx) = oneshot::channel();
     let served = sim.clone();
     let task = tokio::spawn(async move {
@@ -149,13 +153,25 @@ fn pretty(target: &str) -> bool {
         .any(|(k, v)| k == "prettyPrint" && (v == "false" || v == "0"))
 }
 
+/// The body of a reply and its content type: JSON, or the front end's HTML
+/// page.
+pub fn reply_body(reply: &ApiReply, pretty: bool) -> (&'static str, Vec<u8>) {
+    match &reply.page {
+        Some(page) => ("text/html; charset=UTF-8", page.as_bytes().to_vec()),
+        None => (
+            "application/json; charset=UTF-8",
+            reply
+                .body
+                .as_ref()
+                .map(|b| json_bytes(b, pretty))
+                .unwrap_or_default(),
+        ),
+    }
+}
+
 fn reply_response(reply: &ApiReply, pretty: bool) -> Response<Body> {
-    let body = reply
-        .body
-        .as_ref()
-        .map(|b| json_bytes(b, pretty))
-        .unwrap_or_default();
-    let mut r = full(reply.status, "application/json; charset=UTF-8", body);
+    let (content_type, body) = reply_body(reply, pretty);
+    let mut r = full(reply.status, content_type, body);
     for (k, v) in &reply.headers {
         if let Ok(v) = HeaderValue::from_str(v) {
             r.headers_mut().append(*k, v);
@@ -172,10 +188,60 @@ fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Google compresses an answer only when the request both accepts gzip and
+/// says "gzip" in its User-Agent (the performance guide's rule).
+fn wants_gzip(req: &Request<Incoming>) -> bool {
+    let accepts = req
+        .headers()
+        .get_all(hyper::header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|e| {
+            let mut it = e.split(';');
+            let coding = it.next().unwrap_or("").trim();
+            let refused = it.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f64>().ok())
+                    == Some(0.0)
+            });
+            coding.eq_ignore_ascii_case("gzip") && !refused
+        });
+    accepts && header(req, "user-agent").is_some_and(|ua| ua.to_ascii_lowercase().contains("gzip"))
+}
+
+/// The same answer, gzip-compressed.
+async fn gzip(response: Response<Body>) -> Response<Body> {
+    use std::io::Write as _;
+    let (mut parts, body) = response.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let packed = enc.write_all(&bytes).and_then(|_| enc.finish());
+    let Ok(packed) = packed else {
+        return Response::from_parts(parts, Full::new(bytes).map_err(|e| match e {}).boxed());
+    };
+    parts.headers.remove(hyper::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        hyper::header::CONTENT_ENCODING,
+        HeaderValue::from_static("gzip"),
+    );
+    Response::from_parts(
+        parts,
+        Full::new(Bytes::from(packed))
+            .map_err(|e: Infallible| match e {})
+            .boxed(),
+    )
+}
+
 async fn serve(sim: Arc<Sim>, req: Request<Incoming>) -> Result<Response<Body>, Reset> {
     sim.stats.http_request();
-    let method = req.method().as_str().to_string();
-    let target = req
+    let mut method = req.method().as_str().to_string();
+    let mut target = req
         .uri()
         .path_and_query()
         .map(|p| p.as_str().to_string())
@@ -183,6 +249,8 @@ async fn serve(sim: Arc<Sim>, req: Request<Incoming>) -> Result<Response<Body>, 
     let path = req.uri().path().to_string();
     let authorization = header(&req, "authorization").map(String::from);
     let content_type = header(&req, "content-type").unwrap_or("").to_string();
+    let method_override = header(&req, "x-http-method-override").map(String::from);
+    let gzip_wanted = wants_gzip(&req);
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
@@ -203,16 +271,80 @@ async fn serve(sim: Arc<Sim>, req: Request<Incoming>) -> Result<Response<Body>, 
     if !api_call {
         return Ok(other(&sim, &method, &path, &target, &content_type, &body).await);
     }
+    let mut body = body.to_vec();
+    if let Some((m, t, b)) = path
+        .starts_with("/gmail/v1/")
+        .then(|| {
+            api::method_override(
+                &method,
+                &target,
+                method_override.as_deref(),
+                &content_type,
+                &body,
+            )
+        })
+        .flatten()
+    {
+        sim.stats.method_override();
+        (method, target, body) = (m, t, b);
+    }
+    let response = api_exchange(
+        &sim,
+        &method,
+        &target,
+        &path,
+        &content_type,
+        authorization.as_deref(),
+        &body,
+    )
+    .await?;
+    let response_truncated = response.truncate;
+    let response = if gzip_wanted {
+        sim.stats.gzip_response();
+        gzip(response.answer).await
+    } else {
+        response.answer
+    };
+    // Truncated after compression, as on the wire: the client's gunzip
+    // meets the break.
+    Ok(if response_truncated {
+        truncate(response).await
+    } else {
+        response
+    })
+}
 
+/// An exchange's answer, and whether to break it off halfway.
+struct Exchange {
+    answer: Response<Body>,
+    truncate: bool,
+}
+
+/// One API exchange (a call or a batch), with the connection faults and
+/// outages that strike the exchange as a whole.
+async fn api_exchange(
+    sim: &Sim,
+    method: &str,
+    target: &str,
+    path: &str,
+    content_type: &str,
+    authorization: Option<&str>,
+    body: &[u8],
+) -> Result<Exchange, Reset> {
     // Connection faults strike API traffic only. The call is still carried
     // out first: a client cannot know whether a reset request took effect.
     // Keyed by what is asked, not by the client's random batch boundary,
     // so the same requests meet the same faults in every run.
-    let asked = match batch::boundary(&content_type) {
-        Ok(b) => fnv_without(&body, b.as_bytes()),
-        Err(_) => fnv_without(&body, b""),
+    let asked = match batch::boundary(content_type) {
+        Ok(b) => fnv_without(body, b.as_bytes()),
+        Err(_) => fnv_without(body, b""),
     };
     let outer_key = format!("{method} {target} {asked:x}");
+    if sim.in_outage() && sim.faults.outage_resets(&outer_key) {
+        // Down hard: the exchange breaks before anything is carried out.
+        sim.stats.outage_reset();
+        return Err(Reset);
+    }
     let outer = sim.faults.decide(Scope::Outer, &outer_key);
     if outer == Some(Fault::Slow) {
         sim.stats.outer_fault("slow");
@@ -220,16 +352,16 @@ async fn serve(sim: Arc<Sim>, req: Request<Incoming>) -> Result<Response<Body>, 
     }
     let response = if path.starts_with("/gmail/v1/") {
         let reply = api::handle(
-            &sim,
+            sim,
             Call {
-                method: &method,
-                target: &target,
-                authorization: authorization.as_deref(),
-                body: &body,
+                method,
+                target,
+                authorization,
+                body,
             },
         )
         .await;
-        reply_response(&reply, pretty(&target))
+        reply_response(&reply, pretty(target))
     } else if method != "POST" {
         reply_response(
             &errors::google_error(
@@ -242,7 +374,7 @@ async fn serve(sim: Arc<Sim>, req: Request<Incoming>) -> Result<Response<Body>, 
             true,
         )
     } else {
-        batch_response(&sim, &content_type, authorization.as_deref(), &body).await
+        batch_response(sim, content_type, authorization, body).await
     };
     match outer {
         Some(Fault::Reset) => {
@@ -251,9 +383,15 @@ async fn serve(sim: Arc<Sim>, req: Request<Incoming>) -> Result<Response<Body>, 
         }
         Some(Fault::Truncate) => {
             sim.stats.outer_fault("truncate");
-            Ok(truncate(response).await)
+            Ok(Exchange {
+                answer: response,
+                truncate: true,
+            })
         }
-        _ => Ok(response),
+        _ => Ok(Exchange {
+            answer: response,
+            truncate: false,
+        }),
     }
 }
 
@@ -304,12 +442,31 @@ async fn batch_response(
     authorization: Option<&str>,
     body: &[u8],
 ) -> Response<Body> {
-    let parts = match batch::boundary(content_type)
+    let mut parts = match batch::boundary(content_type)
         .and_then(|b| batch::parse(body, &b, sim.config.max_batch))
     {
         Ok(parts) => parts,
         Err(e) => return reply_response(&errors::invalid(&e.0), true),
     };
+    for p in &mut parts {
+        let part_header = |name: &str| {
+            p.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        let overridden = api::method_override(
+            &p.method,
+            &p.target,
+            part_header("x-http-method-override"),
+            part_header("content-type").unwrap_or(""),
+            &p.body,
+        );
+        if let Some((m, t, b)) = overridden {
+            sim.stats.method_override();
+            (p.method, p.target, p.body) = (m, t, b);
+        }
+    }
     sim.stats.batch(parts.len());
     // Admit every part first so they count as in flight together.
     let mut prepared = Vec::with_capacity(parts.len());
@@ -346,27 +503,37 @@ async fn batch_response(
             ),
         });
     }
-    let replies = join_all(prepared.into_iter().map(|p| async move {
-        match p {
-            Prepared::Done(r) => r,
-            Prepared::Admitted(a) => api::finish(sim, *a).await,
-        }
-    }))
+    // A batch costs more than its slowest part: the batch front end reads,
+    // fans out and gathers (`--batch-latency`).
+    let overhead = sim.config.batch_latency;
+    let (replies, ()) = futures_util::future::join(
+        join_all(prepared.into_iter().map(|p| async move {
+            match p {
+                Prepared::Done(r) => r,
+                Prepared::Admitted(a) => api::finish(sim, *a).await,
+            }
+        })),
+        async {
+            if !overhead.is_zero() {
+                tokio::time::sleep(overhead).await;
+            }
+        },
+    )
     .await;
     let boundary = format!("batch_{:016x}", rand::random::<u64>());
     let mut out = Vec::with_capacity(replies.len() * 1024);
     for (p, r) in parts.iter().zip(&replies) {
-        let body = r
-            .body
-            .as_ref()
-            .map(|b| json_bytes(b, pretty(&p.target)))
-            .unwrap_or_default();
+        // A 502 or 504 part carries the front end's HTML page too: whether
+        // Gmail's batch wraps it in JSON is not known, and HTML is the
+        // harder case for a client.
+        let (content_type, body) = reply_body(r, pretty(&p.target));
         batch::write_part(
             &mut out,
             &boundary,
             &PartReply {
                 content_id: p.content_id.as_deref(),
                 status: r.status,
+                content_type,
                 headers: &r.headers,
                 body: &body,
             },
@@ -449,6 +616,12 @@ async fn other(
                     "speed": sim.config.speed,
                     "concurrency_limit": sim.config.concurrency,
                     "max_batch": sim.config.max_batch,
+                    "per_second": sim.config.per_second,
+                    "per_second_window_seconds": sim.quota.second.as_secs_f64(),
+                    "daily_limit": sim.config.daily_limit,
+                    "rate_penalty_seconds": sim.config.rate_penalty.map(|p| p.as_secs_f64()),
+                    "charge_refused": sim.config.charge_refused,
+                    "outages": sim.config.outages.iter().map(|o| json!({"at_seconds": o.at.as_secs_f64(), "for_seconds": o.length.as_secs_f64()})).collect::<Vec<_>>(),
                 }),
                 sim.quota.peak_in_flight(),
             ),

@@ -1,5 +1,6 @@
-//! What the simulator saw, for benchmarks: calls by method and status,
-//! quota units spent, rate errors, peak concurrency (`GET /_sim/stats`).
+//! What the simulator saw, for benchmarks and tests: calls by method and
+//! status, quota units spent, rate errors and refusals by kind, lockouts
+//! started, outages, peak concurrency (`GET /_sim/stats`).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -18,7 +19,20 @@ struct Inner {
     calls: BTreeMap<String, BTreeMap<u16, u64>>,
     units: u64,
     units_by_user: BTreeMap<String, u64>,
+    /// Units spent by refused calls (`--charge-refused`), part of `units`.
+    units_refused: u64,
     rate_errors: u64,
+    /// Quota refusals by kind (per_minute, per_second, penalty, daily,
+    /// project, concurrency).
+    refusals: BTreeMap<&'static str, u64>,
+    /// `--rate-penalty` lockouts started.
+    penalties: u64,
+    daily_limit_errors: u64,
+    /// Answers during an `--outage`: "503" per call or part, "reset" per
+    /// exchange.
+    outage: BTreeMap<&'static str, u64>,
+    gzip_responses: u64,
+    method_overrides: u64,
     concurrency_errors: u64,
     injected: u64,
     batches: u64,
@@ -45,6 +59,10 @@ pub enum CallEnd {
     ConcurrencyLimited,
     /// Answered by an injected fault.
     Injected,
+    /// Refused for the daily budget (not a rate error: class quota_daily).
+    DailyLimited,
+    /// Answered 503 during an `--outage`.
+    Outage,
 }
 
 impl Stats {
@@ -67,7 +85,43 @@ impl Stats {
                 s.concurrency_errors += 1
             }
             CallEnd::Injected => s.injected += 1,
+            CallEnd::DailyLimited => s.daily_limit_errors += 1,
+            CallEnd::Outage => *s.outage.entry("503").or_default() += 1,
         }
+    }
+
+    /// A quota refusal of `kind`, which spent `charged` units (already
+    /// counted by `call`); `penalty_started` when it began a lockout.
+    pub fn refusal(&self, kind: &'static str, charged: u64, penalty_started: bool) {
+        let mut s = self.inner.lock().unwrap();
+        *s.refusals.entry(kind).or_default() += 1;
+        s.units_refused += charged;
+        s.penalties += penalty_started as u64;
+    }
+
+    /// Units a refused call spent outside the quota's own refusals (an
+    /// injected rate error under `--charge-refused`).
+    pub fn refused_units(&self, units: u64) {
+        self.inner.lock().unwrap().units_refused += units;
+    }
+
+    /// An exchange reset by an `--outage`.
+    pub fn outage_reset(&self) {
+        *self
+            .inner
+            .lock()
+            .unwrap()
+            .outage
+            .entry("reset")
+            .or_default() += 1;
+    }
+
+    pub fn gzip_response(&self) {
+        self.inner.lock().unwrap().gzip_responses += 1;
+    }
+
+    pub fn method_override(&self) {
+        self.inner.lock().unwrap().method_overrides += 1;
     }
 
     pub fn batch(&self, parts: usize) {
@@ -111,7 +165,14 @@ impl Stats {
             "calls": calls,
             "units_spent": s.units,
             "units_by_user": s.units_by_user,
+            "units_refused": s.units_refused,
             "rate_errors": s.rate_errors,
+            "refusals": s.refusals,
+            "penalties": s.penalties,
+            "daily_limit_errors": s.daily_limit_errors,
+            "outage": s.outage,
+            "gzip_responses": s.gzip_responses,
+            "method_overrides": s.method_overrides,
             "concurrency_errors": s.concurrency_errors,
             "injected_faults": s.injected,
             "outer_faults": s.outer,

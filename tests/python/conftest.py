@@ -53,3 +53,20 @@ def faulty_sim():
     s = Sim("--messages", "200", "--seed", "7", "--quota", "off", "--faults", "503:0.3,404:0.2")
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="module")
+def html_sim():
+    # Every call meets Google's front end answering 502 with its HTML page.
+    s = Sim("--messages", "20", "--quota", "off", "--faults", "502:1")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def penalty_sim():
+    # 50 units a second: the third get in a burst passes it, and the user is
+    # then locked out for an hour.
+    s = Sim("--messages", "20", "--seed", "7", "--per-second", "50", "--rate-penalty", "1h")
+    yield s
+    s.stop()

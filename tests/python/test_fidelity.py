@@ -296,3 +296,99 @@ def test_service_account_with_and_without_a_delegated_subject(sim):
         bare.users().messages().list(userId="me").execute()
     assert e.value.status_code == 400
     assert e.value.reason == "Precondition check failed."
+
+
+def test_answers_are_gzipped_because_the_client_asks_as_google_documents(sim):
+    # httplib2 sends Accept-Encoding: gzip and the client puts "(gzip)" in
+    # its User-Agent; the simulator compresses only when both are there.
+    before = sim.stats()["gzip_responses"]
+    p = service(sim.url).users().getProfile(userId="me").execute()
+    assert p["emailAddress"] == "me@example.com"
+    assert sim.stats()["gzip_responses"] > before
+
+
+def test_fields_gives_partial_responses(sim):
+    msgs = service(sim.url).users().messages()
+    page = msgs.list(userId="me", maxResults=5, fields="messages(id),nextPageToken").execute()
+    assert set(page) == {"messages", "nextPageToken"}
+    assert all(set(m) == {"id"} for m in page["messages"])
+    mid = page["messages"][0]["id"]
+    assert set(msgs.get(userId="me", id=mid, fields="id,threadId").execute()) == {"id", "threadId"}
+    m = msgs.get(userId="me", id=mid, format="metadata", metadataHeaders=["Subject"], fields="payload/headers").execute()
+    assert list(m) == ["payload"] and list(m["payload"]) == ["headers"]
+    assert [h["name"] for h in m["payload"]["headers"]] == ["Subject"]
+    with pytest.raises(HttpError) as e:
+        msgs.get(userId="me", id=mid, fields="idd").execute()
+    assert e.value.status_code == 400
+    assert e.value.error_details[0]["reason"] == "invalidParameter"
+
+
+def test_a_long_get_goes_as_post_with_the_method_override(sim):
+    msgs = service(sim.url).users().messages()
+    mid = msgs.list(userId="me", maxResults=1).execute()["messages"][0]["id"]
+    # Past 2 KB of URL the client sends POST, X-HTTP-Method-Override: GET and
+    # the query as a form body.
+    names = ["Subject", "From"] + ["X-Not-There-%04d" % i for i in range(150)]
+    before = sim.stats()["method_overrides"]
+    m = msgs.get(userId="me", id=mid, format="metadata", metadataHeaders=names).execute()
+    assert sim.stats()["method_overrides"] == before + 1
+    assert m["id"] == mid
+    assert {h["name"].lower() for h in m["payload"]["headers"]} <= {"subject", "from"}
+    assert m["payload"]["headers"]
+
+
+def test_no_credentials_is_401_required(sim):
+    import httplib2
+
+    bare = build(
+        "gmail", "v1", http=httplib2.Http(), client_options={"api_endpoint": sim.url + "/"},
+        static_discovery=True, cache_discovery=False,
+    )
+    with pytest.raises(HttpError) as e:
+        bare.users().getProfile(userId="me").execute()
+    assert e.value.status_code == 401
+    assert e.value.error_details[0]["reason"] == "required"
+    assert e.value.error_details[0]["message"] == "Login Required."
+
+
+def test_a_502_is_googles_html_page_and_the_client_raises_with_it(html_sim):
+    with pytest.raises(HttpError) as e:
+        service(html_sim.url).users().getProfile(userId="me").execute()
+    assert e.value.status_code == 502
+    assert e.value.resp["content-type"].startswith("text/html")
+    assert b"<title>Error 502 (Server Error)!!1</title>" in e.value.content
+    # In a batch the part's callback gets the same.
+    got = []
+    svc = service(html_sim.url)
+    batch = new_batch(svc, html_sim.url, lambda rid, resp, exc: got.append(exc))
+    batch.add(svc.users().getProfile(userId="me"))
+    batch.execute()
+    assert isinstance(got[0], HttpError) and got[0].status_code == 502
+    assert b"Error 502 (Server Error)!!1" in got[0].content
+
+
+def test_a_rate_penalty_says_retry_after_in_the_header_and_the_message(penalty_sim):
+    import datetime
+
+    msgs = service(penalty_sim.url).users().messages()
+    ids = [m["id"] for m in msgs.list(userId="me", maxResults=5).execute()["messages"]]
+    refused = None
+    for mid in ids:
+        try:
+            msgs.get(userId="me", id=mid, format="minimal").execute()
+        except HttpError as e:
+            refused = e
+            break
+    assert refused is not None, "a burst of gets passes 50 units a second"
+    # Locked out: even the cheapest call is refused, saying until when.
+    with pytest.raises(HttpError) as e:
+        service(penalty_sim.url).users().labels().list(userId="me").execute()
+    err = e.value
+    assert err.status_code in (403, 429)
+    assert err.error_details[0]["reason"] in ("userRateLimitExceeded", "rateLimitExceeded")
+    assert 3590 <= int(err.resp["retry-after"]) <= 3600
+    at = err.reason.split("Retry after ")[1]
+    end = datetime.datetime.fromisoformat(at.replace("Z", "+00:00"))
+    left = (end - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+    assert 3500 < left <= 3600
+    assert penalty_sim.stats()["penalties"] == 1
