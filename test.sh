@@ -14,4 +14,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 cargo build --quiet
-GMAILSCRIPT_BIN="$PWD/target/debug/gmailscript" .venv/bin/python -m pytest -q tests/python
+GMAILSCRIPT_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/gmailscript" .venv/bin/python -m pytest -q tests/python
