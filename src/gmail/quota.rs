@@ -85,9 +85,9 @@ const TARGET: f64 = 0.98;
 const FLOOR: f64 = 0.5;
 /// While learning, each raise multiplies the limit by this.
 const RAISE: f64 = 1.5;
-/// Spends are also spread over slices of the window (1 s of Gmail's
-/// minute), so a short-window limit (a per-second one) is not tripped by a
-/// burst: no slice takes more than its share of the window's budget.
+/// Spends are also spread over the window: a bucket that refills at the
+/// window's average rate holds one slice's worth (1 s of Gmail's minute),
+/// so a short-window limit (a per-second one) is not tripped by a burst.
 const SLICES: u32 = 60;
 
 /// What the pacer does not know yet: the per-user limit is found by
@@ -555,6 +555,10 @@ mod tests {
         );
     }
 
+    fn learner(start: u64, ceiling: u64) -> Pacer {
+        Pacer::learning(Learn { start, ceiling }, MIN)
+    }
+
     /// Takes what the pacer gives every 50 ms from `from` to `to` (ms after
     /// t0), as a pipeline faster than the pace would.
     fn drive(p: &Pacer, t0: Instant, from: u64, to: u64) -> u64 {
@@ -566,13 +570,7 @@ mod tests {
 
     #[test]
     fn learning_raises_while_the_pacer_holds_back_and_settles_on_a_refusal() {
-        let p = Pacer::learning(
-            Learn {
-                start: 600,
-                ceiling: 6000,
-            },
-            MIN,
-        );
+        let p = learner(600, 6000);
         let t0 = p.state.lock().unwrap().raised_at;
         // 588 a minute is 147 a quarter: taken in full, then a raise.
         let got = drive(&p, t0, 0, 15_000);
@@ -596,13 +594,7 @@ mod tests {
 
     #[test]
     fn a_pipeline_slower_than_the_pace_is_not_a_reason_to_raise() {
-        let p = Pacer::learning(
-            Learn {
-                start: 600,
-                ceiling: 6000,
-            },
-            MIN,
-        );
+        let p = learner(600, 6000);
         let t0 = p.state.lock().unwrap().raised_at;
         // One small item a second: held back at times, but far below pace.
         for s in 0..40 {
@@ -615,25 +607,13 @@ mod tests {
 
     #[test]
     fn learning_stops_at_the_ceiling_and_a_refusal_before_any_raise_teaches_nothing() {
-        let p = Pacer::learning(
-            Learn {
-                start: 600,
-                ceiling: 700,
-            },
-            MIN,
-        );
+        let p = learner(600, 700);
         let t0 = p.state.lock().unwrap().raised_at;
         drive(&p, t0, 0, 15_050);
         assert_eq!(p.limit(), Some(700));
         drive(&p, t0, 15_050, 45_000);
         assert_eq!(p.limit(), Some(700), "no further");
-        let q = Pacer::learning(
-            Learn {
-                start: 600,
-                ceiling: 6000,
-            },
-            MIN,
-        );
+        let q = learner(600, 6000);
         q.on_refused();
         assert_eq!(q.learned(), None);
         assert_eq!(q.limit(), Some(600));

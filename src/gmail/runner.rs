@@ -946,6 +946,7 @@ impl State {
                 let Some(c) = self.chunks.remove(&chunk) else {
                     return;
                 };
+                // Concurrency refusals alone say nothing about the quota.
                 if c.stats.concurrency_errors == 0 || c.stats.rate_errors > 0 {
                     runner
                         .pacer

@@ -18,6 +18,8 @@ pub struct LabelInfo {
 /// Label ids for names or ids: system ids and `Label_N` pass as they are;
 /// names are looked up (labels.list, once).
 pub async fn resolve_labels(lua: &Lua, func: &str, names: &[String]) -> mlua::Result<Vec<String>> {
+    // Gmail's system label ids. The simulator keeps its own list on
+    // purpose (it must not share code with the client).
     const SYSTEM: &[&str] = &[
         "INBOX",
         "SENT",
