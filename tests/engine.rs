@@ -619,3 +619,89 @@ async fn an_auto_pacer_finds_a_legacy_quota_and_the_next_run_starts_there() {
     assert_eq!(report.rate_errors, 0, "{report:?}");
     h.stop().await;
 }
+
+/// `parallel = 3`: chunks overlap on the wire (the simulator sees more
+/// parts in flight than one chunk holds) and under faults every id still
+/// arrives exactly once.
+#[tokio::test]
+async fn parallel_chunks_overlap_and_deliver_each_id_once() {
+    let (h, client, ids) = setup(SimConfig {
+        latency: Duration::from_millis(30),
+        faults: FaultSpec::parse("500:0.05,503:0.03,reset:0.01").unwrap(),
+        ..sim_config(300)
+    })
+    .await;
+    let opts = RunOptions {
+        chunk_start: 10,
+        chunk_max: 10,
+        parallel: 3,
+        ..quick()
+    };
+    let (report, seen) = fetch(&runner(client), &ids, &mut DefaultPolicy, &opts).await;
+    assert_eq!(report.ok, 300, "{report:?}");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(seen.len(), 300);
+    assert!(seen.values().all(|n| *n == 1), "an id arrived twice");
+    let peak = sim_stats(&h).await["peak_concurrency"].as_u64().unwrap();
+    assert!(
+        peak > 10,
+        "chunks of 10 never overlapped (peak {peak} in flight)"
+    );
+    h.stop().await;
+}
+
+/// The `"split"` decision halves the chunk size at once and sends the id
+/// again; the same faults under `"retry"` leave the size alone.
+#[tokio::test]
+async fn a_split_decision_halves_the_chunk_and_resends_the_id() {
+    struct SplitOn5xx {
+        sizes: Vec<usize>,
+        split: bool,
+    }
+    impl Policy for SplitOn5xx {
+        fn on_error(&mut self, e: &ApiError, k: &str, a: u32) -> Decision {
+            match DefaultPolicy.on_error(e, k, a) {
+                Decision::Retry(_) if self.split && e.status == 500 => Decision::Split,
+                d => d,
+            }
+        }
+        fn chunk_size(&mut self, stats: &ChunkStats) -> Option<usize> {
+            self.sizes.push(stats.size);
+            None
+        }
+    }
+    let opts = RunOptions {
+        chunk_start: 40,
+        chunk_max: 40,
+        ..quick()
+    };
+    let mut runs = Vec::new();
+    for split in [false, true] {
+        // Same seed, same faults for both runs.
+        let (h, client, ids) = setup(SimConfig {
+            faults: FaultSpec::parse("500:0.1").unwrap(),
+            ..sim_config(400)
+        })
+        .await;
+        let mut policy = SplitOn5xx {
+            sizes: Vec::new(),
+            split,
+        };
+        let (report, seen) = fetch(&runner(client), &ids, &mut policy, &opts).await;
+        assert_eq!(report.ok, 400, "split={split}: {report:?}");
+        assert!(seen.values().all(|n| *n == 1));
+        assert!(report.retried > 0, "the faults were met: {report:?}");
+        runs.push(policy.sizes);
+        h.stop().await;
+    }
+    let (retried, split) = (&runs[0], &runs[1]);
+    assert!(
+        retried.iter().all(|s| *s == 40),
+        "retry keeps the size: {retried:?}"
+    );
+    assert_eq!(split[0], 40);
+    assert!(
+        split.iter().any(|s| *s <= 20),
+        "a split halves the chunk: {split:?}"
+    );
+}

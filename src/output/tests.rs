@@ -295,6 +295,43 @@ fn maildir_names_flags_and_replaces() {
     );
 }
 
+/// `relabel` renames the file to the new flags without touching its bytes,
+/// also after a reopen (a later run's incremental label sync), and says
+/// false for an id it never wrote or flags that did not change.
+#[test]
+fn maildir_relabel_renames_and_keeps_the_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("Mail");
+    let mut w = maildir(&root).unwrap();
+    w.write(&Msg::new("m1", &["INBOX", "UNREAD"], b"Subject: x\r\n\r\nbody\r\n").out())
+        .unwrap();
+    w.flush().unwrap();
+    assert_eq!(names(&root.join("cur")), ["1614816000.m1.gmailscript:2,"]);
+
+    assert!(w
+        .relabel("m1", &["INBOX".into(), "STARRED".into()])
+        .unwrap());
+    assert!(!w.relabel("m1", &["STARRED".into()]).unwrap(), "same flags");
+    assert!(
+        !w.relabel("nope", &["STARRED".into()]).unwrap(),
+        "never written"
+    );
+    w.flush().unwrap();
+    drop(w);
+    let cur = root.join("cur");
+    assert_eq!(names(&cur), ["1614816000.m1.gmailscript:2,FS"]);
+
+    let mut w = maildir(&root).unwrap();
+    assert!(w.relabel("m1", &["UNREAD".into()]).unwrap());
+    w.flush().unwrap();
+    assert_eq!(names(&cur), ["1614816000.m1.gmailscript:2,"]);
+    assert_eq!(
+        fs::read(cur.join("1614816000.m1.gmailscript:2,")).unwrap(),
+        b"Subject: x\n\nbody\n"
+    );
+    assert!(names(&root.join("new")).is_empty() && names(&root.join("tmp")).is_empty());
+}
+
 #[test]
 fn maildir_open_clears_tmp_and_duplicates() {
     let dir = tempfile::tempdir().unwrap();
