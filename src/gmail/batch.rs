@@ -43,7 +43,7 @@ pub enum BatchError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InnerRequest {
     pub content_id: String,
-    pub method: &'static str,
+    pub verb: &'static str,
     pub path_and_query: String,
     pub json_body: Option<Vec<u8>>,
 }
@@ -87,7 +87,7 @@ pub fn encode(requests: &[InnerRequest]) -> Result<(String, Vec<u8>), BatchError
         body.extend_from_slice(b"\r\nContent-Type: application/http\r\nContent-ID: <");
         body.extend_from_slice(r.content_id.as_bytes());
         body.extend_from_slice(b">\r\n\r\n");
-        body.extend_from_slice(r.method.as_bytes());
+        body.extend_from_slice(r.verb.as_bytes());
         body.push(b' ');
         body.extend_from_slice(r.path_and_query.as_bytes());
         body.extend_from_slice(b" HTTP/1.1\r\n");
@@ -108,7 +108,7 @@ pub fn encode(requests: &[InnerRequest]) -> Result<(String, Vec<u8>), BatchError
 }
 
 fn check_request(r: &InnerRequest) -> Result<(), &'static str> {
-    if r.method.is_empty() || !r.method.bytes().all(|b| b.is_ascii_uppercase()) {
+    if r.verb.is_empty() || !r.verb.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err("method must be an upper-case HTTP method");
     }
     if !r.path_and_query.starts_with('/') {
@@ -605,13 +605,13 @@ mod tests {
         let reqs = [
             InnerRequest {
                 content_id: "0".into(),
-                method: "GET",
+                verb: "GET",
                 path_and_query: "/gmail/v1/users/me/messages/abc?format=metadata".into(),
                 json_body: None,
             },
             InnerRequest {
                 content_id: "1".into(),
-                method: "POST",
+                verb: "POST",
                 path_and_query: "/gmail/v1/users/me/messages/abc/modify".into(),
                 json_body: Some(br#"{"addLabelIds":["X"]}"#.to_vec()),
             },
@@ -636,7 +636,7 @@ mod tests {
     fn encode_rejects_framing_breakers() {
         let ok = InnerRequest {
             content_id: "7".into(),
-            method: "GET",
+            verb: "GET",
             path_and_query: "/gmail/v1/users/me/labels".into(),
             json_body: None,
         };
@@ -666,7 +666,7 @@ mod tests {
                 ..ok.clone()
             },
             InnerRequest {
-                method: "get",
+                verb: "get",
                 ..ok.clone()
             },
         ];
@@ -724,7 +724,7 @@ mod tests {
         let reqs: Vec<InnerRequest> = (0..30)
             .map(|i| InnerRequest {
                 content_id: format!("item{i}"),
-                method: if i % 3 == 0 { "POST" } else { "GET" },
+                verb: if i % 3 == 0 { "POST" } else { "GET" },
                 path_and_query: if i == 7 {
                     "/gmail/v1/users/me/messages/missing".into()
                 } else {
@@ -753,7 +753,7 @@ mod tests {
                 }
             );
             let echo: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
-            assert_eq!(echo["method"], req.method);
+            assert_eq!(echo["method"], req.verb);
             assert_eq!(echo["path"], req.path_and_query.as_str());
             let sent = req
                 .json_body

@@ -276,11 +276,8 @@ impl Client {
     /// climbs out of `users/{user}/`, a URL longer than Google takes. The
     /// error is `invalid` (never retried).
     pub fn check(&self, req: &Request) -> Result<(), ApiError> {
-        if reqwest::Method::from_bytes(req.http_method.as_bytes()).is_err() {
-            return Err(ApiError::invalid(format!(
-                "bad HTTP method {:?}",
-                req.http_method
-            )));
+        if reqwest::Method::from_bytes(req.verb.as_bytes()).is_err() {
+            return Err(ApiError::invalid(format!("bad HTTP method {:?}", req.verb)));
         }
         let climbs = req.path.split('/').any(|seg| {
             let seg = seg.to_ascii_lowercase().replace("%2e", ".");
@@ -357,8 +354,8 @@ impl Client {
     }
 
     async fn call_once(&self, req: &Request, token: &Secret) -> Result<Bytes, ApiError> {
-        let method = reqwest::Method::from_bytes(req.http_method.as_bytes())
-            .map_err(|_| ApiError::invalid(format!("bad HTTP method {}", req.http_method)))?;
+        let method = reqwest::Method::from_bytes(req.verb.as_bytes())
+            .map_err(|_| ApiError::invalid(format!("bad HTTP method {}", req.verb)))?;
         let mut rb = self
             .http
             .request(method, self.url(&req.path_and_query(&self.config.user)))
@@ -384,7 +381,7 @@ impl Client {
             .iter()
             .map(|(id, r)| InnerRequest {
                 content_id: id.clone(),
-                method: r.http_method,
+                verb: r.verb,
                 path_and_query: r.path_and_query(&self.config.user),
                 json_body: r.body.as_ref().map(|b| b.to_string().into_bytes()),
             })

@@ -53,8 +53,10 @@ impl Format {
 /// One call under `users/{user}/`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
-    pub method: Method,
-    pub http_method: &'static str,
+    /// Which API call this is (prices it against the quota).
+    pub call: Method,
+    /// The HTTP verb: GET, POST, PUT, PATCH or DELETE.
+    pub verb: &'static str,
     /// Path below `users/{user}/`, segments already percent-encoded.
     pub path: String,
     pub query: Vec<(String, String)>,
@@ -72,10 +74,10 @@ pub fn segment(s: &str) -> String {
 }
 
 impl Request {
-    fn new(method: Method, http_method: &'static str, path: String) -> Request {
+    fn new(call: Method, verb: &'static str, path: String) -> Request {
         Request {
-            method,
-            http_method,
+            call,
+            verb,
             path,
             query: Vec::new(),
             body: None,
@@ -209,14 +211,14 @@ impl Request {
     /// Any other call under users/{user}/: `path` as given (the caller
     /// encodes it), method one of GET, POST, PUT, PATCH, DELETE.
     pub fn raw(
-        http_method: &'static str,
+        verb: &'static str,
         path: &str,
         query: Vec<(String, String)>,
         body: Option<Value>,
     ) -> Request {
         Request {
-            method: Method::Other,
-            http_method,
+            call: Method::Other,
+            verb,
             path: path.trim_start_matches('/').to_string(),
             query,
             body,

@@ -152,7 +152,7 @@ pub fn check_answer(req: &Request, body: Bytes) -> Result<Answer, ApiError> {
             got.chars().take(40).collect::<String>()
         ))
     };
-    if req.method == Method::MessagesGet {
+    if req.call == Method::MessagesGet {
         let m = Message::from_json(&body)
             .map_err(|e| ApiError::malformed(format!("cannot decode the message: {e}")))?;
         match &req.answer_id {
@@ -548,7 +548,7 @@ impl Runner {
                 let costs: Vec<u64> = staged
                     .iter()
                     .take(size)
-                    .map(|p| self.profile.cost(p.item.request.method))
+                    .map(|p| self.profile.cost(p.item.request.call))
                     .collect();
                 let granted = match self.pacer.reserve(costs[0], costs.iter().sum()) {
                     Ok(g) => g,
@@ -987,7 +987,7 @@ impl State {
             // The server did not count a refused call.
             runner
                 .pacer
-                .refund(runner.profile.cost(p.item.request.method));
+                .refund(runner.profile.cost(p.item.request.call));
             // Whether to slow down is decided per chunk, when it is done.
             if let Some(c) = self.chunks.get_mut(&chunk) {
                 c.retry_after = c.retry_after.max(e.retry_after);

@@ -75,10 +75,10 @@ async fn get(lua: Lua, (id, opts): (String, Option<Value>)) -> mlua::Result<(Val
 async fn fetch(lua: Lua, req: Value) -> mlua::Result<(Value, Value)> {
     let req = fetch_request("gmail.fetch", req)?;
     let ctx = super::ctx(&lua);
-    if ctx.dry_run && req.http_method != "GET" {
+    if ctx.dry_run && req.verb != "GET" {
         super::progress::eprint_line(&format!(
             "dry run: would {} users/me/{}",
-            req.http_method, req.path
+            req.verb, req.path
         ));
         return Ok((Value::Table(lua.create_table()?), Value::Nil));
     }
