@@ -258,34 +258,32 @@ fn memory_per_message_is_small() {
     );
 }
 
-/// Timing and memory: `cargo test --release -- --ignored --nocapture`.
+/// The generated mailbox has the shape of a real one (what a script meets:
+/// mostly inbox mail, some spam and trash, long threads, a few huge
+/// messages). Build time and memory are in `cargo bench --bench sim`.
 #[test]
-#[ignore]
-fn bench_generate_100k() {
-    let start = std::time::Instant::now();
-    let mb = generate(1, 100_000, "me@example.com", NOW);
-    let took = start.elapsed();
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let mem: Vec<&str> = status
-        .lines()
-        .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
-        .collect();
-    let total: usize = mb.messages.values().map(|m| m.size).sum();
-    println!(
-        "generate 100k: {took:?}; {mem:?}; total size {} MB",
-        total / 1_000_000
-    );
+fn a_generated_mailbox_has_a_realistic_shape() {
+    let mb = generate(1, 20_000, "me@example.com", NOW);
     let n = mb.messages.len() as f64;
     let share = |f: &dyn Fn(&SimMessage) -> bool| {
         100.0 * mb.messages.values().filter(|m| f(m)).count() as f64 / n
     };
-    for l in SYSTEM_LABELS.iter().chain(&["Label_"]) {
-        print!(
-            "{l} {:.1}%  ",
-            share(&|m| m.label_ids.iter().any(|x| x.starts_with(l)))
-        );
-    }
-    println!();
+    let label = |l: &'static str| share(&move |m| m.label_ids.iter().any(|x| x == l));
+    let within = |what: &str, v: f64, lo: f64, hi: f64| {
+        assert!((lo..=hi).contains(&v), "{what}: {v:.2}% not in {lo}..{hi}%");
+    };
+    within("INBOX", label("INBOX"), 40.0, 65.0);
+    within("SENT", label("SENT"), 12.0, 30.0);
+    within("UNREAD", label("UNREAD"), 20.0, 45.0);
+    within("STARRED", label("STARRED"), 2.0, 10.0);
+    within("SPAM", label("SPAM"), 0.3, 3.0);
+    within("TRASH", label("TRASH"), 0.3, 3.0);
+    within(
+        "user labels",
+        share(&|m| m.label_ids.iter().any(|x| x.starts_with("Label_"))),
+        10.0,
+        40.0,
+    );
     let mut threads = std::collections::HashMap::<&str, usize>::new();
     for m in mb.messages.values() {
         *threads.entry(&m.thread_id).or_default() += 1;
@@ -299,26 +297,26 @@ fn bench_generate_100k() {
                 .count() as f64
             / t
     };
-    println!(
-        "threads {}: len 1 {:.1}%, 2-10 {:.1}%, 11-30 {:.1}%",
-        threads.len(),
-        tshare(1, 1),
-        tshare(2, 10),
-        tshare(11, 30)
-    );
-    println!(
-        "sizes: <2K {:.1}%, 2-30K {:.1}%, 30-50K {:.1}%, 50K-1M {:.1}%, 1-2M {:.2}%, 2-8M {:.2}%",
-        share(&|m| m.size < 2_000),
+    within("threads of 1", tshare(1, 1), 70.0, 92.0);
+    within("threads of 11-30", tshare(11, 30), 0.3, 5.0);
+    within(
+        "2-30 KB",
         share(&|m| (2_000..30_000).contains(&m.size)),
-        share(&|m| (30_000..50_000).contains(&m.size)),
-        share(&|m| (50_000..1_000_000).contains(&m.size)),
-        share(&|m| (1_000_000..2_000_000).contains(&m.size)),
-        share(&|m| m.size >= 2_000_000)
+        65.0,
+        92.0,
     );
-    println!(
-        "attachments {:.1}%, non-ASCII from {:.1}%, non-ASCII subject {:.1}%",
+    within("over 2 MB", share(&|m| m.size >= 2_000_000), 0.05, 1.0);
+    within(
+        "attachments",
         share(&|m| !m.attachment_names.is_empty()),
-        share(&|m| !m.from.is_ascii()),
-        share(&|m| !m.subject.is_ascii())
+        8.0,
+        25.0,
+    );
+    within("non-ASCII From", share(&|m| !m.from.is_ascii()), 15.0, 50.0);
+    within(
+        "non-ASCII Subject",
+        share(&|m| !m.subject.is_ascii()),
+        10.0,
+        40.0,
     );
 }
