@@ -261,6 +261,11 @@ pub async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<u8> {
 
 /// The exit code and summary line for how the script's work went.
 pub fn exit_code(o: &Outcome) -> u8 {
+    if o.cancelled && o.watch_stopped && o.stopped.is_none() && o.failed == 0 {
+        // Stopping is how a watch ends (systemd, docker stop, Ctrl-C).
+        eprintln!("gmailscript: stopped; the watch's mark is saved (run again to go on from it)");
+        return EXIT_OK;
+    }
     if o.cancelled {
         eprintln!("gmailscript: interrupted; what was done is saved (run again to resume)");
         return EXIT_INTERRUPTED;

@@ -79,6 +79,10 @@ pub struct ConnArgs {
     /// start (wall clock) every call answers 503 or its exchange is reset.
     #[arg(long, value_name = "AT+FOR", value_parser = parse_outages, requires = "sim")]
     pub sim_outage: Option<Outages>,
+    /// The simulator's --deliver-every: new mail for the default user this
+    /// often (wall clock), e.g. 5s, for trying gmail.watch offline.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "sim")]
+    pub sim_deliver_every: Option<Duration>,
     /// The simulator's quota profile: 2026, legacy or off.
     #[arg(long, default_value = "2026", value_parser = parse_profile, requires = "sim")]
     pub sim_quota: crate::sim::quota::Rules,
@@ -397,6 +401,11 @@ pub struct SimArgs {
     /// whole exchange is reset.
     #[arg(long, value_name = "AT+FOR[,AT+FOR...]", value_parser = parse_outages)]
     pub outage: Option<Outages>,
+    /// Deliver one new message to the default user this often (wall clock),
+    /// e.g. 5s: mail arriving, for trying gmail.watch; the same as POST
+    /// /_sim/users/EMAIL/deliver.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub deliver_every: Option<Duration>,
     /// A preset: `gmail` turns on the plausible worst of Gmail together:
     /// --rate-penalty 15m --per-second 250 --charge-refused
     /// --faults 502:0.002,504:0.001 --latency 40ms --jitter 20ms
@@ -467,6 +476,7 @@ pub struct Tuning {
     pub charge_refused: Option<bool>,
     pub daily_limit: Option<Limit>,
     pub outages: Option<Outages>,
+    pub deliver_every: Option<Duration>,
 }
 
 impl Tuning {
@@ -513,6 +523,7 @@ impl Tuning {
             charge_refused: self.charge_refused.or(under.charge_refused),
             daily_limit: self.daily_limit.or(under.daily_limit),
             outages: self.outages.or(under.outages),
+            deliver_every: self.deliver_every.or(under.deliver_every),
         }
     }
 
@@ -553,6 +564,9 @@ impl Tuning {
         if let Some(Outages(o)) = &self.outages {
             c.outages = o.clone();
         }
+        if let Some(d) = self.deliver_every {
+            c.deliver_every = (!d.is_zero()).then_some(d);
+        }
     }
 }
 
@@ -566,6 +580,7 @@ impl ConnArgs {
             charge_refused: self.sim_charge_refused,
             daily_limit: self.sim_daily_limit,
             outages: self.sim_outage.clone(),
+            deliver_every: self.sim_deliver_every,
             ..Tuning::default()
         }
         .resolve(self.sim_realism)
@@ -585,6 +600,7 @@ impl SimArgs {
             charge_refused: self.charge_refused,
             daily_limit: self.daily_limit,
             outages: self.outage.clone(),
+            deliver_every: self.deliver_every,
         }
         .resolve(self.realism)
     }

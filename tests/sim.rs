@@ -1570,3 +1570,54 @@ async fn a_messages_history_id_is_a_valid_start_and_ids_have_gaps() {
     assert_eq!(status, 404);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn labels_create_makes_user_labels_and_refuses_as_gmail_does() {
+    let h = start(config(5)).await;
+    let (status, made) = post(&h, "labels", json!({"name": "Work/2024"})).await;
+    assert_eq!(status, 200, "{made}");
+    assert_eq!(made["name"], "Work/2024");
+    assert_eq!(made["type"], "user");
+    let id = made["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("Label_"), "{id}");
+    let (_, list) = get(&h, "labels").await;
+    assert!(list["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["id"] == id.as_str()));
+    // The new label can be put on a message at once.
+    let (_, page) = get(&h, "messages?maxResults=1").await;
+    let msg = page["messages"][0]["id"].as_str().unwrap().to_string();
+    let (status, m) = post(
+        &h,
+        &format!("messages/{msg}/modify"),
+        json!({"addLabelIds": [id]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{m}");
+
+    // Taken in any case: 409; reserved or malformed: 400.
+    let (status, v) = post(&h, "labels", json!({"name": "work/2024"})).await;
+    assert_eq!((status, reason(&v)), (409, "duplicate"), "{v}");
+    for bad in [
+        "INBOX",
+        "Muted",
+        "starred",
+        "",
+        " padded",
+        "a//b",
+        "CATEGORY_SOCIAL",
+    ] {
+        let (status, v) = post(&h, "labels", json!({"name": bad})).await;
+        assert_eq!(
+            (status, reason(&v)),
+            (400, "invalidArgument"),
+            "{bad:?}: {v}"
+        );
+        assert_eq!(v["error"]["message"], "Invalid label name");
+    }
+    let (status, _) = post(&h, "labels", json!({})).await;
+    assert_eq!(status, 400);
+    h.stop().await;
+}

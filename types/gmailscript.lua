@@ -188,6 +188,26 @@ function gmail.batch(ids, opts) end
 ---@return GmailError|nil err.too_old when Gmail no longer keeps that history
 function gmail.history(start_history_id) end
 
+---@class WatchOptions
+---@field every? number|string seconds between polls, or "30s", "2m" (default 30 s, at least 0.1 s)
+---@field state? State where the mark is kept (key "watch.mark"); without one a restart starts from now
+---@field start? string|integer history id to start after (default: the state's mark, else now)
+
+---@class WatchResync
+---@field type "resync"
+---@field from string the history id Gmail no longer keeps
+---@field history_id string changes from here on are told
+
+---The mailbox's changes for ever, for `for c in gmail.watch{...} do`: the
+---changes of gmail.history, and one WatchResync when the history is too
+---old. The mark moves past a change when the loop body for it returned
+---(the next turn, or a break), committed to `state`. Transient failures
+---are retried for ever; Ctrl-C/SIGTERM ends the loop after the body in
+---progress (exit 0).
+---@param opts? WatchOptions
+---@return fun(): HistoryChange|WatchResync|nil
+function gmail.watch(opts) end
+
 ---@return {id: string, name: string, type: "system"|"user"}[]|nil
 ---@return GmailError|nil
 function gmail.labels() end

@@ -10,12 +10,14 @@ pub mod batch;
 pub mod chunk;
 pub mod client;
 pub mod error;
+pub mod history;
 pub mod html;
 pub mod message;
 pub mod quota;
 pub mod request;
 pub mod rfc822;
 pub mod runner;
+pub mod watch;
 
 pub use client::Client;
 pub use error::{ApiError, ErrorClass};

@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use mlua::{AnyUserData, Lua, LuaSerdeExt, MetaMethod, UserData, UserDataMethods, Value};
 
 use crate::gmail::client::{HistoryError, PageGuard};
+use crate::gmail::history::{changes_of, Change};
 use crate::gmail::request::{Format, ListQuery, Request};
 use crate::gmail::runner::check_answer;
 use crate::gmail::{ApiError, ErrorClass};
@@ -124,52 +125,6 @@ async fn labels_fn(lua: Lua, _: ()) -> mlua::Result<(Value, Value)> {
     }
 }
 
-/// One history record as changes, in the API's order.
-fn changes_of(record: &serde_json::Value) -> Vec<Change> {
-    let hid = record["id"].as_str().unwrap_or("").to_string();
-    let mut out = Vec::new();
-    let strings = |v: &serde_json::Value| -> Vec<String> {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.as_str().map(String::from))
-            .collect()
-    };
-    for (key, kind) in [
-        ("messagesAdded", "added"),
-        ("messagesDeleted", "deleted"),
-        ("labelsAdded", "labels_added"),
-        ("labelsRemoved", "labels_removed"),
-    ] {
-        for c in record[key].as_array().into_iter().flatten() {
-            let m = &c["message"];
-            let (labels, message_labels) = match kind {
-                "added" => (strings(&m["labelIds"]), None),
-                "deleted" => (Vec::new(), None),
-                _ => (strings(&c["labelIds"]), Some(strings(&m["labelIds"]))),
-            };
-            out.push(Change {
-                history_id: hid.clone(),
-                kind,
-                id: m["id"].as_str().unwrap_or("").to_string(),
-                thread_id: m["threadId"].as_str().unwrap_or("").to_string(),
-                labels,
-                message_labels,
-            });
-        }
-    }
-    out
-}
-
-struct Change {
-    history_id: String,
-    kind: &'static str,
-    id: String,
-    thread_id: String,
-    labels: Vec<String>,
-    message_labels: Option<Vec<String>>,
-}
-
 /// `gmail.history(start)`: changes page by page.
 pub struct HistoryIter {
     start: String,
@@ -187,16 +142,7 @@ impl UserData for HistoryIter {
                 loop {
                     let next = this.buffered.borrow_mut().pop_front();
                     if let Some(c) = next {
-                        let t = lua.create_table()?;
-                        t.set("history_id", c.history_id)?;
-                        t.set("type", c.kind)?;
-                        t.set("id", c.id)?;
-                        t.set("thread_id", c.thread_id)?;
-                        t.set("labels", lua.create_sequence_from(c.labels)?)?;
-                        if let Some(ml) = c.message_labels {
-                            t.set("message_labels", lua.create_sequence_from(ml)?)?;
-                        }
-                        return Ok(Value::Table(t));
+                        return Ok(Value::Table(change_table(&lua, c)?));
                     }
                     let Some(token) = this.next_page.borrow_mut().take() else {
                         return Ok(Value::Nil);
@@ -213,6 +159,20 @@ impl UserData for HistoryIter {
             },
         );
     }
+}
+
+/// A change as the table scripts see (`gmail.history`, `gmail.watch`).
+pub fn change_table(lua: &Lua, c: Change) -> mlua::Result<mlua::Table> {
+    let t = lua.create_table()?;
+    t.set("history_id", c.history_id)?;
+    t.set("type", c.kind.as_str())?;
+    t.set("id", c.id)?;
+    t.set("thread_id", c.thread_id)?;
+    t.set("labels", lua.create_sequence_from(c.labels)?)?;
+    if let Some(ml) = c.message_labels {
+        t.set("message_labels", lua.create_sequence_from(ml)?)?;
+    }
+    Ok(t)
 }
 
 impl HistoryIter {
@@ -284,6 +244,7 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
     g.set("profile", lua.create_async_function(profile)?)?;
     g.set("modify", lua.create_async_function(super::mutate::modify)?)?;
     g.set("trash", lua.create_async_function(super::mutate::trash)?)?;
+    super::watch::register(lua, &g)?;
     super::batch::install_default_policy(lua, &g)?;
     lua.globals().set("gmail", g)?;
     Ok(())

@@ -23,6 +23,7 @@ pub mod request;
 pub mod retry;
 pub mod store;
 pub mod time;
+pub mod watch;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -32,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mlua::{Lua, Value};
-use tokio::sync::watch;
+use tokio::sync::watch as signal;
 
 use crate::gmail::backoff::Backoff;
 use crate::gmail::quota::Profile;
@@ -53,7 +54,7 @@ pub struct HostConfig {
     pub quiet: bool,
     pub verbose: u8,
     /// Turns true on Ctrl-C: runs stop cleanly.
-    pub cancel: watch::Receiver<bool>,
+    pub cancel: signal::Receiver<bool>,
 }
 
 /// How the script's work went, for the exit code and the summary.
@@ -66,6 +67,9 @@ pub struct Outcome {
     /// A batch stopped on its policy's "abort" (the diagnosis).
     pub stopped: Option<String>,
     pub cancelled: bool,
+    /// A `gmail.watch` loop ended on a stop request (Ctrl-C, SIGTERM): the
+    /// normal end of a watch, not an interruption.
+    pub watch_stopped: bool,
 }
 
 /// Shared by every module through the Lua state's app data.
@@ -75,7 +79,7 @@ pub struct Ctx {
     pub quiet: bool,
     pub verbose: u8,
     pub backoff: Backoff,
-    pub cancel: watch::Receiver<bool>,
+    pub cancel: signal::Receiver<bool>,
     pub outcome: RefCell<Outcome>,
     /// labels.list, fetched once when a name must be resolved.
     pub labels: RefCell<Option<Vec<labels::LabelInfo>>>,

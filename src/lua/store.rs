@@ -151,6 +151,14 @@ impl LuaState {
             .map_err(|e| e.to_string())
     }
 
+    pub fn set(&self, key: &str, value: Option<&str>) -> Result<(), String> {
+        self.0
+            .borrow_mut()
+            .store()?
+            .set(key, value)
+            .map_err(|e| e.to_string())
+    }
+
     pub fn record_failure(&self, id: &str, e: &ApiError, attempts: u32) -> Result<(), String> {
         self.0
             .borrow_mut()

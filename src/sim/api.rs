@@ -43,6 +43,7 @@ enum Op {
     GetThread(String),
     ListLabels,
     GetLabel(String),
+    CreateLabel,
     History,
 }
 
@@ -62,6 +63,7 @@ impl Op {
             Op::GetThread(_) => "threads.get",
             Op::ListLabels => "labels.list",
             Op::GetLabel(_) => "labels.get",
+            Op::CreateLabel => "labels.create",
             Op::History => "history.list",
         }
     }
@@ -100,7 +102,7 @@ impl Op {
             Op::ListThreads => "ListThreadsResponse",
             Op::GetThread(_) => "Thread",
             Op::ListLabels => "ListLabelsResponse",
-            Op::GetLabel(_) => "Label",
+            Op::GetLabel(_) | Op::CreateLabel => "Label",
             Op::History => "ListHistoryResponse",
         })
     }
@@ -108,7 +110,12 @@ impl Op {
     fn mutates(&self) -> bool {
         matches!(
             self,
-            Op::Modify(_) | Op::BatchModify | Op::Trash(_) | Op::Untrash(_) | Op::Delete(_)
+            Op::Modify(_)
+                | Op::BatchModify
+                | Op::Trash(_)
+                | Op::Untrash(_)
+                | Op::Delete(_)
+                | Op::CreateLabel
         )
     }
 }
@@ -131,6 +138,7 @@ fn route(method: &str, segs: &[String]) -> Option<Op> {
         ("GET", ["threads", id]) => Op::GetThread(id.to_string()),
         ("GET", ["labels"]) => Op::ListLabels,
         ("GET", ["labels", id]) => Op::GetLabel(id.to_string()),
+        ("POST", ["labels"]) => Op::CreateLabel,
         ("GET", ["history"]) => Op::History,
         _ => return None,
     };
@@ -983,6 +991,21 @@ fn execute_mut(mb: &mut Mailbox, op: &Op, body: &[u8]) -> Reply {
             } else {
                 Err(errors::not_found())
             }
+        }
+        Op::CreateLabel => {
+            let b = body_json(body)?;
+            let name = b["name"].as_str().unwrap_or("");
+            let l = mb.create_label(name).map_err(|e| match e {
+                super::mailbox::LabelRefused::Exists => errors::google_error(
+                    409,
+                    "ALREADY_EXISTS",
+                    "global",
+                    "duplicate",
+                    "Label name exists or conflicts",
+                ),
+                super::mailbox::LabelRefused::Invalid => errors::invalid("Invalid label name"),
+            })?;
+            Ok(ApiReply::ok(label_json(&l)))
         }
         _ => unreachable!("reads go through execute"),
     }

@@ -61,6 +61,44 @@ impl SimMessage {
         }
     }
 
+    /// The Message-ID header's value without angle brackets (rfc822msgid:).
+    pub fn message_id_header(&self) -> Option<String> {
+        let id = match &self.body {
+            Body::Generated(r) => r.message_id(),
+            Body::Stored(b) => {
+                let head_end = b
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .or_else(|| b.windows(2).position(|w| w == b"\n\n"))
+                    .unwrap_or(b.len());
+                let head = String::from_utf8_lossy(&b[..head_end]);
+                let mut lines = head.lines();
+                let mut found = None;
+                while let Some(line) = lines.next() {
+                    let Some((name, value)) = line.split_once(':') else {
+                        continue;
+                    };
+                    if name.eq_ignore_ascii_case("message-id") {
+                        // A folded header has its value on the next line.
+                        let value = match value.trim() {
+                            "" => lines.next().unwrap_or("").trim().to_string(),
+                            v => v.to_string(),
+                        };
+                        found = Some(value);
+                        break;
+                    }
+                }
+                found?
+            }
+        };
+        Some(
+            id.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string(),
+        )
+    }
+
     pub fn has_label(&self, id: &str) -> bool {
         self.label_ids.iter().any(|l| l == id)
     }
@@ -77,6 +115,15 @@ pub struct Label {
     pub id: String,
     pub name: String,
     pub kind: LabelType,
+}
+
+/// Why labels.create refused a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelRefused {
+    /// 409 "Label name exists or conflicts".
+    Exists,
+    /// 400 "Invalid label name".
+    Invalid,
 }
 
 /// One entry of the history log (Gmail's users.history resource).
@@ -178,6 +225,67 @@ impl Mailbox {
             }
         }
         id
+    }
+
+    /// labels.create: a user label named `name`. Refused as Gmail refuses:
+    /// an empty or overlong name, one with a control character, a system
+    /// label's name or id in any case, or "Muted" (reserved; GYB#228); a
+    /// name already taken, in any case, is a conflict.
+    pub fn create_label(&mut self, name: &str) -> Result<Label, LabelRefused> {
+        const RESERVED: &[&str] = &[
+            "inbox",
+            "sent",
+            "draft",
+            "drafts",
+            "spam",
+            "trash",
+            "unread",
+            "starred",
+            "important",
+            "chat",
+            "chats",
+            "muted",
+            "all mail",
+            "scheduled",
+            "snoozed",
+            "category_personal",
+            "category_social",
+            "category_promotions",
+            "category_updates",
+            "category_forums",
+        ];
+        let trimmed = name.trim();
+        if trimmed.is_empty()
+            || trimmed != name
+            || name.chars().count() > 225
+            || name.chars().any(char::is_control)
+            || RESERVED.contains(&name.to_lowercase().as_str())
+            || name.starts_with('/')
+            || name.ends_with('/')
+            || name.contains("//")
+        {
+            return Err(LabelRefused::Invalid);
+        }
+        if self
+            .labels
+            .iter()
+            .any(|l| l.name.to_lowercase() == name.to_lowercase())
+        {
+            return Err(LabelRefused::Exists);
+        }
+        let next = self
+            .labels
+            .iter()
+            .filter_map(|l| l.id.strip_prefix("Label_")?.parse::<u64>().ok())
+            .max()
+            .map_or(1, |n| n + 1);
+        let l = Label {
+            id: format!("Label_{next}"),
+            name: name.to_string(),
+            kind: LabelType::User,
+        };
+        self.labels.push(l.clone());
+        Ok(l)
     }
 
     /// Add and remove labels on one message (labels already checked).

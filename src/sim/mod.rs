@@ -98,6 +98,8 @@ pub struct SimConfig {
     pub charge_refused: bool,
     /// Wall-clock spans after start when the service is down.
     pub outages: Vec<faults::Outage>,
+    /// New mail for the default user this often (wall clock).
+    pub deliver_every: Option<Duration>,
     /// Most parts a batch may hold (100 on Gmail; 50 for some accounts).
     pub max_batch: usize,
     pub faults: faults::FaultSpec,
@@ -133,6 +135,7 @@ impl Default for SimConfig {
             rate_penalty: None,
             charge_refused: false,
             outages: Vec::new(),
+            deliver_every: None,
             max_batch: 100,
             faults: faults::FaultSpec::default(),
             slow_delay: Duration::from_secs(3),

@@ -83,7 +83,7 @@ impl Rules {
                     20
                 }
             }
-            "messages.list" | "messages.modify" => 5,
+            "messages.list" | "messages.modify" | "labels.create" => 5,
             "messages.batchModify" => 50,
             "history.list" => 2,
             "labels.list" | "labels.get" | "getProfile" => 1,

@@ -85,9 +85,17 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
     let served = sim.clone();
     let task = tokio::spawn(async move {
         let mut conns = JoinSet::new();
+        let mut mail = served.config.deliver_every.map(|d| {
+            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        });
         loop {
             tokio::select! {
                 _ = &mut rx => break,
+                _ = async { mail.as_mut().expect("guarded").tick().await }, if mail.is_some() => {
+                    deliver_to_default_user(&served);
+                }
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
                     let _ = stream.set_nodelay(true);
@@ -111,6 +119,17 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         shutdown: Some(tx),
         task: Some(task),
     })
+}
+
+/// `--deliver-every`: one new message for the default user.
+fn deliver_to_default_user(sim: &Sim) {
+    let Some(user) = sim.user(sim.default_user()).filter(|u| u.gmail) else {
+        return;
+    };
+    let mut mb = sim.mailbox(&user).write().unwrap();
+    let now = sim.clock.now_ms();
+    let ids = super::deliver(&mut mb, sim.config.seed, &user.email, 1, now);
+    tracing::info!("delivered {ids:?} to {}", user.email);
 }
 
 /// Returned to hyper to drop the connection without an answer.

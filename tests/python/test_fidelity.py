@@ -392,3 +392,21 @@ def test_a_rate_penalty_says_retry_after_in_the_header_and_the_message(penalty_s
     left = (end - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
     assert 3500 < left <= 3600
     assert penalty_sim.stats()["penalties"] == 1
+
+
+def test_labels_create_and_rfc822msgid_search(sim):
+    u = service(sim.url).users()
+    made = u.labels().create(userId="me", body={"name": "Fidelity/New"}).execute()
+    assert made["name"] == "Fidelity/New" and made["id"].startswith("Label_")
+    with pytest.raises(HttpError) as e:
+        u.labels().create(userId="me", body={"name": "fidelity/new"}).execute()
+    assert e.value.status_code == 409
+    with pytest.raises(HttpError) as e:
+        u.labels().create(userId="me", body={"name": "Muted"}).execute()
+    assert e.value.status_code == 400
+
+    mid = u.messages().list(userId="me", maxResults=1).execute()["messages"][0]["id"]
+    m = u.messages().get(userId="me", id=mid, format="metadata", metadataHeaders=["Message-ID"]).execute()
+    header = m["payload"]["headers"][0]["value"]
+    found = u.messages().list(userId="me", q="rfc822msgid:" + header.strip("<>")).execute()
+    assert [x["id"] for x in found["messages"]] == [mid]

@@ -88,6 +88,11 @@ const NEWS_TAIL: &str = "\
     </body></html>\r\n";
 
 impl Recipe {
+    /// The Message-ID header's value, angle brackets included.
+    pub fn message_id(&self) -> String {
+        message_id(self.seed)
+    }
+
     pub(super) fn who(&self, p: Party) -> Cow<'static, Person> {
         match p {
             Party::User => {

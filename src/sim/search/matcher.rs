@@ -59,6 +59,7 @@ impl Node {
                 .iter()
                 .any(|l| l.kind == LabelType::User && m.has_label(&l.id)),
             Node::Filename(s) => m.attachment_names.iter().any(|a| contains_folded(a, s)),
+            Node::MessageId(id) => m.message_id_header().is_some_and(|h| h == *id),
             Node::Since(t) => m.internal_date_ms >= *t,
             Node::Until(t) => m.internal_date_ms < *t,
             Node::OlderThan(age) => m.internal_date_ms < c.now_ms.saturating_sub(*age),

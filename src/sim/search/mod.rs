@@ -120,4 +120,6 @@ enum Node {
     NewerThan(i64),
     Larger(u64),
     Smaller(u64),
+    /// rfc822msgid:, exactly (without angle brackets).
+    MessageId(String),
 }

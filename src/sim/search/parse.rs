@@ -72,6 +72,7 @@ enum Field {
     NewerThan,
     Larger,
     Smaller,
+    MessageId,
 }
 
 fn is_delim(c: char) -> bool {
@@ -285,6 +286,7 @@ impl<'a> Parser<'a> {
             "newer_than" => Field::NewerThan,
             "larger" | "size" => Field::Larger,
             "smaller" => Field::Smaller,
+            "rfc822msgid" => Field::MessageId,
             _ => {
                 return Err(QueryError::Unsupported {
                     op: format!("{name}:"),
@@ -371,6 +373,9 @@ impl Op {
                 _ => return Err(bad("attachment, userlabels or nouserlabels")),
             },
             Field::Filename => Node::Filename(fold_str(v)),
+            Field::MessageId => {
+                Node::MessageId(v.trim_start_matches('<').trim_end_matches('>').to_string())
+            }
             Field::Category => match lower.as_str() {
                 "primary" | "personal" => Node::System("CATEGORY_PERSONAL"),
                 "social" => Node::System("CATEGORY_SOCIAL"),

@@ -445,7 +445,6 @@ fn errors_name_the_operator_and_value() {
     );
     for (q, op) in [
         ("deliveredto:a@b.c", "\"deliveredto:\""),
-        ("rfc822msgid:<x@y>", "\"rfc822msgid:\""),
         ("a AROUND 3 b", "\"AROUND\""),
         ("Re: hello", "\"Re:\""),
         ("subject:(foo:bar)", "\"foo:\""),
@@ -707,4 +706,38 @@ fn matches_100k_messages_quickly() {
     assert_eq!(n, 100_000);
     assert!(took.as_millis() < 100, "took {took:?}");
     eprintln!("100k messages in {took:?}");
+}
+
+#[test]
+fn rfc822msgid_finds_the_message_by_its_message_id_header() {
+    let mut mb = mailbox();
+    let mut m = mb.messages["m2"].clone();
+    m.id = "mid1".into();
+    m.body = Body::Stored(Arc::from(
+        &b"From: a@b.c\r\nMessage-ID:\r\n <CAx.42@mail.example>\r\nSubject: s\r\n\r\nhi\r\n"[..],
+    ));
+    mb.messages.insert(m.id.clone(), m);
+    let hits = |q: &str| {
+        let q = parse(q).unwrap();
+        let mut v: Vec<&str> = mb
+            .messages
+            .values()
+            .filter(|m| q.matches(m, &mb, now()))
+            .map(|m| m.id.as_str())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(hits("rfc822msgid:CAx.42@mail.example"), ["mid1"]);
+    assert_eq!(hits("rfc822msgid:<CAx.42@mail.example>"), ["mid1"]);
+    assert!(hits("rfc822msgid:CAx.43@mail.example").is_empty());
+    // A generated message answers to the Message-ID it renders.
+    let g = crate::sim::generate::generate(3, 1, "me@example.com", now());
+    let gm = g.messages.values().next().unwrap();
+    let header = gm.message_id_header().unwrap();
+    let raw = String::from_utf8(gm.raw().into_owned()).unwrap();
+    assert!(
+        raw.contains(&format!("Message-ID: <{header}>")),
+        "{raw:.400}"
+    );
 }
