@@ -687,3 +687,70 @@ error("the policy gave up")
     assert_usage(&out, &["gmailscript auth login --account default"]);
     assert_no_secrets(&out);
 }
+
+#[test]
+fn a_long_watch_outlives_its_tokens() {
+    // Tokens live one second; mail comes over four.
+    let sim = Sim::start(&["--messages", "5", "--token-lifetime", "1s"]);
+    let home = Home::new();
+    assert_ok(&home.login(&sim, &[]).0);
+    let log = home.dir.path().join("handled.log");
+    let script = home.write(
+        "watch.lua",
+        r#"
+local out = assert(io.open(arg[1], "a"))
+local w = table.pack(gmail.watch{ every = "100ms" })
+out:write("start\n") out:flush()
+local n = 0
+for c in table.unpack(w, 1, w.n) do
+  if c.type == "added" then
+    out:write(c.id, "\n") out:flush()
+    n = n + 1
+    if n == 4 then break end
+  end
+end
+"#,
+    );
+    let mut child = home
+        .run_command(
+            &sim,
+            "default",
+            &script,
+            &["-q", "--", log.to_str().unwrap()],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !lines().starts_with("start") {
+        assert!(std::time::Instant::now() < deadline, "never started");
+        assert!(child.try_wait().unwrap().is_none(), "ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        let v = sim.post("/_sim/users/me@example.com/deliver?count=1");
+        ids.push(v["ids"][0].as_str().unwrap().to_string());
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_ok(&out);
+    let handled: Vec<String> = lines().lines().skip(1).map(String::from).collect();
+    assert_eq!(handled, ids);
+    // Tokens did expire under it (401s), and fresh ones were fetched.
+    let stats = sim.stats();
+    let unauthorized: u64 = stats["calls"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|codes| codes["401"].as_u64())
+        .sum();
+    assert!(unauthorized > 0, "{stats}");
+    let (_, err) = text(&out);
+    assert!(
+        !err.contains("trying again"),
+        "a refresh is not an outage: {err}"
+    );
+}
