@@ -97,7 +97,15 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
             Some(name) => format!("account:{name} endpoint:{base_url}"),
             None => format!("endpoint:{base_url}"),
         };
-        return token_connection(c, base_url, user, tokens, &who).await;
+        let hint = match &c.account {
+            Some(name) => account_hint(name),
+            None => format!(
+                "the token in {TOKEN_VAR} was refused: it is wrong or has expired; set {TOKEN_VAR} \
+                 to a valid access token (a simulator started with `gmailscript sim` accepts \
+                 sim-token), or use --account NAME"
+            ),
+        };
+        return token_connection(c, base_url, user, tokens, &who, hint).await;
     }
     let name = match &c.account {
         Some(name) => name.clone(),
@@ -112,7 +120,17 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
     };
     let tokens = crate::app_auth::account_tokens(&name, c.user.as_deref()).await?;
     let who = format!("account:{name}");
-    token_connection(c, GOOGLE_BASE_URL.to_string(), user, tokens, &who).await
+    let hint = account_hint(&name);
+    token_connection(c, GOOGLE_BASE_URL.to_string(), user, tokens, &who, hint).await
+}
+
+/// What a 401 through a saved account says: whose login, and how to renew it.
+fn account_hint(name: &str) -> String {
+    format!(
+        "the token of account {name} was refused even after renewing it; log in again with \
+         `gmailscript auth login --account {name}` (a service account: `gmailscript auth \
+         service-account --account {name} --key FILE`)"
+    )
 }
 
 /// `--quota auto`: the pace learned before for this account (or endpoint)
@@ -180,6 +198,7 @@ async fn token_connection(
     user: String,
     tokens: Arc<dyn TokenSource>,
     who: &str,
+    auth_hint: String,
 ) -> anyhow::Result<Connection> {
     let pacer = (c.quota == Profile::Auto).then(|| auto_pacer(who, &user, c.quota_window));
     let client = Client::new(
@@ -188,6 +207,7 @@ async fn token_connection(
             user,
             max_wait: c.max_wait,
             idle_timeout: c.idle_timeout,
+            auth_hint: Some(auth_hint),
             ..ClientConfig::default()
         },
         tokens,

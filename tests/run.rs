@@ -1498,3 +1498,157 @@ print(r.ok, r.failed, r.not_done, r.stopped ~= nil)
         "report.ok counts the messages really changed\n{stdout}\n{stderr}"
     );
 }
+
+#[test]
+fn shipped_scripts_print_no_result_after_a_refused_token() {
+    let sim = Sim::start(&["--messages", "30"]);
+    let dir = tempfile::tempdir().unwrap();
+    let token = "wrong-token-4f1c9e";
+    for (name, extra) in [
+        ("stats.lua", vec![]),
+        ("export.lua", vec!["is:unread", "out.jsonl"]),
+        ("backup.lua", vec!["mail"]),
+        ("cleanup.lua", vec![]),
+        ("adaptive.lua", vec!["50"]),
+    ] {
+        let s = script(name);
+        let mut args = vec![s.as_str(), "--endpoint", &sim.url, "--quota", "off", "--"];
+        let paths: Vec<String> = extra
+            .iter()
+            .map(|a| match a.contains('.') || *a == "mail" {
+                true => dir.path().join(a).display().to_string(),
+                false => a.to_string(),
+            })
+            .collect();
+        args.extend(paths.iter().map(String::as_str));
+        let out = run(&args, &[("GMAILSCRIPT_TOKEN", token)]);
+        let (stdout, stderr) = text(&out);
+        assert!(
+            matches!(out.status.code(), Some(2 | 3)),
+            "{name}: {stdout}\n{stderr}"
+        );
+        // Nothing that reads as a result: no figures, no "exported 0".
+        assert_eq!(stdout, "", "{name} printed a result:\n{stderr}");
+        for needle in [
+            "401",
+            "GMAILSCRIPT_TOKEN was refused",
+            "set GMAILSCRIPT_TOKEN",
+        ] {
+            assert!(
+                stderr.contains(needle),
+                "{name}: {needle:?} not in:\n{stderr}"
+            );
+        }
+        assert!(
+            !stderr.contains(token),
+            "{name} printed the token:\n{stderr}"
+        );
+    }
+}
+
+/// Ids the simulator lists for `q` (as gmail.list asks).
+fn listed_for(sim: &Sim, q: &str) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    let mut token = String::new();
+    loop {
+        let v = sim.get(&format!(
+            "/gmail/v1/users/me/messages?q={q}&maxResults=500{token}"
+        ));
+        for m in v["messages"].as_array().into_iter().flatten() {
+            ids.insert(m["id"].as_str().unwrap().to_string());
+        }
+        match v["nextPageToken"].as_str() {
+            Some(t) => token = format!("&pageToken={t}"),
+            None => return ids,
+        }
+    }
+}
+
+/// The ids of an export's lines; panics on a line that is not JSON, a
+/// date that is not whole seconds, or an id written twice.
+fn exported_ids(path: &Path) -> HashSet<String> {
+    let body = std::fs::read_to_string(path).unwrap_or_default();
+    let mut ids = HashSet::new();
+    for line in body.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert!(v["date"].is_u64(), "date in whole seconds: {line}");
+        let id = v["id"].as_str().unwrap().to_string();
+        assert!(ids.insert(id.clone()), "{id} exported twice");
+    }
+    ids
+}
+
+#[test]
+fn export_resumes_after_ctrl_c_and_writes_each_message_once() {
+    let sim = Sim::start(&["--messages", "1500", "--latency", "100ms", "--quota", "off"]);
+    let q = "newer_than:20y";
+    let want = listed_for(&sim, q);
+    assert!(want.len() > 1000, "{}", want.len());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.jsonl");
+    let export = |c: &mut Command| {
+        c.args(["run", &script("export.lua"), "--endpoint", &sim.url])
+            .args(["--quota", "off", "--", q, path.to_str().unwrap()])
+            .env("GMAILSCRIPT_TOKEN", "sim-token")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+    };
+    let mut c = Command::new(BIN);
+    export(&mut c);
+    let mut child = c.spawn().unwrap();
+    // The first commit (after about 50 messages) puts lines in the file.
+    wait_for(&mut child, "lines in the export", || {
+        std::fs::metadata(&path).is_ok_and(|m| m.len() > 0)
+    });
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(stderr.contains("run again to resume"), "{stderr}");
+    assert!(!stdout.contains("exported"), "no result line: {stdout}");
+    let partial = exported_ids(&path);
+    assert!(
+        !partial.is_empty() && partial.len() < want.len(),
+        "{} of {}",
+        partial.len(),
+        want.len()
+    );
+    assert!(partial.is_subset(&want));
+
+    // The rerun goes on from there: each listed message once in the file.
+    let mut c = Command::new(BIN);
+    export(&mut c);
+    let out = c.output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "exported {} messages matching \"{q}\"",
+            want.len() - partial.len()
+        )) && stdout.contains(&format!("({} already there", partial.len())),
+        "{stdout}"
+    );
+    assert_eq!(exported_ids(&path), want);
+
+    // Another query into the same file is refused, the file left alone.
+    let before = std::fs::read(&path).unwrap();
+    let out = sim.run(&[
+        &script("export.lua"),
+        "--",
+        "is:unread",
+        path.to_str().unwrap(),
+    ]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("holds an export of \"newer_than:20y\"")
+            && stderr.contains("to start over"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}

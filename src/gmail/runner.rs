@@ -770,11 +770,11 @@ async fn send_chunk(
         let result = if (200..300).contains(&p.status) {
             check_answer(req, p.body)
         } else {
-            Err(ApiError::from_response(
+            Err(client.explain(ApiError::from_response(
                 p.status,
                 p.header("Retry-After"),
                 &p.body,
-            ))
+            )))
         };
         Event::Part {
             chunk,
