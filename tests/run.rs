@@ -1652,3 +1652,54 @@ fn export_resumes_after_ctrl_c_and_writes_each_message_once() {
     );
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
+
+#[test]
+fn mboxrd_quoting_round_trips_through_the_simulator_and_output_mbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("in.mbox");
+    // mboxrd: `>>From here on` is the body line `>From here on`; `>From
+    // quoted` is `From quoted`; a `From ` line without a date is body text
+    // a writer did not quote.
+    std::fs::write(
+        &first,
+        "From 1@xxx Mon Jan 01 00:00:00 +0000 2024\n\
+         From: a@example.com\nTo: me@example.com\nSubject: quoting\n\
+         Date: Mon, 1 Jan 2024 00:00:00 +0000\n\n\
+         line one\n>>From here on\n>From quoted\nFrom no date here\n>>>From three\n\n",
+    )
+    .unwrap();
+    let body = "line one\n>From here on\nFrom quoted\nFrom no date here\n>>From three\n";
+    let s = write_script(
+        dir.path(),
+        "rt.lua",
+        r#"
+local box = output.mbox(arg[1], { overwrite = true })
+gmail.batch(gmail.list{}, { format = "raw", on_message = function(m)
+  io.write(m:raw())
+  box:write(m)
+end })
+box:close()
+"#,
+    );
+    let second = dir.path().join("out.mbox");
+    let sim = Sim::start(&["--mbox", first.to_str().unwrap()]);
+    let out = sim.run(&[&s, "--quiet", "--", second.to_str().unwrap()]);
+    let (raw, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(raw.ends_with(body), "read as mboxrd:\n{raw}");
+    let written = std::fs::read_to_string(&second).unwrap();
+    assert!(
+        written.ends_with(
+            "line one\n>>From here on\n>From quoted\n>From no date here\n>>>From three\n\n"
+        ),
+        "written as mboxrd:\n{written}"
+    );
+    // What output.mbox wrote reads back as the same message bytes.
+    let again = dir.path().join("again.mbox");
+    let sim2 = Sim::start(&["--mbox", second.to_str().unwrap()]);
+    let out = sim2.run(&[&s, "--quiet", "--", again.to_str().unwrap()]);
+    let (raw2, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(raw2.ends_with(body), "read back:\n{raw2}");
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), written);
+}
