@@ -105,7 +105,11 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
                  sim-token), or use --account NAME"
             ),
         };
-        return token_connection(c, base_url, user, tokens, &who, hint).await;
+        let window = match c.quota_window {
+            Some(w) => w,
+            None => sim_window(&base_url).await.unwrap_or(GMAIL_WINDOW),
+        };
+        return token_connection(c, base_url, user, tokens, &who, hint, window).await;
     }
     let name = match &c.account {
         Some(name) => name.clone(),
@@ -121,7 +125,60 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
     let tokens = crate::app_auth::account_tokens(&name, c.user.as_deref()).await?;
     let who = format!("account:{name}");
     let hint = account_hint(&name);
-    token_connection(c, GOOGLE_BASE_URL.to_string(), user, tokens, &who, hint).await
+    let window = c.quota_window.unwrap_or(GMAIL_WINDOW);
+    token_connection(
+        c,
+        GOOGLE_BASE_URL.to_string(),
+        user,
+        tokens,
+        &who,
+        hint,
+        window,
+    )
+    .await
+}
+
+/// Gmail's quota window.
+const GMAIL_WINDOW: Duration = Duration::from_secs(60);
+
+/// The header with which a gmailscript simulator says its quota window
+/// (src/sim writes it; the name is all the two share).
+const SIM_WINDOW_HEADER: &str = "x-gmailscript-sim-window";
+
+/// The quota window a gmailscript simulator at `base_url` announces, if it
+/// is one: asked only of plain http on this machine, with no token, from
+/// its own `/_sim/stats`. Anything else (Gmail, another server, no answer
+/// within 2 s, a window that is not a duration) is `None`: Gmail's window.
+async fn sim_window(base_url: &str) -> Option<Duration> {
+    let url = url::Url::parse(base_url).ok()?;
+    let loopback = match url.host()? {
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+    };
+    if url.scheme() != "http" || !loopback {
+        return None;
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .ok()?;
+    let resp = http
+        .get(format!("{base_url}/_sim/stats"))
+        .send()
+        .await
+        .ok()?;
+    let text = resp.headers().get(SIM_WINDOW_HEADER)?.to_str().ok()?;
+    let window = crate::duration::parse_duration(text).ok()?;
+    // A window of nothing, or of more than a day, is not one to pace for.
+    if window.is_zero() || window > Duration::from_secs(86_400) {
+        return None;
+    }
+    tracing::info!(
+        "quota window {}, as the gmailscript simulator at {base_url} announces (--quota-window overrides it)",
+        text
+    );
+    Some(window)
 }
 
 /// What a 401 through a saved account says: whose login, and how to renew it.
@@ -199,8 +256,9 @@ async fn token_connection(
     tokens: Arc<dyn TokenSource>,
     who: &str,
     auth_hint: String,
+    window: Duration,
 ) -> anyhow::Result<Connection> {
-    let pacer = (c.quota == Profile::Auto).then(|| auto_pacer(who, &user, c.quota_window));
+    let pacer = (c.quota == Profile::Auto).then(|| auto_pacer(who, &user, window));
     let client = Client::new(
         ClientConfig {
             base_url,
@@ -216,7 +274,7 @@ async fn token_connection(
     Ok(Connection {
         client: Arc::new(client),
         profile: c.quota.clone(),
-        window: c.quota_window,
+        window,
         pacer,
         sim: None,
     })

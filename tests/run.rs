@@ -1703,3 +1703,35 @@ box:close()
     assert!(raw2.ends_with(body), "read back:\n{raw2}");
     assert_eq!(std::fs::read_to_string(&again).unwrap(), written);
 }
+
+#[test]
+fn an_endpoint_that_is_a_sped_up_simulator_is_paced_for_its_window() {
+    let sim = Sim::start(&["--messages", "30", "--speed", "30"]);
+    let (status, _) = sim.try_get("/_sim/stats");
+    assert_eq!(status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let s = write_script(
+        dir.path(),
+        "w.lua",
+        "local r = gmail.batch(gmail.list{}, { format = 'minimal' })\nprint(r.ok)\n",
+    );
+    let env = [("GMAILSCRIPT_TOKEN", "sim-token")];
+    let base = [s.as_str(), "-v", "--endpoint", &sim.url, "--quota", "2026"];
+    let out = run(&base, &env);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    // Spam and trash are not listed.
+    let listed = sim.listed().len().to_string();
+    assert_eq!(stdout.trim(), listed);
+    assert!(
+        stderr.contains("quota window 2s, as the gmailscript simulator at"),
+        "{stderr}"
+    );
+    // --quota-window still decides when given.
+    let mut given = base.to_vec();
+    given.extend(["--quota-window", "5s"]);
+    let out = run(&given, &env);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("quota window"), "{stderr}");
+}
