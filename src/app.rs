@@ -298,6 +298,78 @@ fn watch_interrupts() -> watch::Receiver<bool> {
 }
 
 pub async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<u8> {
+    let Some(path) = args.report.clone() else {
+        return run_script(args, verbose, &mut Outcome::default()).await;
+    };
+    // Made now, so a report that cannot be written is said before any work.
+    let report = RunReport::start(&path)?;
+    let mut outcome = Outcome::default();
+    let user = args.conn.user.clone().unwrap_or_else(|| "me".to_string());
+    let result = run_script(args, verbose, &mut outcome).await;
+    let (code, error) = match &result {
+        Ok(code) => (*code, summary(&outcome).1),
+        Err(e) => (EXIT_USAGE, Some(format!("{e:#}"))),
+    };
+    if let Err(e) = report.finish(&user, &outcome, code, error.as_deref()) {
+        eprintln!("gmailscript: {e}");
+    }
+    result
+}
+
+/// `--report FILE`: the run's summary as one JSON line (docs/report.md).
+struct RunReport {
+    path: std::path::PathBuf,
+    started: chrono::DateTime<chrono::Utc>,
+    clock: std::time::Instant,
+}
+
+impl RunReport {
+    fn start(path: &std::path::Path) -> anyhow::Result<RunReport> {
+        std::fs::write(path, b"").map_err(|e| {
+            UsageError(format!("--report {}: cannot write it: {e}", path.display()))
+        })?;
+        Ok(RunReport {
+            path: path.to_path_buf(),
+            started: chrono::Utc::now(),
+            clock: std::time::Instant::now(),
+        })
+    }
+
+    fn finish(&self, user: &str, o: &Outcome, code: u8, error: Option<&str>) -> anyhow::Result<()> {
+        let status = match code {
+            EXIT_OK => "ok",
+            EXIT_STOPPED | EXIT_INTERRUPTED => "stopped",
+            _ => "failed",
+        };
+        let rfc3339 = |t: chrono::DateTime<chrono::Utc>| {
+            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
+        let elapsed = self.clock.elapsed();
+        let ended = self.started + chrono::Duration::from_std(elapsed).unwrap_or_default();
+        let line = serde_json::json!({
+            "user": user,
+            "status": status,
+            "listed": o.ok + o.skipped + o.failed + o.not_done,
+            "ok": o.ok,
+            "skipped": o.skipped,
+            "failed": o.failed,
+            "not_done": o.not_done,
+            "already_done": o.already_done,
+            "exit_code": code,
+            "error": error,
+            "started": rfc3339(self.started),
+            "ended": rfc3339(ended),
+            "duration_seconds": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+        });
+        // Written beside it, then renamed: a reader never sees half a line.
+        let tmp = self.path.with_extension("report-tmp");
+        std::fs::write(&tmp, format!("{line}\n"))
+            .and_then(|()| std::fs::rename(&tmp, &self.path))
+            .map_err(|e| anyhow::anyhow!("--report {}: cannot write it: {e}", self.path.display()))
+    }
+}
+
+async fn run_script(args: RunArgs, verbose: u8, outcome_out: &mut Outcome) -> anyhow::Result<u8> {
     if !args.script.exists() {
         bail!(UsageError(format!(
             "script {} not found (see scripts/ for examples)",
@@ -323,6 +395,7 @@ pub async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<u8> {
     let mut outcome = host.ctx.outcome.borrow().clone();
     // Ctrl-C ended a wait or a batch the script went past: still interrupted.
     outcome.cancelled |= host.ctx.cancelled();
+    *outcome_out = outcome.clone();
     drop(host);
     if let Some(sim) = conn.sim {
         sim.stop().await;
@@ -332,6 +405,7 @@ pub async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<u8> {
         for line in e.traceback_lines() {
             eprintln!("{line}");
         }
+        outcome_out.script_error = Some(e.message);
         return Ok(EXIT_USAGE);
     }
     Ok(exit_code(&outcome))
@@ -339,27 +413,40 @@ pub async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<u8> {
 
 /// The exit code and summary line for how the script's work went.
 pub fn exit_code(o: &Outcome) -> u8 {
+    let (code, line) = summary(o);
+    if let Some(line) = line {
+        eprintln!("gmailscript: {line}");
+    }
+    code
+}
+
+/// The exit code, and the line that says why when it is not 0.
+fn summary(o: &Outcome) -> (u8, Option<String>) {
+    if let Some(e) = &o.script_error {
+        return (EXIT_USAGE, Some(format!("script error: {e}")));
+    }
     if o.cancelled {
-        eprintln!("gmailscript: interrupted; what was done is saved (run again to resume)");
-        return EXIT_INTERRUPTED;
+        return (
+            EXIT_INTERRUPTED,
+            Some("interrupted; what was done is saved (run again to resume)".into()),
+        );
     }
     if let Some(why) = &o.stopped {
-        eprintln!("gmailscript: {why}");
-        return EXIT_STOPPED;
+        return (EXIT_STOPPED, Some(why.clone()));
     }
     if o.failed > 0 {
-        match &o.failures_in {
-            Some(p) => eprintln!(
-                "gmailscript: {} item(s) failed; recorded in {} (state:failures() lists them; a rerun retries them)",
+        let line = match &o.failures_in {
+            Some(p) => format!(
+                "{} item(s) failed; recorded in {} (state:failures() lists them; a rerun retries them)",
                 o.failed,
                 p.display()
             ),
-            None => eprintln!(
-                "gmailscript: {} item(s) failed (the batch report's `failures` lists them)",
+            None => format!(
+                "{} item(s) failed (the batch report's `failures` lists them)",
                 o.failed
             ),
-        }
-        return EXIT_FAILED_ITEMS;
+        };
+        return (EXIT_FAILED_ITEMS, Some(line));
     }
-    EXIT_OK
+    (EXIT_OK, None)
 }

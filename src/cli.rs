@@ -179,6 +179,10 @@ pub struct RunArgs {
     /// No progress display and no info logs.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Write a summary of the run to FILE when it ends: one JSON line
+    /// (user, status, counts, exit code, error, times; docs/report.md).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// Arguments for the script (after --), in its `arg` table.
     #[arg(last = true)]
     pub args: Vec<String>,

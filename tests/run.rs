@@ -1735,3 +1735,115 @@ fn an_endpoint_that_is_a_sped_up_simulator_is_paced_for_its_window() {
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(!stderr.contains("quota window"), "{stderr}");
 }
+
+fn read_report(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "one line per mailbox: {text}");
+    serde_json::from_str(lines[0]).unwrap()
+}
+
+#[test]
+fn report_file_summarises_a_single_mailbox_run() {
+    let sim = Sim::start(&["--messages", "30"]);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("run.jsonl");
+    let s = write_script(
+        dir.path(),
+        "r.lua",
+        r#"
+local ids = {}
+for id in gmail.list{ limit = 5 } do ids[#ids + 1] = id end
+ids[#ids + 1] = "0000000000000000"
+local r = gmail.batch(ids, { format = "minimal" })
+print(r.ok, r.skipped)
+"#,
+    );
+    let rep = report.to_str().unwrap();
+    let out = sim.run(&[&s, "--quiet", "--report", rep]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim(), "5\t1");
+    let v = read_report(&report);
+    for (k, want) in [
+        ("user", Value::from("me")),
+        ("status", Value::from("ok")),
+        ("listed", Value::from(6)),
+        ("ok", Value::from(5)),
+        ("skipped", Value::from(1)),
+        ("failed", Value::from(0)),
+        ("exit_code", Value::from(0)),
+        ("error", Value::Null),
+    ] {
+        assert_eq!(v[k], want, "{k} in {v}");
+    }
+    for k in ["started", "ended"] {
+        let t = v[k].as_str().unwrap();
+        assert!(
+            t.len() == 24 && t.ends_with('Z') && &t[10..11] == "T",
+            "{k}: {t}"
+        );
+    }
+    assert!(v["started"].as_str() <= v["ended"].as_str(), "{v}");
+    assert!(v["duration_seconds"].as_f64().unwrap() >= 0.0, "{v}");
+
+    // A refused token: stopped, with the exit code and the reason.
+    let listing = write_script(
+        dir.path(),
+        "l.lua",
+        "gmail.batch(gmail.list{}, { format = 'minimal' })\n",
+    );
+    let out = run(
+        &[
+            &listing,
+            "--endpoint",
+            &sim.url,
+            "--quota",
+            "off",
+            "--quiet",
+            "--report",
+            rep,
+        ],
+        &[("GMAILSCRIPT_TOKEN", "wrong")],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let v = read_report(&report);
+    assert_eq!(
+        (v["status"].as_str(), v["exit_code"].as_u64()),
+        (Some("stopped"), Some(3)),
+        "{v}"
+    );
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("GMAILSCRIPT_TOKEN was refused"),
+        "{v}"
+    );
+    assert!(
+        !v.to_string().contains("wrong\""),
+        "no token in the report: {v}"
+    );
+
+    // A script error: failed, exit code 2.
+    let bad = write_script(dir.path(), "bad.lua", "error('nope')\n");
+    let out = sim.run(&[&bad, "--report", rep]);
+    assert_eq!(out.status.code(), Some(2));
+    let v = read_report(&report);
+    assert_eq!(v["status"], "failed", "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("bad.lua:1: nope"),
+        "{v}"
+    );
+
+    // A report that cannot be written stops the run before it starts.
+    let nowhere = dir.path().join("no/such/dir/run.jsonl");
+    let out = sim.run(&[&s, "--report", nowhere.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stdout, "", "the script did not run");
+    assert!(
+        stderr.contains("--report") && stderr.contains("run.jsonl"),
+        "{stderr}"
+    );
+}

@@ -61,11 +61,20 @@ pub struct HostConfig {
 pub struct Outcome {
     /// Items recorded as failed by any batch.
     pub failed: u64,
+    /// Items delivered (or changed), skipped, and begun but not finished
+    /// because a run stopped, over all engine runs; ids a resume state
+    /// had done already.
+    pub ok: u64,
+    pub skipped: u64,
+    pub not_done: u64,
+    pub already_done: u64,
     /// Where failures were recorded (a state file), if anywhere.
     pub failures_in: Option<PathBuf>,
     /// A batch stopped on its policy's "abort" (the diagnosis).
     pub stopped: Option<String>,
     pub cancelled: bool,
+    /// The script raised (set by `run`, for its report).
+    pub script_error: Option<String>,
 }
 
 /// Shared by every module through the Lua state's app data.
