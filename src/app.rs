@@ -105,8 +105,11 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
                  sim-token), or use --account NAME"
             ),
         };
+        // Without pacing (--quota off) the window does not matter: the
+        // endpoint is not asked.
         let window = match c.quota_window {
             Some(w) => w,
+            None if c.quota == Profile::Off => GMAIL_WINDOW,
             None => sim_window(&base_url).await.unwrap_or(GMAIL_WINDOW),
         };
         return token_connection(c, base_url, user, tokens, &who, hint, window).await;
