@@ -2,6 +2,8 @@
 -- "Too many concurrent requests" or want gentler retries.
 --
 --   gmailscript run scripts/adaptive.lua --sim --sim-faults 503:0.05,429:0.05
+--
+-- Leaves `result` (report, slow_downs) for `gmailscript repl -i`.
 
 local limit = tonumber(arg[1] or "2000")
 local slow_downs = 0
@@ -39,6 +41,13 @@ local report = gmail.batch(gmail.list{ limit = limit }, {
     return "fail"
   end,
 })
+
+result = { report = report, slow_downs = slow_downs }
+
+if report.stopped then
+  log.warn(string.format("adaptive: the run stopped early, after %d messages", report.ok))
+  return
+end
 
 print(string.format("%d fetched, %d retried, %d failed, %d skipped; slowed down %d times; %.1f s",
   report.ok, report.retried, report.failed, report.skipped, slow_downs, report.seconds))

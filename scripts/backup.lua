@@ -9,7 +9,8 @@
 -- nothing twice. A later run is incremental: it asks Gmail's history what
 -- changed since, fetches new mail, applies label changes to the Maildir
 -- flags (seen, flagged) and notes deletions; if Gmail no longer keeps that
--- history, it lists everything again (done ids are skipped).
+-- history, it lists everything again (done ids are skipped). Leaves
+-- `result` (mode, email, dest, report) for `gmailscript repl -i`.
 
 local dest = arg[1] or "backup"
 local mail = output.maildir(dest)
@@ -69,6 +70,14 @@ if not report.stopped then
   state:set("history_id", profile.history_id)
 end
 state:commit()
+
+result = { mode = mode, email = profile.email, dest = dest, report = report }
+
+if report.stopped then
+  log.warn(string.format("backup: stopped early: %d messages fetched into %s this run; run again to go on",
+    report.ok, dest))
+  return
+end
 
 print(string.format(
   "%s backup of %s to %s: %d fetched, %d already there, %d skipped, %d failed, %d retried, %d quota units, %.1f s",

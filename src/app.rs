@@ -97,7 +97,22 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
             Some(name) => format!("account:{name} endpoint:{base_url}"),
             None => format!("endpoint:{base_url}"),
         };
-        return token_connection(c, base_url, user, tokens, &who).await;
+        let hint = match &c.account {
+            Some(name) => account_hint(name),
+            None => format!(
+                "the token in {TOKEN_VAR} was refused: it is wrong or has expired; set {TOKEN_VAR} \
+                 to a valid access token (a simulator started with `gmailscript sim` accepts \
+                 sim-token), or use --account NAME"
+            ),
+        };
+        // Without pacing (--quota off) the window does not matter: the
+        // endpoint is not asked.
+        let window = match c.quota_window {
+            Some(w) => w,
+            None if c.quota == Profile::Off => GMAIL_WINDOW,
+            None => sim_window(&base_url).await.unwrap_or(GMAIL_WINDOW),
+        };
+        return token_connection(c, base_url, user, tokens, &who, hint, window).await;
     }
     let name = match &c.account {
         Some(name) => name.clone(),
@@ -112,7 +127,70 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
     };
     let tokens = crate::app_auth::account_tokens(&name, c.user.as_deref()).await?;
     let who = format!("account:{name}");
-    token_connection(c, GOOGLE_BASE_URL.to_string(), user, tokens, &who).await
+    let hint = account_hint(&name);
+    let window = c.quota_window.unwrap_or(GMAIL_WINDOW);
+    token_connection(
+        c,
+        GOOGLE_BASE_URL.to_string(),
+        user,
+        tokens,
+        &who,
+        hint,
+        window,
+    )
+    .await
+}
+
+/// Gmail's quota window.
+const GMAIL_WINDOW: Duration = Duration::from_secs(60);
+
+/// The header with which a gmailscript simulator says its quota window
+/// (src/sim writes it; the name is all the two share).
+const SIM_WINDOW_HEADER: &str = "x-gmailscript-sim-window";
+
+/// The quota window a gmailscript simulator at `base_url` announces, if it
+/// is one: asked only of plain http on this machine, with no token, from
+/// its own `/_sim/stats`. Anything else (Gmail, another server, no answer
+/// within 2 s, a window that is not a duration) is `None`: Gmail's window.
+async fn sim_window(base_url: &str) -> Option<Duration> {
+    let url = url::Url::parse(base_url).ok()?;
+    let loopback = match url.host()? {
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+    };
+    if url.scheme() != "http" || !loopback {
+        return None;
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .ok()?;
+    let resp = http
+        .get(format!("{base_url}/_sim/stats"))
+        .send()
+        .await
+        .ok()?;
+    let text = resp.headers().get(SIM_WINDOW_HEADER)?.to_str().ok()?;
+    let window = crate::duration::parse_duration(text).ok()?;
+    // A window of nothing, or of more than a day, is not one to pace for.
+    if window.is_zero() || window > Duration::from_secs(86_400) {
+        return None;
+    }
+    tracing::info!(
+        "quota window {}, as the gmailscript simulator at {base_url} announces (--quota-window overrides it)",
+        text
+    );
+    Some(window)
+}
+
+/// What a 401 through a saved account says: whose login, and how to renew it.
+fn account_hint(name: &str) -> String {
+    format!(
+        "the token of account {name} was refused even after renewing it; log in again with \
+         `gmailscript auth login --account {name}` (a service account: `gmailscript auth \
+         service-account --account {name} --key FILE`)"
+    )
 }
 
 /// `--quota auto`: the pace learned before for this account (or endpoint)
@@ -180,14 +258,17 @@ async fn token_connection(
     user: String,
     tokens: Arc<dyn TokenSource>,
     who: &str,
+    auth_hint: String,
+    window: Duration,
 ) -> anyhow::Result<Connection> {
-    let pacer = (c.quota == Profile::Auto).then(|| auto_pacer(who, &user, c.quota_window));
+    let pacer = (c.quota == Profile::Auto).then(|| auto_pacer(who, &user, window));
     let client = Client::new(
         ClientConfig {
             base_url,
             user,
             max_wait: c.max_wait,
             idle_timeout: c.idle_timeout,
+            auth_hint: Some(auth_hint),
             ..ClientConfig::default()
         },
         tokens,
@@ -196,7 +277,7 @@ async fn token_connection(
     Ok(Connection {
         client: Arc::new(client),
         profile: c.quota.clone(),
-        window: c.quota_window,
+        window,
         pacer,
         sim: None,
     })
@@ -220,6 +301,78 @@ fn watch_interrupts() -> watch::Receiver<bool> {
 }
 
 pub async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<u8> {
+    let Some(path) = args.report.clone() else {
+        return run_script(args, verbose, &mut Outcome::default()).await;
+    };
+    // Made now, so a report that cannot be written is said before any work.
+    let report = RunReport::start(&path)?;
+    let mut outcome = Outcome::default();
+    let user = args.conn.user.clone().unwrap_or_else(|| "me".to_string());
+    let result = run_script(args, verbose, &mut outcome).await;
+    let (code, error) = match &result {
+        Ok(code) => (*code, summary(&outcome).1),
+        Err(e) => (EXIT_USAGE, Some(format!("{e:#}"))),
+    };
+    if let Err(e) = report.finish(&user, &outcome, code, error.as_deref()) {
+        eprintln!("gmailscript: {e}");
+    }
+    result
+}
+
+/// `--report FILE`: the run's summary as one JSON line (docs/report.md).
+struct RunReport {
+    path: std::path::PathBuf,
+    started: chrono::DateTime<chrono::Utc>,
+    clock: std::time::Instant,
+}
+
+impl RunReport {
+    fn start(path: &std::path::Path) -> anyhow::Result<RunReport> {
+        std::fs::write(path, b"").map_err(|e| {
+            UsageError(format!("--report {}: cannot write it: {e}", path.display()))
+        })?;
+        Ok(RunReport {
+            path: path.to_path_buf(),
+            started: chrono::Utc::now(),
+            clock: std::time::Instant::now(),
+        })
+    }
+
+    fn finish(&self, user: &str, o: &Outcome, code: u8, error: Option<&str>) -> anyhow::Result<()> {
+        let status = match code {
+            EXIT_OK => "ok",
+            EXIT_STOPPED | EXIT_INTERRUPTED => "stopped",
+            _ => "failed",
+        };
+        let rfc3339 = |t: chrono::DateTime<chrono::Utc>| {
+            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
+        let elapsed = self.clock.elapsed();
+        let ended = self.started + chrono::Duration::from_std(elapsed).unwrap_or_default();
+        let line = serde_json::json!({
+            "user": user,
+            "status": status,
+            "listed": o.ok + o.skipped + o.failed + o.not_done,
+            "ok": o.ok,
+            "skipped": o.skipped,
+            "failed": o.failed,
+            "not_done": o.not_done,
+            "already_done": o.already_done,
+            "exit_code": code,
+            "error": error,
+            "started": rfc3339(self.started),
+            "ended": rfc3339(ended),
+            "duration_seconds": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+        });
+        // Written beside it, then renamed: a reader never sees half a line.
+        let tmp = self.path.with_extension("report-tmp");
+        std::fs::write(&tmp, format!("{line}\n"))
+            .and_then(|()| std::fs::rename(&tmp, &self.path))
+            .map_err(|e| anyhow::anyhow!("--report {}: cannot write it: {e}", self.path.display()))
+    }
+}
+
+async fn run_script(args: RunArgs, verbose: u8, outcome_out: &mut Outcome) -> anyhow::Result<u8> {
     if !args.script.exists() {
         bail!(UsageError(format!(
             "script {} not found (see scripts/ for examples)",
@@ -245,6 +398,7 @@ pub async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<u8> {
     let mut outcome = host.ctx.outcome.borrow().clone();
     // Ctrl-C ended a wait or a batch the script went past: still interrupted.
     outcome.cancelled |= host.ctx.cancelled();
+    *outcome_out = outcome.clone();
     drop(host);
     if let Some(sim) = conn.sim {
         sim.stop().await;
@@ -254,6 +408,7 @@ pub async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<u8> {
         for line in e.traceback_lines() {
             eprintln!("{line}");
         }
+        outcome_out.script_error = Some(e.message);
         return Ok(EXIT_USAGE);
     }
     Ok(exit_code(&outcome))
@@ -261,32 +416,57 @@ pub async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<u8> {
 
 /// The exit code and summary line for how the script's work went.
 pub fn exit_code(o: &Outcome) -> u8 {
-    if o.cancelled && o.watch_stopped && o.stopped.is_none() && o.failed == 0 {
-        // Stopping is how a watch ends (systemd, docker stop, Ctrl-C).
+    if watch_ended(o) {
         eprintln!("gmailscript: stopped; the watch's mark is saved (run again to go on from it)");
         return EXIT_OK;
     }
+    let (code, line) = summary(o);
+    if let Some(line) = line {
+        eprintln!("gmailscript: {line}");
+    }
+    code
+}
+
+/// Stopping is how a watch ends (systemd, docker stop, Ctrl-C): not an
+/// interruption.
+fn watch_ended(o: &Outcome) -> bool {
+    o.cancelled
+        && o.watch_stopped
+        && o.stopped.is_none()
+        && o.failed == 0
+        && o.script_error.is_none()
+}
+
+/// The exit code, and the line that says why when it is not 0.
+fn summary(o: &Outcome) -> (u8, Option<String>) {
+    if let Some(e) = &o.script_error {
+        return (EXIT_USAGE, Some(format!("script error: {e}")));
+    }
+    if watch_ended(o) {
+        return (EXIT_OK, None);
+    }
     if o.cancelled {
-        eprintln!("gmailscript: interrupted; what was done is saved (run again to resume)");
-        return EXIT_INTERRUPTED;
+        return (
+            EXIT_INTERRUPTED,
+            Some("interrupted; what was done is saved (run again to resume)".into()),
+        );
     }
     if let Some(why) = &o.stopped {
-        eprintln!("gmailscript: {why}");
-        return EXIT_STOPPED;
+        return (EXIT_STOPPED, Some(why.clone()));
     }
     if o.failed > 0 {
-        match &o.failures_in {
-            Some(p) => eprintln!(
-                "gmailscript: {} item(s) failed; recorded in {} (state:failures() lists them; a rerun retries them)",
+        let line = match &o.failures_in {
+            Some(p) => format!(
+                "{} item(s) failed; recorded in {} (state:failures() lists them; a rerun retries them)",
                 o.failed,
                 p.display()
             ),
-            None => eprintln!(
-                "gmailscript: {} item(s) failed (the batch report's `failures` lists them)",
+            None => format!(
+                "{} item(s) failed (the batch report's `failures` lists them)",
                 o.failed
             ),
-        }
-        return EXIT_FAILED_ITEMS;
+        };
+        return (EXIT_FAILED_ITEMS, Some(line));
     }
-    EXIT_OK
+    (EXIT_OK, None)
 }

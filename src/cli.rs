@@ -112,10 +112,11 @@ pub struct ConnArgs {
     /// nothing. off: no pacing.
     #[arg(long, default_value = "auto", value_parser = parse_client_profile)]
     pub quota: crate::gmail::quota::Profile,
-    /// The quota window to pace for (60s on Gmail; 60s divided by a
-    /// simulator's --speed).
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    pub quota_window: Duration,
+    /// The quota window to pace for. Default: 60s (Gmail's), or, with an
+    /// --endpoint that is a gmailscript simulator on this machine, the
+    /// window it announces (60s divided by its --speed).
+    #[arg(long, value_parser = parse_duration)]
+    pub quota_window: Option<Duration>,
     /// A saved account (see `gmailscript auth status`); default: the account
     /// named `default`, if there is one.
     #[arg(long, value_name = "NAME")]
@@ -182,6 +183,10 @@ pub struct RunArgs {
     /// No progress display and no info logs.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Write a summary of the run to FILE when it ends: one JSON line
+    /// (user, status, counts, exit code, error, times; docs/report.md).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// Arguments for the script (after --), in its `arg` table.
     #[arg(last = true)]
     pub args: Vec<String>,

@@ -222,12 +222,29 @@ impl Session<'_> {
     }
 
     /// `-i SCRIPT`: run it as `run` would, then stay with its globals.
+    /// Then says which globals it left, the values there are to explore
+    /// (a script's locals are gone).
     async fn script(&mut self, path: &Path) {
+        let before = global_names(&self.host.lua);
         if let Some(Err(e)) = self.interruptible(self.host.run_file(path, &[])).await {
             self.report(&e);
             for line in e.traceback_lines() {
                 eprintln!("{line}");
             }
+        }
+        let name = path
+            .file_name()
+            .unwrap_or(path.as_os_str())
+            .to_string_lossy();
+        let mut new: Vec<String> = global_names(&self.host.lua)
+            .into_iter()
+            .filter(|g| !before.contains(g) && g != "arg")
+            .collect();
+        new.sort();
+        if new.is_empty() {
+            eprintln!("{name} left no globals (its locals are gone once it ends)");
+        } else {
+            eprintln!("{name} left these globals: {}", new.join(", "));
         }
     }
 
@@ -389,6 +406,17 @@ impl Session<'_> {
 
 /// A line on stdout; when nobody reads it any more (a closed pipe), the
 /// session ends.
+/// The names of the string keys of the globals table.
+fn global_names(lua: &mlua::Lua) -> std::collections::HashSet<String> {
+    lua.globals()
+        .pairs::<mlua::Value, mlua::Value>()
+        .filter_map(|kv| match kv {
+            Ok((mlua::Value::String(k), _)) => Some(k.to_string_lossy()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn say(text: &str) -> Flow {
     use std::io::Write as _;
     match writeln!(std::io::stdout(), "{text}") {

@@ -367,3 +367,67 @@ fn an_unfinished_statement_at_the_end_is_an_error() {
     assert!(stderr.contains("'end' expected"), "{stderr}");
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_call_s_trailing_nil_is_not_shown_and_a_shipped_script_leaves_its_result() {
+    let stats = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stats.lua");
+    let (out, stdout, stderr) = piped(
+        &["--sim", "--sim-messages", "40", "-i", stats],
+        "gmail.profile()\n\
+         return 1, nil\n\
+         return nil, nil\n\
+         gmail.get('0000000000000000')\n\
+         result.messages\n\
+         #result.by_count > 0 and result.by_count[1][2] >= result.by_count[#result.by_count][2]\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("stats.lua left these globals: result"),
+        "{stderr}"
+    );
+    // What stats.lua printed, then the entries' values.
+    let counted: u64 = stdout
+        .lines()
+        .next()
+        .and_then(|l| l.strip_suffix(" messages"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("stats' first line: {stdout}"));
+    let entries = &stdout[stdout.find("{\n  email").expect("the profile")..];
+    let lines: Vec<&str> = entries.lines().collect();
+    // The profile table, and no `nil` line for its (absent) error after it.
+    assert_eq!(lines[0], "{", "{entries}");
+    assert_eq!(lines[1], "  email = \"me@example.com\",", "{entries}");
+    assert!(lines[2].starts_with("  history_id = "), "{entries}");
+    assert_eq!(lines[3], "  messages_total = 40,", "{entries}");
+    assert!(lines[4].starts_with("  threads_total = "), "{entries}");
+    assert_eq!(lines[5], "}", "{entries}");
+    assert_eq!(lines[6], "1", "{entries}");
+    assert_eq!(lines[7], "nil", "{entries}");
+    assert!(lines[8].starts_with("nil\terror 404"), "{entries}");
+    assert_eq!(lines[9], counted.to_string(), "{entries}");
+    assert_eq!(lines[10], "true", "{entries}");
+    assert_eq!(lines.len(), 11, "{entries}");
+}
+
+#[test]
+fn a_script_without_globals_is_said_to_leave_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("locals.lua");
+    std::fs::write(&script, "local n = 1\nprint(n)\n").unwrap();
+    let (out, stdout, stderr) = piped(
+        &[
+            "--sim",
+            "--sim-messages",
+            "5",
+            "-i",
+            script.to_str().unwrap(),
+        ],
+        "n\n",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout, "1\nnil\n");
+    assert!(
+        stderr.contains("locals.lua left no globals (its locals are gone once it ends)"),
+        "{stderr}"
+    );
+}

@@ -1250,27 +1250,146 @@ end)())
     assert_eq!(stdout.lines().collect::<Vec<_>>(), want, "{stderr}");
 }
 
+/// Ids of the simulator's messages that carry `label`.
+fn labelled(sim: &Sim, label: &str) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    let mut token = String::new();
+    loop {
+        let v = sim.get(&format!(
+            "/gmail/v1/users/me/messages?labelIds={label}&maxResults=500{token}"
+        ));
+        for m in v["messages"].as_array().into_iter().flatten() {
+            ids.insert(m["id"].as_str().unwrap().to_string());
+        }
+        match v["nextPageToken"].as_str() {
+            Some(t) => token = format!("&pageToken={t}"),
+            None => return ids,
+        }
+    }
+}
+
 #[test]
-fn a_coroutine_waiting_on_the_engine_inside_a_callback_raises() {
-    // Callbacks are synchronous: a coroutine there cannot pass the wait up.
+fn batch_callbacks_may_call_gmail_functions() {
+    let sim = Sim::start(&["--messages", "40", "--seed", "3"]);
+    let before = labelled(&sim, "STARRED");
     let dir = tempfile::tempdir().unwrap();
-    let (out, stdout, stderr) = run_lua(
+    let s = write_script(
         dir.path(),
-        "cb.lua",
+        "label.lua",
         r#"
-local ok, e = pcall(gmail.batch, gmail.list{ limit = 2 }, {
+local ids = {}
+for id in gmail.list{ q = "-is:starred", limit = 12 } do ids[#ids + 1] = id end
+print("ids", table.concat(ids, ","))
+-- Label each message as it arrives, and read it again.
+local got = 0
+local r = gmail.batch(ids, {
+  format = "minimal",
   on_message = function(m)
-    coroutine.wrap(function() return gmail.profile() end)()
+    local res = gmail.modify({ m.id }, { add = { "STARRED" } })
+    assert(res.ok == 1, "modify in on_message: " .. tostring(res.stopped))
+    local full = assert(gmail.get(m.id, { format = "metadata", headers = { "Subject" } }))
+    if full.id == m.id then got = got + 1 end
+    -- A coroutine started in a callback may wait on the engine too.
+    assert(coroutine.wrap(function() return gmail.profile() end)().email)
   end,
 })
-print(ok, (tostring(e):gsub("\nstack traceback:.*", "")))
+print("batch", r.ok, got)
+-- on_error may call gmail.*; a batch may run inside on_message.
+local inner = 0
+local r2 = gmail.batch({ ids[1], "0000000000000000" }, {
+  format = "minimal",
+  on_error = function(err, id)
+    local p = assert(gmail.profile())
+    print("on_error", id, err.class, p.email)
+    return "skip"
+  end,
+  on_message = function(m)
+    local r3 = gmail.batch({ ids[2], ids[3] }, {
+      format = "minimal",
+      on_message = function() inner = inner + 1 end,
+    })
+    print("nested", r3.ok)
+  end,
+})
+print("outer", r2.ok, r2.skipped, inner)
 "#,
     );
+    let out = sim.run(&[&s, "--quiet"]);
+    let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(
-        stdout.starts_with("false\t") && stdout.contains("yield across a C-call boundary"),
+    let lines: Vec<&str> = stdout.lines().collect();
+    let ids: HashSet<String> = lines[0]
+        .strip_prefix("ids\t")
+        .unwrap()
+        .split(',')
+        .map(String::from)
+        .collect();
+    assert_eq!(ids.len(), 12, "{stdout}");
+    // The two ids of the second batch answer in either order.
+    let mut second = lines[2..4].to_vec();
+    second.sort();
+    assert_eq!(lines[1], "batch\t12\t12", "{stdout}\n{stderr}");
+    assert_eq!(
+        second,
+        [
+            "nested\t2",
+            "on_error\t0000000000000000\tnot_found\tme@example.com",
+        ],
         "{stdout}\n{stderr}"
     );
+    assert_eq!(lines[4..], ["outer\t1\t1\t2"], "{stdout}\n{stderr}");
+    // The simulator's mailbox: exactly the listed messages were starred.
+    let after = labelled(&sim, "STARRED");
+    let added: HashSet<String> = after.difference(&before).cloned().collect();
+    assert_eq!(added, ids);
+}
+
+#[test]
+fn an_error_in_a_callback_names_the_script_line_not_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "local function check(m)\n  if m.id then error(\"boom\") end\nend\n\
+                gmail.batch(gmail.list{ limit = 3 }, {\n  format = \"minimal\",\n  \
+                on_message = function(m)\n    check(m)\n  end,\n})\n";
+    let (out, stdout, stderr) = run_lua(dir.path(), "cb.lua", body);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    let first = stderr.lines().next().unwrap_or("");
+    assert!(
+        first.starts_with("gmailscript: script error: ") && first.ends_with("cb.lua:2: boom"),
+        "{stderr}"
+    );
+    for frame in ["cb.lua:2:", "cb.lua:7:", "cb.lua:4: in main chunk"] {
+        assert!(stderr.contains(frame), "{frame:?} not in:\n{stderr}");
+    }
+    for host in ["[C]", "[string", "poll", "xpcall", "\n  gmailscript:"] {
+        assert!(!stderr.contains(host), "{host:?} in:\n{stderr}");
+    }
+    assert_eq!(stderr.matches("stack traceback:").count(), 1, "{stderr}");
+
+    // on_error raising, and a bad argument to gmail.get inside on_message.
+    let (out, _, stderr) = run_lua(
+        dir.path(),
+        "err.lua",
+        "gmail.batch({ \"0000000000000000\" }, {\n  on_error = function(e)\n    local x\n    return x.y\n  end,\n})\n",
+    );
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("err.lua:4: attempt to index a nil value"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("err.lua:1: in main chunk"), "{stderr}");
+    let (out, _, stderr) = run_lua(
+        dir.path(),
+        "arg.lua",
+        "gmail.batch(gmail.list{ limit = 1 }, {\n  on_message = function(m)\n    gmail.get(m)\n  end,\n})\n",
+    );
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("bad argument #1 to 'gmail.get'") && stderr.contains("arg.lua:3:"),
+        "{stderr}"
+    );
+    for host in ["[C]", "[string", "poll"] {
+        assert!(!stderr.contains(host), "{host:?} in:\n{stderr}");
+    }
 }
 
 #[test]
@@ -1377,5 +1496,354 @@ print(r.ok, r.failed, r.not_done, r.stopped ~= nil)
     assert_eq!(
         reported, starred,
         "report.ok counts the messages really changed\n{stdout}\n{stderr}"
+    );
+}
+
+#[test]
+fn shipped_scripts_print_no_result_after_a_refused_token() {
+    let sim = Sim::start(&["--messages", "30"]);
+    let dir = tempfile::tempdir().unwrap();
+    let token = "wrong-token-4f1c9e";
+    for (name, extra) in [
+        ("stats.lua", vec![]),
+        ("export.lua", vec!["is:unread", "out.jsonl"]),
+        ("backup.lua", vec!["mail"]),
+        ("cleanup.lua", vec![]),
+        ("adaptive.lua", vec!["50"]),
+    ] {
+        let s = script(name);
+        let mut args = vec![s.as_str(), "--endpoint", &sim.url, "--quota", "off", "--"];
+        let paths: Vec<String> = extra
+            .iter()
+            .map(|a| match a.contains('.') || *a == "mail" {
+                true => dir.path().join(a).display().to_string(),
+                false => a.to_string(),
+            })
+            .collect();
+        args.extend(paths.iter().map(String::as_str));
+        let out = run(&args, &[("GMAILSCRIPT_TOKEN", token)]);
+        let (stdout, stderr) = text(&out);
+        assert!(
+            matches!(out.status.code(), Some(2 | 3)),
+            "{name}: {stdout}\n{stderr}"
+        );
+        // Nothing that reads as a result: no figures, no "exported 0".
+        assert_eq!(stdout, "", "{name} printed a result:\n{stderr}");
+        for needle in [
+            "401",
+            "GMAILSCRIPT_TOKEN was refused",
+            "set GMAILSCRIPT_TOKEN",
+        ] {
+            assert!(
+                stderr.contains(needle),
+                "{name}: {needle:?} not in:\n{stderr}"
+            );
+        }
+        assert!(
+            !stderr.contains(token),
+            "{name} printed the token:\n{stderr}"
+        );
+    }
+}
+
+/// Ids the simulator lists for `q` (as gmail.list asks).
+fn listed_for(sim: &Sim, q: &str) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    let mut token = String::new();
+    loop {
+        let v = sim.get(&format!(
+            "/gmail/v1/users/me/messages?q={q}&maxResults=500{token}"
+        ));
+        for m in v["messages"].as_array().into_iter().flatten() {
+            ids.insert(m["id"].as_str().unwrap().to_string());
+        }
+        match v["nextPageToken"].as_str() {
+            Some(t) => token = format!("&pageToken={t}"),
+            None => return ids,
+        }
+    }
+}
+
+/// The ids of an export's lines; panics on a line that is not JSON, a
+/// date that is not whole seconds, or an id written twice.
+fn exported_ids(path: &Path) -> HashSet<String> {
+    let body = std::fs::read_to_string(path).unwrap_or_default();
+    let mut ids = HashSet::new();
+    for line in body.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert!(v["date"].is_u64(), "date in whole seconds: {line}");
+        let id = v["id"].as_str().unwrap().to_string();
+        assert!(ids.insert(id.clone()), "{id} exported twice");
+    }
+    ids
+}
+
+#[test]
+fn export_resumes_after_ctrl_c_and_writes_each_message_once() {
+    let sim = Sim::start(&["--messages", "1500", "--latency", "100ms", "--quota", "off"]);
+    let q = "newer_than:20y";
+    let want = listed_for(&sim, q);
+    assert!(want.len() > 1000, "{}", want.len());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.jsonl");
+    let export = |c: &mut Command| {
+        c.args(["run", &script("export.lua"), "--endpoint", &sim.url])
+            .args(["--quota", "off", "--", q, path.to_str().unwrap()])
+            .env("GMAILSCRIPT_TOKEN", "sim-token")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+    };
+    let mut c = Command::new(BIN);
+    export(&mut c);
+    let mut child = c.spawn().unwrap();
+    // The first commit (after about 50 messages) puts lines in the file.
+    wait_for(&mut child, "lines in the export", || {
+        std::fs::metadata(&path).is_ok_and(|m| m.len() > 0)
+    });
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(stderr.contains("run again to resume"), "{stderr}");
+    assert!(!stdout.contains("exported"), "no result line: {stdout}");
+    let partial = exported_ids(&path);
+    assert!(
+        !partial.is_empty() && partial.len() < want.len(),
+        "{} of {}",
+        partial.len(),
+        want.len()
+    );
+    assert!(partial.is_subset(&want));
+
+    // The rerun goes on from there: each listed message once in the file.
+    let mut c = Command::new(BIN);
+    export(&mut c);
+    let out = c.output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "exported {} messages matching \"{q}\"",
+            want.len() - partial.len()
+        )) && stdout.contains(&format!("({} already there", partial.len())),
+        "{stdout}"
+    );
+    assert_eq!(exported_ids(&path), want);
+
+    // Another query into the same file is refused, the file left alone.
+    let before = std::fs::read(&path).unwrap();
+    let out = sim.run(&[
+        &script("export.lua"),
+        "--",
+        "is:unread",
+        path.to_str().unwrap(),
+    ]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("holds an export of \"newer_than:20y\"")
+            && stderr.contains("to start over"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn mboxrd_quoting_round_trips_through_the_simulator_and_output_mbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("in.mbox");
+    // mboxrd: `>>From here on` is the body line `>From here on`; `>From
+    // quoted` is `From quoted`; a `From ` line without a date is body text
+    // a writer did not quote.
+    std::fs::write(
+        &first,
+        "From 1@xxx Mon Jan 01 00:00:00 +0000 2024\n\
+         From: a@example.com\nTo: me@example.com\nSubject: quoting\n\
+         Date: Mon, 1 Jan 2024 00:00:00 +0000\n\n\
+         line one\n>>From here on\n>From quoted\nFrom no date here\n>>>From three\n\n",
+    )
+    .unwrap();
+    let body = "line one\n>From here on\nFrom quoted\nFrom no date here\n>>From three\n";
+    let s = write_script(
+        dir.path(),
+        "rt.lua",
+        r#"
+local box = output.mbox(arg[1], { overwrite = true })
+gmail.batch(gmail.list{}, { format = "raw", on_message = function(m)
+  io.write(m:raw())
+  box:write(m)
+end })
+box:close()
+"#,
+    );
+    let second = dir.path().join("out.mbox");
+    let sim = Sim::start(&["--mbox", first.to_str().unwrap()]);
+    let out = sim.run(&[&s, "--quiet", "--", second.to_str().unwrap()]);
+    let (raw, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(raw.ends_with(body), "read as mboxrd:\n{raw}");
+    let written = std::fs::read_to_string(&second).unwrap();
+    assert!(
+        written.ends_with(
+            "line one\n>>From here on\n>From quoted\n>From no date here\n>>>From three\n\n"
+        ),
+        "written as mboxrd:\n{written}"
+    );
+    // What output.mbox wrote reads back as the same message bytes.
+    let again = dir.path().join("again.mbox");
+    let sim2 = Sim::start(&["--mbox", second.to_str().unwrap()]);
+    let out = sim2.run(&[&s, "--quiet", "--", again.to_str().unwrap()]);
+    let (raw2, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(raw2.ends_with(body), "read back:\n{raw2}");
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), written);
+}
+
+#[test]
+fn an_endpoint_that_is_a_sped_up_simulator_is_paced_for_its_window() {
+    let sim = Sim::start(&["--messages", "30", "--speed", "30"]);
+    let (status, _) = sim.try_get("/_sim/stats");
+    assert_eq!(status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let s = write_script(
+        dir.path(),
+        "w.lua",
+        "local r = gmail.batch(gmail.list{}, { format = 'minimal' })\nprint(r.ok)\n",
+    );
+    let env = [("GMAILSCRIPT_TOKEN", "sim-token")];
+    let base = [s.as_str(), "-v", "--endpoint", &sim.url, "--quota", "2026"];
+    let out = run(&base, &env);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    // Spam and trash are not listed.
+    let listed = sim.listed().len().to_string();
+    assert_eq!(stdout.trim(), listed);
+    assert!(
+        stderr.contains("quota window 2s, as the gmailscript simulator at"),
+        "{stderr}"
+    );
+    // --quota-window still decides when given.
+    let mut given = base.to_vec();
+    given.extend(["--quota-window", "5s"]);
+    let out = run(&given, &env);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("quota window"), "{stderr}");
+}
+
+fn read_report(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "one line per mailbox: {text}");
+    serde_json::from_str(lines[0]).unwrap()
+}
+
+#[test]
+fn report_file_summarises_a_single_mailbox_run() {
+    let sim = Sim::start(&["--messages", "30"]);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("run.jsonl");
+    let s = write_script(
+        dir.path(),
+        "r.lua",
+        r#"
+local ids = {}
+for id in gmail.list{ limit = 5 } do ids[#ids + 1] = id end
+ids[#ids + 1] = "0000000000000000"
+local r = gmail.batch(ids, { format = "minimal" })
+print(r.ok, r.skipped)
+"#,
+    );
+    let rep = report.to_str().unwrap();
+    let out = sim.run(&[&s, "--quiet", "--report", rep]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim(), "5\t1");
+    let v = read_report(&report);
+    for (k, want) in [
+        ("user", Value::from("me")),
+        ("status", Value::from("ok")),
+        ("listed", Value::from(6)),
+        ("ok", Value::from(5)),
+        ("skipped", Value::from(1)),
+        ("failed", Value::from(0)),
+        ("exit_code", Value::from(0)),
+        ("error", Value::Null),
+    ] {
+        assert_eq!(v[k], want, "{k} in {v}");
+    }
+    for k in ["started", "ended"] {
+        let t = v[k].as_str().unwrap();
+        assert!(
+            t.len() == 24 && t.ends_with('Z') && &t[10..11] == "T",
+            "{k}: {t}"
+        );
+    }
+    assert!(v["started"].as_str() <= v["ended"].as_str(), "{v}");
+    assert!(v["duration_seconds"].as_f64().unwrap() >= 0.0, "{v}");
+
+    // A refused token: stopped, with the exit code and the reason.
+    let listing = write_script(
+        dir.path(),
+        "l.lua",
+        "gmail.batch(gmail.list{}, { format = 'minimal' })\n",
+    );
+    let out = run(
+        &[
+            &listing,
+            "--endpoint",
+            &sim.url,
+            "--quota",
+            "off",
+            "--quiet",
+            "--report",
+            rep,
+        ],
+        &[("GMAILSCRIPT_TOKEN", "wrong")],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let v = read_report(&report);
+    assert_eq!(
+        (v["status"].as_str(), v["exit_code"].as_u64()),
+        (Some("stopped"), Some(3)),
+        "{v}"
+    );
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("GMAILSCRIPT_TOKEN was refused"),
+        "{v}"
+    );
+    assert!(
+        !v.to_string().contains("wrong\""),
+        "no token in the report: {v}"
+    );
+
+    // A script error: failed, exit code 2.
+    let bad = write_script(dir.path(), "bad.lua", "error('nope')\n");
+    let out = sim.run(&[&bad, "--report", rep]);
+    assert_eq!(out.status.code(), Some(2));
+    let v = read_report(&report);
+    assert_eq!(v["status"], "failed", "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("bad.lua:1: nope"),
+        "{v}"
+    );
+
+    // A report that cannot be written stops the run before it starts.
+    let nowhere = dir.path().join("no/such/dir/run.jsonl");
+    let out = sim.run(&[&s, "--report", nowhere.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stdout, "", "the script did not run");
+    assert!(
+        stderr.contains("--report") && stderr.contains("run.jsonl"),
+        "{stderr}"
     );
 }

@@ -3,7 +3,8 @@
 -- scripts with them. Add this folder to "workspace.library" in .luarc.json.
 -- Reference: docs/lua-api.md.
 -- The script's own coroutines (coroutine.resume, coroutine.wrap) may call
--- gmail.*, retry and sleep; batch callbacks may not (see docs, Coroutines).
+-- gmail.*, retry and sleep, and so may gmail.batch's on_message and on_error;
+-- its chunk, format and ids functions may not (see docs, Conventions).
 
 ---Script arguments: `gmailscript run script.lua -- a b` gives arg[1] == "a".
 ---arg[0] is the script path. They are also the script's `...`.
@@ -78,8 +79,8 @@ function Message:has_label(label) end
 ---@field chunk? integer|fun(stats: ChunkStats): integer calls per batch request, 1-100 (default adaptive from 50); an error a chunk function raises, or a size out of range, stops the run and is re-raised by gmail.batch
 ---@field max_chunk? integer upper bound for the adaptive size (default 50, or the fixed chunk; at most 100)
 ---@field parallel? integer batch requests in flight at once, 1-16 (default 1)
----@field on_error? fun(err: GmailError, id: string, attempt: integer): Decision?, number? per-failure policy; the optional number is a delay in seconds for "retry" (a number from 0 to 86400, else gmail.batch raises); nil lets the default policy decide. An error it raises stops the run and is re-raised by gmail.batch
----@field on_message? fun(msg: Message) called once per delivered message; an error it raises stops the run and is re-raised by gmail.batch
+---@field on_error? fun(err: GmailError, id: string, attempt: integer): Decision?, number? per-failure policy; the optional number is a delay in seconds for "retry" (a number from 0 to 86400, else gmail.batch raises); nil lets the default policy decide. It may call gmail.* (the batch waits for it). An error it raises stops the run and is re-raised by gmail.batch
+---@field on_message? fun(msg: Message) called once per delivered message; it may call gmail.* (the batch waits for it); an error it raises stops the run and is re-raised by gmail.batch
 ---@field resume? State skip ids already done; record new ones
 ---@field max_attempts? integer hard cap on tries per id: a "retry" or "split" at this many tries becomes "fail" (default 10)
 ---@field backoff? RetryOptions wait before a retry when on_error gives no delay (default base "1s", max "64s"); its attempts, if given, also caps the tries per id unless max_attempts is given

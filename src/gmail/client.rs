@@ -55,6 +55,9 @@ pub struct ClientConfig {
     pub max_wait: Duration,
     /// See [`MAX_BODY`].
     pub max_body: usize,
+    /// Said with a refused token (401): where the token came from and what
+    /// to do, as the caller knows it. Never the token itself.
+    pub auth_hint: Option<String>,
 }
 
 impl Default for ClientConfig {
@@ -66,6 +69,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(20),
             max_wait: Duration::from_secs(15 * 60),
             max_body: MAX_BODY,
+            auth_hint: None,
         }
     }
 }
@@ -299,6 +303,15 @@ impl Client {
         Ok(())
     }
 
+    /// A refused token (401) says, as its diagnosis, where it came from
+    /// and what to do (`auth_hint`); other errors are left as they are.
+    pub fn explain(&self, mut e: ApiError) -> ApiError {
+        if e.class == ErrorClass::Auth && e.status == 401 && e.diagnosis.is_none() {
+            e.diagnosis = self.config.auth_hint.clone();
+        }
+        e
+    }
+
     /// The token to send now.
     pub async fn token(&self) -> Result<Secret, ApiError> {
         if let Some(t) = self.token.lock().unwrap().clone() {
@@ -338,12 +351,12 @@ impl Client {
                 Err(e) if e.class == ErrorClass::Auth && e.status == 401 && !refreshed => {
                     let fresh = self.refresh(&token).await?;
                     if fresh == token {
-                        return Err(e);
+                        return Err(self.explain(e));
                     }
                     token = fresh;
                     refreshed = true;
                 }
-                other => return other,
+                other => return other.map_err(|e| self.explain(e)),
             }
         }
     }
@@ -398,7 +411,7 @@ impl Client {
             .await
             .map_err(|e| network_error(&e))?;
         if resp.status().as_u16() != 200 {
-            return Err(error_answer(resp).await);
+            return Err(self.explain(error_answer(resp).await));
         }
         let ct = resp
             .headers()

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use futures_util::future::LocalBoxFuture;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::{mpsc, watch};
 
@@ -78,6 +79,18 @@ impl Decision {
 pub trait Policy {
     /// `attempt` is how many times the item has been tried so far.
     fn on_error(&mut self, err: &ApiError, key: &str, attempt: u32) -> Decision;
+
+    /// What the runner calls: `on_error`, unless the policy must itself
+    /// wait to decide (a script's on_error that calls the API). The run
+    /// waits with it.
+    fn on_error_async<'a>(
+        &'a mut self,
+        err: &'a ApiError,
+        key: &'a str,
+        attempt: u32,
+    ) -> LocalBoxFuture<'a, Decision> {
+        Box::pin(std::future::ready(self.on_error(err, key, attempt)))
+    }
 
     /// The size of the next chunk given the last chunk's figures; `None`
     /// keeps the adaptive size (`stats.size`).
@@ -178,6 +191,17 @@ pub fn check_answer(req: &Request, body: Bytes) -> Result<Answer, ApiError> {
 /// counted as not done, so a resumed run fetches it again.
 pub trait Sink {
     fn deliver(&mut self, key: &str, answer: Answer) -> Result<(), String>;
+
+    /// What the runner calls: `deliver`, unless the sink must wait (a
+    /// script's on_message that calls the API). The run waits with it;
+    /// parts still arriving queue in the channel meanwhile.
+    fn deliver_async<'a>(
+        &'a mut self,
+        key: &'a str,
+        answer: Answer,
+    ) -> LocalBoxFuture<'a, Result<(), String>> {
+        Box::pin(std::future::ready(self.deliver(key, answer)))
+    }
 
     /// The run waits for the server (a Retry-After, the quota) until
     /// `until`, or no longer waits (`None`): for a progress display.
@@ -502,6 +526,7 @@ impl Runner {
                                 Ok(()) => staged.push_back(pending),
                                 Err(e) => {
                                     st.failed_part(NO_CHUNK, pending, e, None, self, policy, opts)
+                                        .await
                                 }
                             }
                         }
@@ -663,7 +688,7 @@ impl Runner {
             tokio::select! {
                 ev = rx.recv() => {
                     if let Some(ev) = ev {
-                        st.handle(ev, self, policy, sink, opts);
+                        st.handle(ev, self, policy, sink, opts).await;
                     }
                 }
                 _ = sleep_until_opt(wake_at) => {}
@@ -745,11 +770,11 @@ async fn send_chunk(
         let result = if (200..300).contains(&p.status) {
             check_answer(req, p.body)
         } else {
-            Err(ApiError::from_response(
+            Err(client.explain(ApiError::from_response(
                 p.status,
                 p.header("Retry-After"),
                 &p.body,
-            ))
+            )))
         };
         Event::Part {
             chunk,
@@ -839,7 +864,7 @@ struct State {
 }
 
 impl State {
-    fn handle(
+    async fn handle(
         &mut self,
         ev: Event,
         runner: &Runner,
@@ -872,7 +897,7 @@ impl State {
                             self.report.not_done += 1;
                             return;
                         }
-                        match sink.deliver(&p.item.key, answer) {
+                        match sink.deliver_async(&p.item.key, answer).await {
                             Ok(()) => self.report.ok += 1,
                             Err(message) => {
                                 self.report.not_done += 1;
@@ -887,7 +912,10 @@ impl State {
                     Err(e) if e.class == ErrorClass::Server => {
                         c.outage_suspects.push((p, e));
                     }
-                    Err(e) => self.failed_part(chunk, p, e, token, runner, policy, opts),
+                    Err(e) => {
+                        self.failed_part(chunk, p, e, token, runner, policy, opts)
+                            .await
+                    }
                 }
             }
             Event::Done {
@@ -928,19 +956,22 @@ impl State {
                 }
                 let sent = c.stats.sent;
                 for (p, e) in missing {
-                    self.failed_part(chunk, p, e, token.clone(), runner, policy, opts);
+                    self.failed_part(chunk, p, e, token.clone(), runner, policy, opts)
+                        .await;
                 }
                 // Most of the chunk failed with 5xx, or the exchange itself
                 // broke: the service is down, not these ids.
                 let outage = !suspects.is_empty() && (down.is_some() || suspects.len() * 2 > sent);
                 if outage {
-                    self.outage(chunk, suspects, token, runner, policy, opts);
+                    self.outage(chunk, suspects, token, runner, policy, opts)
+                        .await;
                 } else {
                     if suspects.is_empty() {
                         self.breaker.close();
                     }
                     for (p, e) in suspects {
-                        self.failed_part(chunk, p, e, token.clone(), runner, policy, opts);
+                        self.failed_part(chunk, p, e, token.clone(), runner, policy, opts)
+                            .await;
                     }
                 }
                 let Some(c) = self.chunks.remove(&chunk) else {
@@ -965,7 +996,7 @@ impl State {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn failed_part(
+    async fn failed_part(
         &mut self,
         chunk: u64,
         mut p: Pending,
@@ -1008,7 +1039,7 @@ impl State {
             self.report.not_done += 1;
             return;
         }
-        let mut decision = policy.on_error(&e, &p.item.key, p.attempt);
+        let mut decision = policy.on_error_async(&e, &p.item.key, p.attempt).await;
         if matches!(decision, Decision::Retry(_) | Decision::Split)
             && p.attempt >= opts.max_attempts
         {
@@ -1065,7 +1096,7 @@ impl State {
     /// service to come back without spending a try (up to [`MAX_SPARED`]
     /// times each); an outage longer than `--max-wait` stops the run.
     #[allow(clippy::too_many_arguments)]
-    fn outage(
+    async fn outage(
         &mut self,
         chunk: u64,
         suspects: Vec<(Pending, ApiError)>,
@@ -1090,7 +1121,8 @@ impl State {
                 self.report.retried += 1;
                 self.requeue(p, wait);
             } else {
-                self.failed_part(chunk, p, e, token.clone(), runner, policy, opts);
+                self.failed_part(chunk, p, e, token.clone(), runner, policy, opts)
+                    .await;
             }
         }
     }

@@ -62,6 +62,13 @@ pub struct HostConfig {
 pub struct Outcome {
     /// Items recorded as failed by any batch.
     pub failed: u64,
+    /// Items delivered (or changed), skipped, and begun but not finished
+    /// because a run stopped, over all engine runs; ids a resume state
+    /// had done already.
+    pub ok: u64,
+    pub skipped: u64,
+    pub not_done: u64,
+    pub already_done: u64,
     /// Where failures were recorded (a state file), if anywhere.
     pub failures_in: Option<PathBuf>,
     /// A batch stopped on its policy's "abort" (the diagnosis).
@@ -70,6 +77,8 @@ pub struct Outcome {
     /// A `gmail.watch` loop ended on a stop request (Ctrl-C, SIGTERM): the
     /// normal end of a watch, not an interruption.
     pub watch_stopped: bool,
+    /// The script raised (set by `run`, for its report).
+    pub script_error: Option<String>,
 }
 
 /// Shared by every module through the Lua state's app data.
@@ -86,6 +95,12 @@ pub struct Ctx {
     /// Engine runs (batches) under way; the REPL's Ctrl-C handler, on its
     /// own thread, reads it to stop a batch cleanly rather than drop it.
     pub running: Arc<AtomicUsize>,
+    /// See `Host::set_interrupt`.
+    interrupt: RefCell<Option<Arc<AtomicBool>>>,
+    /// The threads running Lua code, outermost first, while an interrupt
+    /// flag is set: mlua keeps one hook, on one thread, so a callback's
+    /// thread takes it and gives it back to the one below when it ends.
+    hooked: RefCell<Vec<mlua::Thread>>,
 }
 
 /// Counts one engine run for as long as it lives.
@@ -97,7 +112,47 @@ impl Drop for Running {
     }
 }
 
+/// Gives the interrupt hook back to the thread below when a hooked thread
+/// ends (or its future is dropped).
+struct Hooked<'a>(&'a Ctx, bool);
+
+impl Drop for Hooked<'_> {
+    fn drop(&mut self) {
+        if !self.1 {
+            return;
+        }
+        let mut threads = self.0.hooked.borrow_mut();
+        threads.pop();
+        if let (Some(t), Some(flag)) = (threads.last(), self.0.interrupt.borrow().clone()) {
+            set_interrupt_hook(t, flag);
+        }
+    }
+}
+
+/// Lua code on `thread` raises "interrupted" while `flag` is set: a loop
+/// that never waits on the engine cannot be dropped at an await.
+fn set_interrupt_hook(thread: &mlua::Thread, flag: Arc<AtomicBool>) {
+    thread.set_hook(
+        mlua::HookTriggers::new().every_nth_instruction(10_000),
+        move |_, _| match flag.load(Ordering::Relaxed) {
+            true => Err(mlua::Error::runtime("interrupted")),
+            false => Ok(mlua::VmState::Continue),
+        },
+    );
+}
+
 impl Ctx {
+    /// Give `thread` the interrupt hook, if there is one, until the guard
+    /// is dropped.
+    fn hook(&self, thread: &mlua::Thread) -> Hooked<'_> {
+        let Some(flag) = self.interrupt.borrow().clone() else {
+            return Hooked(self, false);
+        };
+        set_interrupt_hook(thread, flag);
+        self.hooked.borrow_mut().push(thread.clone());
+        Hooked(self, true)
+    }
+
     pub fn client(&self) -> &Arc<Client> {
         &self.runner.client
     }
@@ -108,6 +163,22 @@ impl Ctx {
         self.running.fetch_add(1, Ordering::SeqCst);
         Running(self.running.clone())
     }
+}
+
+/// Call a script's callback (on_message, on_error) as a coroutine of the
+/// host, so it may wait on the engine (gmail.*, sleep) as the script's own
+/// code does; the REPL's Ctrl-C reaches a loop in it too.
+pub async fn call_callback<R: mlua::FromLuaMulti>(
+    lua: &Lua,
+    f: &mlua::Function,
+    args: impl mlua::IntoLuaMulti,
+) -> mlua::Result<R> {
+    let ctx = ctx(lua);
+    let thread = lua.create_thread(f.clone())?;
+    let hooked = ctx.hook(&thread);
+    let r = thread.into_async::<R>(args).await;
+    drop(hooked);
+    r
 }
 
 pub fn ctx(lua: &Lua) -> Rc<Ctx> {
@@ -145,8 +216,6 @@ impl std::fmt::Display for ScriptError {
 pub struct Host {
     pub lua: Lua,
     pub ctx: Rc<Ctx>,
-    /// See `set_interrupt`.
-    interrupt: RefCell<Option<Arc<AtomicBool>>>,
 }
 
 impl Host {
@@ -167,6 +236,8 @@ impl Host {
             outcome: RefCell::new(Outcome::default()),
             labels: RefCell::new(None),
             running: Arc::new(AtomicUsize::new(0)),
+            interrupt: RefCell::new(None),
+            hooked: RefCell::new(Vec::new()),
         });
         lua.set_app_data(ctx.clone());
         gmail::register(&lua)?;
@@ -178,11 +249,7 @@ impl Host {
         time::register(&lua)?;
         coroutine::register(&lua)?;
         lua.globals().set("DRY_RUN", ctx.dry_run)?;
-        Ok(Host {
-            lua,
-            ctx,
-            interrupt: RefCell::new(None),
-        })
+        Ok(Host { lua, ctx })
     }
 
     /// Load and run a script file with `arg` set, to its end.
@@ -211,7 +278,7 @@ impl Host {
     /// `flag` is set: a loop that never waits on the engine cannot be
     /// dropped at an await the way a pending call can.
     pub fn set_interrupt(&self, flag: Arc<AtomicBool>) {
-        *self.interrupt.borrow_mut() = Some(flag);
+        *self.ctx.interrupt.borrow_mut() = Some(flag);
     }
 
     /// Compile what was typed at the REPL, named `stdin`: as an expression
@@ -263,20 +330,10 @@ impl Host {
             argv.push(Value::String(lua.create_string(a).map_err(script_error)?));
         }
         let thread = lua.create_thread(wrapper).map_err(script_error)?;
-        if let Some(flag) = self.interrupt.borrow().clone() {
-            // A hook is the thread's own; the coroutine gets one each time.
-            thread.set_hook(
-                mlua::HookTriggers::new().every_nth_instruction(10_000),
-                move |_, _| match flag.load(Ordering::Relaxed) {
-                    true => Err(mlua::Error::runtime("interrupted")),
-                    false => Ok(mlua::VmState::Continue),
-                },
-            );
-        }
-        let mut values: mlua::MultiValue = thread
-            .into_async(mlua::MultiValue::from_vec(argv))
-            .await
-            .map_err(script_error)?;
+        let hooked = self.ctx.hook(&thread);
+        let values = thread.into_async(mlua::MultiValue::from_vec(argv)).await;
+        drop(hooked);
+        let mut values: mlua::MultiValue = values.map_err(script_error)?;
         if let Some(Value::Boolean(true)) = values.pop_front() {
             return Ok(values);
         }
@@ -294,18 +351,39 @@ impl Host {
 
 /// The message of a Lua error value and the stack where it was raised,
 /// `file:line` per frame, innermost first.
+///
+/// A callback (on_message, on_error) runs in a coroutine of its own: an
+/// error there comes with that coroutine's traceback in its text (a Lua
+/// error) or in a CallbackError (a Rust function's), and the call of
+/// gmail.batch adds its own CallbackError. Those frames are the error's,
+/// innermost first, cleaned of the host's; the live stack is used only
+/// for an error that carries none (a plain `error()` where it runs).
 fn traceback(lua: &Lua, e: &Value) -> String {
-    let message = match e {
-        Value::String(s) => s.to_string_lossy(),
-        Value::Error(err) => match bad_argument(lua, err) {
-            Some(m) => m,
-            None => script_error((**err).clone()).message,
-        },
-        Value::Nil => "error (nil)".to_string(),
-        other => other
-            .to_string()
-            .unwrap_or_else(|_| format!("error ({})", other.type_name())),
+    let (message, frames) = match e {
+        Value::String(s) => split_frames(&s.to_string_lossy()),
+        Value::Error(err) => {
+            let (message, frames) = error_frames(err);
+            let message = bad_argument(lua, err).unwrap_or(message);
+            (message, frames)
+        }
+        Value::Nil => ("error (nil)".to_string(), None),
+        other => (
+            other
+                .to_string()
+                .unwrap_or_else(|_| format!("error ({})", other.type_name())),
+            None,
+        ),
     };
+    let frames = frames.unwrap_or_else(|| live_frames(lua));
+    if frames.is_empty() {
+        message
+    } else {
+        format!("{message}\nstack traceback:\n{}", frames.join("\n"))
+    }
+}
+
+/// The script's frames of the stack running the error handler.
+fn live_frames(lua: &Lua) -> Vec<String> {
     let mut frames = Vec::new();
     for level in 1..40 {
         let Some(d) = lua.inspect_stack(level) else {
@@ -317,9 +395,7 @@ fn traceback(lua: &Lua, e: &Value) -> String {
             continue;
         }
         let file = src.short_src.map(|s| s.to_string()).unwrap_or_default();
-        // The host's own wrappers (mlua's async glue, ours) are not the
-        // script's business.
-        if file == "gmailscript" || file == "[string \"?\"]" {
+        if host_frame(&file) {
             continue;
         }
         let line = d.curr_line();
@@ -336,17 +412,72 @@ fn traceback(lua: &Lua, e: &Value) -> String {
             });
         frames.push(format!("\t{file}:{line}: {name}"));
     }
-    if frames.is_empty() {
-        message
-    } else {
-        format!("{message}\nstack traceback:\n{}", frames.join("\n"))
+    frames
+}
+
+/// A message with a traceback Lua appended (a coroutine's error, as mlua
+/// returns it): the message, and the script's frames if there were any.
+fn split_frames(text: &str) -> (String, Option<Vec<String>>) {
+    match text.split_once("\nstack traceback:\n") {
+        Some((m, t)) => (m.to_string(), Some(script_frames(t))),
+        None => (text.to_string(), None),
     }
+}
+
+/// An mlua error's message and every traceback it carries, innermost
+/// first; `None` when it carries none.
+fn error_frames(err: &mlua::Error) -> (String, Option<Vec<String>>) {
+    match err {
+        mlua::Error::CallbackError { traceback, cause } => {
+            let (message, inner) = error_frames(cause);
+            let mut frames = inner.unwrap_or_default();
+            frames.extend(script_frames(traceback));
+            (message, Some(frames))
+        }
+        mlua::Error::RuntimeError(m) => split_frames(m),
+        mlua::Error::WithContext { context, cause } => {
+            let (message, frames) = error_frames(cause);
+            (format!("{context}: {message}"), frames)
+        }
+        other => (script_error(other.clone()).message, None),
+    }
+}
+
+/// The host's own wrappers (mlua's async glue, ours) are not the script's
+/// business: named `gmailscript`, or mlua's unnamed chunks.
+fn host_frame(file: &str) -> bool {
+    file == "gmailscript" || file.starts_with("[string \"?\"]")
+}
+
+/// The script's frames of a traceback Lua wrote (`luaL_traceback`): C
+/// functions (`[C]: in function 'error'`, mlua's `poll`), the host's
+/// wrappers and nested `stack traceback:` headings left out.
+fn script_frames(tb: &str) -> Vec<String> {
+    tb.lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("[C]:")
+                && *l != "stack traceback:"
+                && *l != "(...tail calls...)"
+                && !l.starts_with("[string \"?\"]")
+                && !l.starts_with("gmailscript:")
+        })
+        .map(|l| format!("\t{l}"))
+        .collect()
 }
 
 /// A wrong argument type names the function, as Lua's own errors do:
 /// `bad argument #1 to 'gmail.get' (error converting ...)`. mlua does not
 /// know the name, so it is read off the stack: the C function being called.
 fn bad_argument(lua: &Lua, err: &mlua::Error) -> Option<String> {
+    bad_argument_in(lua, err, 0)
+}
+
+/// `depth`: CallbackErrors around `err`. Past the first, the error was
+/// raised in a callback's coroutine, whose stack is gone: the name is read
+/// off that coroutine's traceback instead.
+fn bad_argument_in(lua: &Lua, err: &mlua::Error, depth: usize) -> Option<String> {
     let (pos, cause) = match err {
         mlua::Error::BadArgument {
             to: None,
@@ -354,9 +485,22 @@ fn bad_argument(lua: &Lua, err: &mlua::Error) -> Option<String> {
             cause,
             ..
         } => (*pos, cause),
-        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => {
-            return bad_argument(lua, cause)
+        mlua::Error::CallbackError { cause, traceback } => {
+            if depth >= 1 {
+                if let mlua::Error::BadArgument {
+                    to: None,
+                    pos,
+                    cause: why,
+                    ..
+                } = &**cause
+                {
+                    let name = called_in_traceback(traceback)?;
+                    return Some(bad_argument_text(lua, *pos, name, why));
+                }
+            }
+            return bad_argument_in(lua, cause, depth + 1);
         }
+        mlua::Error::WithContext { cause, .. } => return bad_argument_in(lua, cause, depth),
         _ => return None,
     };
     // The function the script called: a C function, or the Lua wrapper
@@ -379,7 +523,30 @@ fn bad_argument(lua: &Lua, err: &mlua::Error) -> Option<String> {
             break;
         }
     }
-    let name = name?;
+    Some(bad_argument_text(lua, pos, name?, cause))
+}
+
+/// The name of the function called where `tb` was taken: the first frame
+/// naming a C function (not mlua's `poll`, not `error`) or mlua's wrapper
+/// of an async one, as in `[string "?"]:4: in field 'get'`.
+fn called_in_traceback(tb: &str) -> Option<String> {
+    tb.lines().map(str::trim).find_map(|l| {
+        let c = l.starts_with("[C]:");
+        if !c && !l.starts_with("[string \"?\"]") {
+            return None;
+        }
+        let (_, quoted) = l.split_once(" '")?;
+        let n = quoted.strip_suffix('\'')?;
+        (!c || (n != "poll" && n != "error")).then(|| n.to_string())
+    })
+}
+
+fn bad_argument_text(lua: &Lua, pos: usize, name: String, cause: &mlua::Error) -> String {
+    // Lua names a function of a global table itself: `gmail.get`.
+    if name.contains('.') {
+        let cause = script_error(cause.clone()).message;
+        return format!("bad argument #{pos} to '{name}' ({cause})");
+    }
     let qualified = ["gmail", "output", "store", "json", "log", "time"]
         .iter()
         .find(|module| {
@@ -390,8 +557,8 @@ fn bad_argument(lua: &Lua, err: &mlua::Error) -> Option<String> {
         })
         .map(|module| format!("{module}.{name}"))
         .unwrap_or(name);
-    let cause = script_error((**cause).clone()).message;
-    Some(format!("bad argument #{pos} to '{qualified}' ({cause})"))
+    let cause = script_error(cause.clone()).message;
+    format!("bad argument #{pos} to '{qualified}' ({cause})")
 }
 
 /// Turn an mlua error into one readable line plus a traceback.

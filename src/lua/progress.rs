@@ -23,7 +23,11 @@ pub fn eprint_line(line: &str) {
 
 /// A batch's bar, on screen from now on: none when quiet, not asked for,
 /// or stderr is not a terminal. `total` messages, when known.
+/// A batch run from a callback of another gets none: the outer bar stays.
 pub fn start(ctx: &super::Ctx, enabled: bool, total: Option<u64>) -> Option<ProgressBar> {
+    if PROGRESS.with(|p| p.borrow().is_some()) {
+        return None;
+    }
     let bar = new_bar(ctx, enabled, total);
     PROGRESS.with(|p| *p.borrow_mut() = bar.clone());
     bar
@@ -33,8 +37,8 @@ pub fn start(ctx: &super::Ctx, enabled: bool, total: Option<u64>) -> Option<Prog
 pub fn finish(bar: Option<&ProgressBar>) {
     if let Some(pb) = bar {
         pb.finish_and_clear();
+        PROGRESS.with(|p| *p.borrow_mut() = None);
     }
-    PROGRESS.with(|p| *p.borrow_mut() = None);
 }
 
 /// Take the bar on screen off it (a batch dropped mid-run).

@@ -199,7 +199,7 @@ impl Writer for Mbox {
             }
             buf.push(b'\n');
         }
-        push_mboxrd(raw, buf);
+        push_mboxrd(&without_takeout_headers(raw), buf);
         self.file.append(&self.buf)?;
         self.file.count += 1;
         Ok(())
@@ -256,6 +256,38 @@ fn push_label(buf: &mut Vec<u8>, name: &str) {
         buf.push(b'"');
     } else {
         buf.extend_from_slice(name.as_bytes());
+    }
+}
+
+/// `raw` without the `X-GM-THRID` and `X-Gmail-Labels` headers (and their
+/// continuation lines) of its header section: a message imported from an
+/// earlier Takeout still carries them, and the record's own, written above
+/// from the message's current thread and labels, must be the only ones.
+fn without_takeout_headers(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let is_takeout = |line: &[u8]| {
+        let name = line.split(|&b| b == b':').next().unwrap_or(b"");
+        name.eq_ignore_ascii_case(b"X-GM-THRID") || name.eq_ignore_ascii_case(b"X-Gmail-Labels")
+    };
+    let mut out = Vec::with_capacity(raw.len());
+    let (mut in_header, mut dropping, mut dropped) = (true, false, false);
+    for line in raw.split_inclusive(|&b| b == b'\n') {
+        if in_header && matches!(line, b"\n" | b"\r\n") {
+            in_header = false;
+        } else if in_header {
+            // A folded header goes on on lines that start with a blank.
+            if !line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+                dropping = is_takeout(line);
+            }
+            if dropping {
+                dropped = true;
+                continue;
+            }
+        }
+        out.extend_from_slice(line);
+    }
+    match dropped {
+        true => std::borrow::Cow::Owned(out),
+        false => std::borrow::Cow::Borrowed(raw),
     }
 }
 

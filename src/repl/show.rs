@@ -24,8 +24,14 @@ const KEYWORDS: &[&str] = &[
 
 /// What an entry returned: one value per line, or tab-separated when
 /// each fits on one line (as the standalone Lua prompt prints them).
+/// Trailing nils after the first value are left out: a call's `value,
+/// nil` (no error) shows the value alone.
 pub fn values(values: &MultiValue) -> String {
-    let shown: Vec<String> = values.iter().map(top).collect();
+    let mut kept: Vec<&Value> = values.iter().collect();
+    while kept.len() > 1 && kept.last().is_some_and(|v| v.is_nil()) {
+        kept.pop();
+    }
+    let shown: Vec<String> = kept.into_iter().map(top).collect();
     if shown.iter().any(|s| s.contains('\n')) {
         shown.join("\n")
     } else {

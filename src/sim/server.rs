@@ -288,7 +288,17 @@ async fn serve(sim: Arc<Sim>, req: Request<Incoming>) -> Result<Response<Body>, 
 
     let api_call = path.starts_with("/gmail/v1/") || path == "/batch" || path == "/batch/gmail/v1";
     if !api_call {
-        return Ok(other(&sim, &method, &path, &target, &content_type, &body).await);
+        let mut r = other(&sim, &method, &path, &target, &content_type, &body).await;
+        // The simulator's own endpoints say its quota window, so a client
+        // pointed at a sped-up simulator can pace for it (Gmail's answers
+        // are left as Gmail's).
+        if path.starts_with("/_sim/") {
+            let window = format!("{}s", sim.quota.window.as_secs_f64());
+            if let Ok(v) = HeaderValue::from_str(&window) {
+                r.headers_mut().insert("x-gmailscript-sim-window", v);
+            }
+        }
+        return Ok(r);
     }
     let mut body = body.to_vec();
     if let Some((m, t, b)) = path

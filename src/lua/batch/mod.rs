@@ -77,6 +77,7 @@ pub async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Resul
     source_error.raise()?;
     callback_error.raise()?;
     note_outcome(&lua, &report, opts.state.as_ref());
+    ctx.outcome.borrow_mut().already_done += already_done.get();
     let t = report_table(&lua, &report, false)?;
     t.set("already_done", already_done.get())?;
     Ok(t)

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use futures_util::future::LocalBoxFuture;
 use indicatif::ProgressBar;
 use mlua::{Function, Lua, Table, Value};
 
@@ -78,53 +79,92 @@ impl LuaPolicy {
     fn raise(&self, e: mlua::Error) {
         self.error.keep(e);
     }
-}
 
-impl Policy for LuaPolicy {
-    fn on_error(&mut self, err: &ApiError, key: &str, attempt: u32) -> Decision {
-        let decision = match &self.on_error {
-            None => DefaultPolicy.on_error(err, key, attempt),
-            Some(f) => {
-                let call = || -> mlua::Result<Decision> {
-                    let (word, delay): (Value, Value) =
-                        f.call((err_table(&self.lua, err)?, key, attempt))?;
-                    let word = match &word {
-                        Value::String(s) => s.to_str()?.to_string(),
-                        // Nothing said: the default policy decides.
-                        Value::Nil => {
-                            return Ok(DefaultPolicy.on_error(err, key, attempt))
-                        }
-                        other => {
-                            return Err(mlua::Error::runtime(format!(
-                                "gmail.batch: on_error must return \"retry\", \"skip\", \"fail\", \"abort\" or \"split\", got {}",
-                                display(other)
-                            )))
-                        }
-                    };
-                    match Decision::parse(&word) {
-                        Some(Decision::Retry(_)) => Ok(Decision::Retry(retry_wait(&delay)?)),
-                        Some(d) => Ok(d),
-                        None => Err(mlua::Error::runtime(format!(
-                            "gmail.batch: on_error must return \"retry\", \"skip\", \"fail\", \"abort\" or \"split\", got {word:?}"
-                        ))),
-                    }
-                };
-                match call() {
-                    Ok(d) => d,
-                    Err(e) => {
-                        self.raise(e);
-                        Decision::Abort
-                    }
-                }
-            }
-        };
+    /// No on_error: the built-in policy, its retries shown on the bar.
+    fn default_decision(&mut self, err: &ApiError, key: &str, attempt: u32) -> Decision {
+        let d = DefaultPolicy.on_error(err, key, attempt);
+        self.count_retry(&d);
+        d
+    }
+
+    fn count_retry(&mut self, decision: &Decision) {
         if matches!(decision, Decision::Retry(_) | Decision::Split) {
             self.retries += 1;
             if let Some(pb) = &self.bar {
                 pb.set_message(format!("{} retries", self.retries));
             }
         }
+    }
+}
+
+impl LuaPolicy {
+    /// The decision of what the script's on_error returned (or raised).
+    fn decision(
+        &mut self,
+        err: &ApiError,
+        key: &str,
+        attempt: u32,
+        returned: mlua::Result<(Value, Value)>,
+    ) -> Decision {
+        let judge = |(word, delay): (Value, Value)| -> mlua::Result<Decision> {
+            let word = match &word {
+                Value::String(s) => s.to_str()?.to_string(),
+                // Nothing said: the default policy decides.
+                Value::Nil => return Ok(DefaultPolicy.on_error(err, key, attempt)),
+                other => {
+                    return Err(mlua::Error::runtime(format!(
+                        "gmail.batch: on_error must return \"retry\", \"skip\", \"fail\", \"abort\" or \"split\", got {}",
+                        display(other)
+                    )))
+                }
+            };
+            match Decision::parse(&word) {
+                Some(Decision::Retry(_)) => Ok(Decision::Retry(retry_wait(&delay)?)),
+                Some(d) => Ok(d),
+                None => Err(mlua::Error::runtime(format!(
+                    "gmail.batch: on_error must return \"retry\", \"skip\", \"fail\", \"abort\" or \"split\", got {word:?}"
+                ))),
+            }
+        };
+        let decision = match returned.and_then(judge) {
+            Ok(d) => d,
+            Err(e) => {
+                self.raise(e);
+                Decision::Abort
+            }
+        };
+        self.count_retry(&decision);
         decision
+    }
+}
+
+impl Policy for LuaPolicy {
+    fn on_error(&mut self, err: &ApiError, key: &str, attempt: u32) -> Decision {
+        let returned = match &self.on_error {
+            None => return self.default_decision(err, key, attempt),
+            Some(f) => err_table(&self.lua, err).and_then(|t| f.call((t, key, attempt))),
+        };
+        self.decision(err, key, attempt, returned)
+    }
+
+    /// The script's on_error runs as a coroutine of the host, so it may
+    /// call gmail.* (the run waits for it).
+    fn on_error_async<'a>(
+        &'a mut self,
+        err: &'a ApiError,
+        key: &'a str,
+        attempt: u32,
+    ) -> LocalBoxFuture<'a, Decision> {
+        Box::pin(async move {
+            let returned = match &self.on_error {
+                None => return self.default_decision(err, key, attempt),
+                Some(f) => match err_table(&self.lua, err) {
+                    Ok(t) => crate::lua::call_callback(&self.lua, f, (t, key, attempt)).await,
+                    Err(e) => Err(e),
+                },
+            };
+            self.decision(err, key, attempt, returned)
+        })
     }
 
     fn halt(&self) -> Option<String> {

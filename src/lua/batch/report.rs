@@ -44,6 +44,9 @@ pub fn note_outcome(lua: &Lua, r: &Report, state: Option<&LuaState>) {
     let ctx = crate::lua::ctx(lua);
     let mut o = ctx.outcome.borrow_mut();
     o.failed += r.failed.len() as u64;
+    o.ok += r.ok;
+    o.skipped += r.skipped.len() as u64;
+    o.not_done += r.not_done;
     if !r.failed.is_empty() {
         if let Some(s) = state {
             o.failures_in = Some(s.path());

@@ -2,6 +2,7 @@
 //! state (each id marked done, committed every 50 and at the end), the
 //! progress bar.
 
+use futures_util::future::LocalBoxFuture;
 use indicatif::ProgressBar;
 use mlua::{Function, Lua};
 
@@ -42,19 +43,9 @@ impl BatchSink {
     }
 }
 
-impl Sink for BatchSink {
-    fn deliver(&mut self, key: &str, answer: Answer) -> Result<(), String> {
-        if let Some(f) = &self.on_message {
-            let call = || -> mlua::Result<()> {
-                let msg = crate::lua::message::from_answer(&self.lua, answer)?;
-                f.call::<()>(msg)
-            };
-            if let Err(e) = call() {
-                let text = script_error(e.clone()).message;
-                self.error.keep(e);
-                return Err(text);
-            }
-        }
+impl BatchSink {
+    /// After on_message: the id marked done in the state, the bar moved.
+    fn done(&mut self, key: &str) -> Result<(), String> {
         if let Some(s) = &self.state {
             s.mark_done(key).map_err(|e| e.to_string())?;
             self.since_commit += 1;
@@ -67,6 +58,46 @@ impl Sink for BatchSink {
             pb.inc(1);
         }
         Ok(())
+    }
+
+    /// on_message raised: the run stops, the error kept to re-raise.
+    fn failed(&self, e: mlua::Error) -> Result<(), String> {
+        let text = script_error(e.clone()).message;
+        self.error.keep(e);
+        Err(text)
+    }
+}
+
+impl Sink for BatchSink {
+    fn deliver(&mut self, key: &str, answer: Answer) -> Result<(), String> {
+        if let Some(f) = &self.on_message {
+            let msg = crate::lua::message::from_answer(&self.lua, answer);
+            if let Err(e) = msg.and_then(|m| f.call::<()>(m)) {
+                return self.failed(e);
+            }
+        }
+        self.done(key)
+    }
+
+    /// on_message runs as a coroutine of the host, so it may call gmail.*
+    /// (the run waits for it).
+    fn deliver_async<'a>(
+        &'a mut self,
+        key: &'a str,
+        answer: Answer,
+    ) -> LocalBoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            if let Some(f) = &self.on_message {
+                let called = match crate::lua::message::from_answer(&self.lua, answer) {
+                    Ok(m) => crate::lua::call_callback::<()>(&self.lua, f, m).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = called {
+                    return self.failed(e);
+                }
+            }
+            self.done(key)
+        })
     }
 
     fn waiting(&mut self, until: Option<std::time::SystemTime>) {
