@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::bail;
 use tokio::sync::watch;
 
 use crate::auth::{FixedToken, TokenSource};
@@ -220,12 +219,8 @@ fn watch_interrupts() -> watch::Receiver<bool> {
 }
 
 pub async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<u8> {
-    if !args.script.exists() {
-        bail!(UsageError(format!(
-            "script {} not found (see scripts/ for examples)",
-            args.script.display()
-        )));
-    }
+    let script = crate::scripts::Script::resolve(&args.script)?;
+    tracing::info!("running {}", script.describe());
     let conn = connect(&args.conn).await?;
     let host = Host::new(HostConfig {
         client: conn.client.clone(),
@@ -239,9 +234,7 @@ pub async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<u8> {
     })
     .map_err(|e| anyhow::anyhow!("cannot set up Lua: {e}"))?;
     let local = tokio::task::LocalSet::new();
-    let result = local
-        .run_until(host.run_file(&args.script, &args.args))
-        .await;
+    let result = local.run_until(host.run_script(&script, &args.args)).await;
     let mut outcome = host.ctx.outcome.borrow().clone();
     // Ctrl-C ended a wait or a batch the script went past: still interrupted.
     outcome.cancelled |= host.ctx.cancelled();

@@ -36,6 +36,47 @@ pub enum Command {
     Sim(SimArgs),
     /// Google accounts: log in, add a service account, list them, log out.
     Auth(AuthArgs),
+    /// List the scripts built into gmailscript, or print one (to copy and
+    /// change): `gmailscript run NAME` runs one from any folder.
+    Scripts(ScriptsArgs),
+    /// Print a shell completion script for bash, zsh, fish, elvish or
+    /// powershell.
+    #[command(after_help = "Examples:
+  gmailscript completions bash > ~/.local/share/bash-completion/completions/gmailscript
+  gmailscript completions zsh > ~/.zfunc/_gmailscript       # with fpath+=(~/.zfunc) before compinit
+  gmailscript completions fish > ~/.config/fish/completions/gmailscript.fish")]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per command to a folder.
+    #[command(after_help = "Examples:
+  gmailscript man | man -l -
+  gmailscript man --dir ~/.local/share/man/man1              # gmailscript.1, gmailscript-run.1, ...")]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Examples:
+  gmailscript scripts                        # names and what each does
+  gmailscript scripts backup > my-backup.lua # a copy to change
+  gmailscript run backup --sim               # runs the shipped one, unless ./backup is a file")]
+pub struct ScriptsArgs {
+    /// Print this shipped script's source instead of the list.
+    #[arg(value_name = "NAME")]
+    pub name: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// Write gmailscript.1 and a page per subcommand (gmailscript-run.1, ...)
+    /// into this folder instead of printing gmailscript.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// Where to connect: the built-in simulator, a running one, or an account.
@@ -326,11 +367,11 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 1000)]
     pub messages: usize,
     /// Users with Gmail, comma-separated; the first is the default user (`me`).
-    #[arg(long, value_delimiter = ',', default_values_t = crate::sim::DEFAULT_USERS.iter().map(|s| s.to_string()))]
+    #[arg(long, value_name = "EMAIL,...", value_delimiter = ',', default_value = DEFAULT_USERS_ARG)]
     pub users: Vec<String>,
-    /// Users who exist but have no Gmail: their calls answer 400
-    /// failedPrecondition "Mail service not enabled".
-    #[arg(long, value_delimiter = ',', default_values_t = crate::sim::DEFAULT_NO_GMAIL.iter().map(|s| s.to_string()))]
+    /// Users who exist but have no Gmail, comma-separated: their calls
+    /// answer 400 failedPrecondition "Mail service not enabled".
+    #[arg(long, value_name = "EMAIL,...", value_delimiter = ',', default_value = DEFAULT_NO_GMAIL_ARG)]
     pub no_gmail_users: Vec<String>,
     /// Quota profile: 2026 (6,000 units/user/min; get costs 20), legacy
     /// (15,000; get costs 5), or off (no quota limit at all, per-second and
@@ -617,6 +658,11 @@ impl SimArgs {
     }
 }
 
+/// `crate::sim::DEFAULT_USERS` and `DEFAULT_NO_GMAIL` as the options take
+/// them (comma-separated), so the help shows a value that can be typed.
+const DEFAULT_USERS_ARG: &str = "me@example.com,alice@example.com,bob@example.com";
+const DEFAULT_NO_GMAIL_ARG: &str = "nogmail@example.com";
+
 /// The simulator's default calendar start (`crate::sim::DEFAULT_START_MS`).
 const DEFAULT_SIM_DATE: &str = "2026-06-01";
 
@@ -718,6 +764,23 @@ fn parse_outages(s: &str) -> Result<Outages, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_users_are_the_simulators_and_shown_as_typed() {
+        let a = sim_args(&[]).unwrap();
+        assert_eq!(a.users, crate::sim::DEFAULT_USERS);
+        assert_eq!(a.no_gmail_users, crate::sim::DEFAULT_NO_GMAIL);
+        use clap::CommandFactory as _;
+        let help = Cli::command()
+            .find_subcommand_mut("sim")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(
+            help.contains(&format!("[default: {DEFAULT_USERS_ARG}]")),
+            "{help}"
+        );
+    }
 
     #[test]
     fn sim_dates() {

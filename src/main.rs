@@ -40,6 +40,11 @@ fn main() -> ExitCode {
                 .await
                 .map(ExitCode::from),
             Command::Auth(args) => gmailscript::app_auth::auth(args).await.map(ExitCode::from),
+            Command::Scripts(args) => gmailscript::app_info::scripts(args).map(ExitCode::from),
+            Command::Completions(args) => {
+                gmailscript::app_info::completions(args).map(ExitCode::from)
+            }
+            Command::Man(args) => gmailscript::app_info::man(args).map(ExitCode::from),
         }
     });
     match result {

@@ -2,8 +2,11 @@
 //! log lines and the REPL's Ctrl-C find the bar here, so a line prints
 //! above it and an interrupted batch does not leave it drawn.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -72,4 +75,67 @@ fn new_bar(ctx: &super::Ctx, enabled: bool, total: Option<u64>) -> Option<Progre
     pb.set_message("0 retries");
     pb.enable_steady_tick(Duration::from_millis(200));
     Some(pb)
+}
+
+/// `items` as they are, keeping the bar's length true: a `total` is only
+/// what the script expected (a profile's count has spam and trash in it,
+/// ids done before are skipped), so the length is that less the ids
+/// skipped as done, never below the ids seen so far, and exactly the ids
+/// seen once they run out.
+pub fn true_length<T, E>(
+    items: impl Stream<Item = Result<T, E>>,
+    bar: Option<ProgressBar>,
+    skipped: Rc<Cell<u64>>,
+) -> impl Stream<Item = Result<T, E>> {
+    let bar = bar.filter(|b| b.length().is_some());
+    let total = bar.as_ref().and_then(|b| b.length()).unwrap_or(0);
+    let seen = Rc::new(Cell::new(0u64));
+    let (counter, end_bar, end_seen) = (seen.clone(), bar.clone(), seen);
+    let counted = items.inspect(move |r| {
+        if let (Some(b), Ok(_)) = (&bar, r) {
+            counter.set(counter.get() + 1);
+            b.set_length(total.saturating_sub(skipped.get()).max(counter.get()));
+        }
+    });
+    let end = futures_util::stream::once(async move {
+        if let Some(b) = end_bar {
+            b.set_length(end_seen.get());
+        }
+    })
+    .filter_map(|()| std::future::ready(None));
+    counted.chain(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_length_is_the_ids_seen_once_they_run_out() {
+        let bar = ProgressBar::hidden();
+        bar.set_length(1000);
+        let skipped = Rc::new(Cell::new(0));
+        let ids = futures_util::stream::iter((0..973).map(Ok::<_, ()>));
+        let mut s = Box::pin(true_length(ids, Some(bar.clone()), skipped.clone()));
+        s.next().await;
+        skipped.set(100);
+        s.next().await;
+        assert_eq!(
+            bar.length(),
+            Some(900),
+            "the expected count less the ids done before"
+        );
+        while s.next().await.is_some() {}
+        assert_eq!(bar.length(), Some(973));
+
+        // More ids than expected: the length follows.
+        let bar = ProgressBar::hidden();
+        bar.set_length(2);
+        let ids = futures_util::stream::iter((0..5).map(Ok::<_, ()>));
+        let mut s = Box::pin(true_length(ids, Some(bar.clone()), Rc::default()));
+        s.next().await;
+        s.next().await;
+        s.next().await;
+        assert_eq!(bar.length(), Some(3));
+    }
 }

@@ -40,6 +40,7 @@ pub async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Resul
     let items = ids::items(ids, opts.fetch, source_error.clone());
 
     let bar = progress::start(&ctx, opts.progress, opts.total);
+    let items = progress::true_length(items, bar.clone(), already_done.clone());
     // A Lua error from on_error, the chunk function or on_message.
     let callback_error = Raised::default();
     let mut policy = LuaPolicy::new(
