@@ -173,6 +173,62 @@ pub struct ConnArgs {
     pub idle_timeout: Duration,
 }
 
+/// For `run` with a script argument before `--` (`run export.lua --sim
+/// 'is:unread' u.jsonl`), the command line that works: the arguments clap
+/// did not take moved after `--`, in their order. None for other errors,
+/// and for a misspelt option (clap suggests the right one).
+pub fn script_args_tip(argv: &[String]) -> Option<String> {
+    if argv.get(1).map(String::as_str) != Some("run") || argv.iter().any(|a| a == "--") {
+        return None;
+    }
+    let mut kept = argv.to_vec();
+    let mut moved = Vec::new();
+    // Each round takes out one argument: at most as many rounds as there are.
+    for _ in 0..argv.len() {
+        let e = match Cli::try_parse_from(&kept) {
+            Ok(_) => break,
+            Err(e) => e,
+        };
+        if e.kind() != clap::error::ErrorKind::UnknownArgument
+            || e.get(clap::error::ContextKind::SuggestedArg).is_some()
+        {
+            return None;
+        }
+        let Some(clap::error::ContextValue::String(bad)) =
+            e.get(clap::error::ContextKind::InvalidArg)
+        else {
+            return None;
+        };
+        // The first occurrence after the script's name.
+        let at = kept.iter().skip(3).position(|a| a == bad)? + 3;
+        moved.push(kept.remove(at));
+    }
+    if moved.is_empty() || Cli::try_parse_from(&kept).is_err() {
+        return None;
+    }
+    let line: Vec<String> = std::iter::once("gmailscript".to_string())
+        .chain(kept[1..].iter().map(|a| shell_quote(a)))
+        .chain(std::iter::once("--".to_string()))
+        .chain(moved.iter().map(|a| shell_quote(a)))
+        .collect();
+    Some(format!(
+        "the script's own arguments go after `--`:\n\n  {}\n",
+        line.join(" ")
+    ))
+}
+
+/// `s` as a POSIX shell word.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=,+@%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 fn parse_bounded(s: &str, min: Duration, max: Duration, range: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d < min || d > max {
@@ -780,6 +836,50 @@ mod tests {
             help.contains(&format!("[default: {DEFAULT_USERS_ARG}]")),
             "{help}"
         );
+    }
+
+    #[test]
+    fn script_arguments_before_the_dashes_get_the_command_that_works() {
+        let argv = |s: &[&str]| s.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        let tip = |s: &[&str]| script_args_tip(&argv(s));
+        assert_eq!(
+            tip(&[
+                "gmailscript",
+                "run",
+                "scripts/export.lua",
+                "--sim",
+                "is:unread",
+                "u.jsonl"
+            ])
+            .unwrap(),
+            "the script's own arguments go after `--`:\n\n  \
+             gmailscript run scripts/export.lua --sim -- 'is:unread' u.jsonl\n"
+        );
+        // Options after the script's arguments stay before `--`.
+        let t = tip(&[
+            "gmailscript",
+            "run",
+            "s.lua",
+            "it's",
+            "--sim",
+            "--limit",
+            "5",
+        ])
+        .unwrap();
+        assert!(
+            t.contains("gmailscript run s.lua --sim -- 'it'\\''s' --limit 5"),
+            "{t}"
+        );
+        // A misspelt option is clap's to point out; a right line needs none.
+        assert_eq!(
+            tip(&["gmailscript", "run", "s.lua", "--sim-mesages", "5"]),
+            None
+        );
+        assert_eq!(
+            tip(&["gmailscript", "run", "s.lua", "--sim", "--", "x"]),
+            None
+        );
+        assert_eq!(tip(&["gmailscript", "sim", "x"]), None);
     }
 
     #[test]

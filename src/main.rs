@@ -18,7 +18,22 @@ fn main() -> ExitCode {
     let token = std::env::var_os(gmailscript::app::TOKEN_VAR);
     std::env::remove_var(gmailscript::app::TOKEN_VAR);
     gmailscript::app::set_env_token(token.and_then(|t| t.into_string().ok()));
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let argv: Vec<String> = std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let tip = (e.kind() == clap::error::ErrorKind::UnknownArgument)
+                .then(|| gmailscript::cli::script_args_tip(&argv))
+                .flatten();
+            let _ = e.print();
+            if let Some(tip) = tip {
+                eprintln!("\ntip: {tip}");
+            }
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
     init_logging(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -58,13 +73,17 @@ fn main() -> ExitCode {
 
 fn init_logging(verbose: u8) {
     use tracing_subscriber::prelude::*;
+    // gmailscript's own events; the libraries' (hyper, reqwest, h2,
+    // rustls: connection-pool chatter) only when RUST_LOG asks for them.
     let default = match verbose {
         0 => "warn",
-        1 => "info",
-        _ => "debug",
+        1 => "warn,gmailscript=info",
+        2 => "warn,gmailscript=debug",
+        _ => "warn,gmailscript=trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     // yup-oauth2 logs access and refresh tokens, codes and client secrets
     // at debug level: only its warnings get through, whatever RUST_LOG says.
     let no_secrets = tracing_subscriber::filter::filter_fn(|meta| {
@@ -75,6 +94,7 @@ fn init_logging(verbose: u8) {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                .with_ansi(ansi)
                 .with_filter(no_secrets),
         )
         .init();
