@@ -97,11 +97,17 @@ pub enum Script {
 }
 
 impl Script {
-    /// A file at `path` if there is one (a real file always wins), else the
-    /// shipped script of that name; else a usage error that lists them.
+    /// A file at `path` if there is one (a real file always wins; `NAME`
+    /// also means `NAME.lua`), else the shipped script of that name; else
+    /// a usage error that lists them.
     pub fn resolve(path: &Path) -> Result<Script, UsageError> {
         if path.is_file() {
             return Ok(Script::File(path.to_path_buf()));
+        }
+        // `run backup` with a backup.lua of one's own here: that one.
+        let with_lua = path.with_extension("lua");
+        if path.extension().is_none() && with_lua.is_file() {
+            return Ok(Script::File(with_lua));
         }
         if let Some(s) = find_shipped(path) {
             return Ok(Script::Shipped(s));

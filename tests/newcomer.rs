@@ -1,0 +1,326 @@
+//! The first hour (issue 16), as a newcomer meets it with the binary on
+//! the PATH: shipped scripts by name from any folder, completions and the
+//! man page, `require` of one's own modules, the tip for a forgotten `--`,
+//! logs that say what the engine does, and the smaller messages.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+mod common;
+use common::BIN;
+
+/// `gmailscript ARGS` in `cwd`, with its config and data directories under
+/// `home` (never the user's), no RUST_LOG, stderr a pipe.
+fn gs(home: &Path, cwd: &Path, args: &[&str]) -> Output {
+    gs_env(home, cwd, args, &[])
+}
+
+fn gs_env(home: &Path, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("GMAILSCRIPT_CONFIG_DIR", home.join("config"))
+        .env("GMAILSCRIPT_DATA_DIR", home.join("data"))
+        .env_remove("RUST_LOG")
+        .env_remove("LUA_PATH")
+        .env_remove("LUA_PATH_5_4")
+        .env_remove("GMAILSCRIPT_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("gmailscript runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[track_caller]
+fn ok(o: &Output) -> (String, String) {
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    (out, err)
+}
+
+#[test]
+fn a_shipped_script_runs_by_name_from_any_folder_and_a_real_file_wins() {
+    let home = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let sim = ["--sim", "--sim-messages", "30"];
+
+    let o = gs(
+        home.path(),
+        cwd.path(),
+        &[&["-v", "run", "backup"][..], &sim].concat(),
+    );
+    let (out, err) = ok(&o);
+    assert!(
+        out.starts_with("full backup of me@example.com to backup:"),
+        "{out}"
+    );
+    assert!(
+        err.contains("shipped script backup.lua"),
+        "-v says which ran: {err}"
+    );
+    assert!(cwd.path().join("backup/cur").is_dir());
+
+    // ./backup is now the backup folder: not a script, so the shipped one
+    // still runs (incrementally).
+    let (out, _) = ok(&gs(
+        home.path(),
+        cwd.path(),
+        &[&["run", "backup"][..], &sim].concat(),
+    ));
+    assert!(out.starts_with("incremental backup"), "{out}");
+
+    // A file of one's own wins, by its path or by the bare name.
+    std::fs::write(cwd.path().join("backup.lua"), "print('my own backup')\n").unwrap();
+    for name in ["backup.lua", "backup"] {
+        let o = gs(
+            home.path(),
+            cwd.path(),
+            &[&["-v", "run", name][..], &sim].concat(),
+        );
+        let (out, err) = ok(&o);
+        assert_eq!(out, "my own backup\n", "{name}");
+        assert!(err.contains("script file backup.lua"), "{name}: {err}");
+    }
+
+    // The README's path form works from any folder too.
+    let o = gs(
+        home.path(),
+        cwd.path(),
+        &[&["run", "scripts/stats.lua"][..], &sim].concat(),
+    );
+    assert!(ok(&o).0.contains("Top senders by count"));
+
+    // No such script: the shipped ones are named.
+    let o = gs(home.path(), cwd.path(), &["run", "bakup", "--sim"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("script bakup not found")
+            && err.contains("adaptive, backup, cleanup, export, stats"),
+        "{err}"
+    );
+}
+
+#[test]
+fn scripts_lists_the_shipped_ones_with_their_purpose_and_prints_one() {
+    let home = tempfile::tempdir().unwrap();
+    let (out, _) = ok(&gs(home.path(), home.path(), &["scripts"]));
+    for line in [
+        "backup    Back up a mailbox to a Maildir, and keep it up to date.",
+        "cleanup   Label and archive old newsletters.",
+        "export    Export the headers of the messages a query matches, one JSON object per line.",
+        "stats     Top senders by count and by size.",
+    ] {
+        assert!(
+            out.lines().any(|l| l == line),
+            "{line:?} missing in:\n{out}"
+        );
+    }
+    let (out, _) = ok(&gs(home.path(), home.path(), &["scripts", "export"]));
+    let on_disk =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/export.lua"))
+            .unwrap();
+    assert_eq!(out, on_disk);
+    let o = gs(home.path(), home.path(), &["scripts", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("no shipped script nope; they are adaptive, backup"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn completions_for_each_shell_and_the_man_page_come_from_the_same_definitions() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let (bash, _) = ok(&gs(h, h, &["completions", "bash"]));
+    assert!(
+        bash.contains("complete -F") && bash.contains("gmailscript"),
+        "{bash}"
+    );
+    for word in ["--sim-messages", "completions", "scripts"] {
+        assert!(bash.contains(word), "bash completion lacks {word}");
+    }
+    // The script is valid bash.
+    let path = h.join("gmailscript.bash");
+    std::fs::write(&path, &bash).unwrap();
+    if let Ok(check) = Command::new("bash").arg("-n").arg(&path).output() {
+        assert!(check.status.success(), "{}", text(&check.stderr));
+    }
+    let (zsh, _) = ok(&gs(h, h, &["completions", "zsh"]));
+    assert!(
+        zsh.starts_with("#compdef gmailscript"),
+        "{}",
+        &zsh[..zsh.len().min(200)]
+    );
+    assert!(zsh.contains("--sim-messages"));
+    let (fish, _) = ok(&gs(h, h, &["completions", "fish"]));
+    assert!(fish.contains("complete -c gmailscript") && fish.contains("sim-messages"));
+    let o = gs(h, h, &["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("bash"),
+        "names the shells: {}",
+        text(&o.stderr)
+    );
+
+    let (man, _) = ok(&gs(h, h, &["man"]));
+    assert!(man.contains(".TH gmailscript 1"));
+    assert!(man.contains("Move a lot of Gmail reliably"));
+    let dir = h.join("man1");
+    let (_, err) = ok(&gs(h, h, &["man", "--dir", dir.to_str().unwrap()]));
+    assert!(err.contains("man pages written to"), "{err}");
+    for page in [
+        "gmailscript.1",
+        "gmailscript-run.1",
+        "gmailscript-sim.1",
+        "gmailscript-auth-login.1",
+    ] {
+        let p = std::fs::read_to_string(dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(p.contains(".TH"), "{page}");
+    }
+    let run = std::fs::read_to_string(dir.join("gmailscript-run.1")).unwrap();
+    assert!(
+        run.contains("sim\\-messages"),
+        "the run page documents its options"
+    );
+}
+
+#[test]
+fn require_finds_modules_beside_the_script_in_the_user_folder_and_on_lua_path() {
+    let home = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let scripts = home.path().join("my scripts");
+    let user = home.path().join("config/lua");
+    let extra = home.path().join("extra");
+    for d in [&scripts, &user, &extra] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(scripts.join("helper.lua"), "return { who = 'beside' }\n").unwrap();
+    // The same name in the user folder loses to the one beside the script.
+    std::fs::write(user.join("helper.lua"), "return { who = 'user folder' }\n").unwrap();
+    std::fs::write(user.join("mine.lua"), "return { who = 'user folder' }\n").unwrap();
+    std::fs::create_dir_all(user.join("pkg")).unwrap();
+    std::fs::write(
+        user.join("pkg/init.lua"),
+        "return { who = 'user package' }\n",
+    )
+    .unwrap();
+    std::fs::write(extra.join("fromenv.lua"), "return { who = 'LUA_PATH' }\n").unwrap();
+    std::fs::write(
+        scripts.join("main.lua"),
+        "print(require('helper').who)\nprint(require('mine').who)\nprint(require('pkg').who)\n\
+         print(require('fromenv').who)\n",
+    )
+    .unwrap();
+    let lua_path = format!("{}/?.lua;;", extra.display());
+    let main = scripts.join("main.lua");
+    let o = gs_env(
+        home.path(),
+        elsewhere.path(),
+        &[
+            "run",
+            main.to_str().unwrap(),
+            "--sim",
+            "--sim-messages",
+            "1",
+        ],
+        &[("LUA_PATH", &lua_path)],
+    );
+    let (out, _) = ok(&o);
+    assert_eq!(out, "beside\nuser folder\nuser package\nLUA_PATH\n");
+
+    // A relative script path, run from its own parent folder.
+    let o = gs(
+        home.path(),
+        home.path(),
+        &["run", "my scripts/main.lua", "--sim", "--sim-messages", "1"],
+    );
+    assert_eq!(o.status.code(), Some(2), "fromenv is only on LUA_PATH");
+    let err = text(&o.stderr);
+    assert!(err.contains("module 'fromenv' not found"), "{err}");
+    assert!(
+        err.contains("my scripts/fromenv.lua") && err.contains("config/lua/fromenv.lua"),
+        "says where it looked: {err}"
+    );
+}
+
+#[test]
+fn script_arguments_before_the_dashes_get_a_tip_with_the_right_command() {
+    let home = tempfile::tempdir().unwrap();
+    let o = gs(
+        home.path(),
+        home.path(),
+        &["run", "scripts/export.lua", "--sim", "is:unread", "u.jsonl"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(err.contains("unexpected argument 'is:unread'"), "{err}");
+    assert!(
+        err.contains("gmailscript run scripts/export.lua --sim -- 'is:unread' u.jsonl"),
+        "{err}"
+    );
+    // A misspelt option gets clap's suggestion, not ours.
+    let o = gs(
+        home.path(),
+        home.path(),
+        &["run", "stats", "--sim-mesages", "5"],
+    );
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("--sim-messages") && !err.contains("go after `--`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn logs_say_what_the_engine_does_without_library_noise_or_colour_in_a_pipe() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let args = [
+        "run",
+        "backup",
+        "--sim",
+        "--sim-messages",
+        "40",
+        "--",
+        "out",
+    ];
+    let (_, err) = ok(&gs(h, h, &[&["-v"][..], &args].concat()));
+    assert!(
+        !err.contains('\x1b'),
+        "no escape codes when stderr is a pipe: {err:?}"
+    );
+    assert!(err.contains("chunk size 50 to start"), "{err}");
+    assert!(
+        err.contains(" chunks, ") && err.contains("quota units"),
+        "a chunk summary: {err}"
+    );
+    assert!(!err.contains("DEBUG"), "{err}");
+
+    std::fs::remove_dir_all(h.join("out")).unwrap();
+    let (_, err) = ok(&gs(h, h, &[&["-vv"][..], &args].concat()));
+    assert!(!err.contains('\x1b'));
+    assert!(
+        err.contains("POST /batch/gmail/v1 ("),
+        "per-call detail: {err}"
+    );
+    assert!(err.contains("GET /gmail/v1/users/me/profile"), "{err}");
+    for noisy in ["hyper", "reqwest", "h2::", "rustls"] {
+        assert!(
+            !err.lines().any(|l| l.contains(&format!(" {noisy}"))),
+            "{noisy} lines at -vv:\n{err}"
+        );
+    }
+
+    // The libraries' lines are there when RUST_LOG asks for them.
+    std::fs::remove_dir_all(h.join("out")).unwrap();
+    let o = gs_env(h, h, &args, &[("RUST_LOG", "hyper_util=debug")]);
+    let (_, err) = ok(&o);
+    assert!(err.contains("hyper_util"), "{err}");
+}
