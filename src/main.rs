@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("gmailscript: {e:#}");
+            eprintln!("gmailscript: {}", gmailscript::exit::one_line(&e));
             ExitCode::from(EXIT_USAGE)
         }
     }
@@ -108,12 +108,35 @@ async fn sim(args: gmailscript::cli::SimArgs) -> anyhow::Result<ExitCode> {
     writeln!(out, "{}", handle.base_url)?;
     out.flush()?;
     drop(out);
+    let sim = &handle.sim;
+    let users = sim.config.users.len();
+    let mailboxes = match &sim.config.mbox {
+        // What was loaded, not --messages (which only the others get).
+        Some(path) => {
+            let loaded = sim
+                .user(sim.default_user())
+                .map(|u| {
+                    let mb = sim.mailbox(&u).read();
+                    mb.unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .messages
+                        .len()
+                })
+                .unwrap_or(0);
+            let others = match users {
+                1 => String::new(),
+                _ => format!(", the others {} generated each", sim.config.messages),
+            };
+            format!(
+                "{} has the {loaded} messages of {}{others}",
+                sim.default_user(),
+                path.display()
+            )
+        }
+        None => format!("{} messages each", sim.config.messages),
+    };
     eprintln!(
-        "gmailscript sim: serving {} users ({} messages each) at {}; token {:?}; Ctrl-C stops",
-        handle.sim.config.users.len(),
-        handle.sim.config.messages,
-        handle.base_url,
-        handle.sim.config.token
+        "gmailscript sim: serving {users} users ({mailboxes}) at {}; token {:?}; Ctrl-C stops",
+        handle.base_url, sim.config.token
     );
     tokio::signal::ctrl_c().await?;
     handle.stop().await;
