@@ -201,21 +201,61 @@ async fn token_connection(
     })
 }
 
-/// Ctrl-C once: stop cleanly (batches in flight finish, state is flushed).
-/// Twice: exit at once.
+/// Ctrl-C (or SIGTERM, as from `kill` or a service manager) once: stop
+/// cleanly (batches in flight finish, state is flushed). Twice: exit at
+/// once.
 fn watch_interrupts() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
+        let mut signals = Signals::new();
+        let Some(first) = signals.next().await else {
             return;
-        }
-        eprintln!("\ngmailscript: stopping after the batches in flight (Ctrl-C again to quit now)");
+        };
+        eprintln!(
+            "\ngmailscript: {first}: stopping after the batches in flight (Ctrl-C again to quit now)"
+        );
         let _ = tx.send(true);
-        if tokio::signal::ctrl_c().await.is_ok() {
+        if signals.next().await.is_some() {
             std::process::exit(EXIT_INTERRUPTED as i32);
         }
     });
     rx
+}
+
+/// Ctrl-C and, on Unix, SIGTERM, as one stream of stop requests.
+pub struct Signals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    pub fn new() -> Signals {
+        Signals {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// The next request to stop, named; None if signals cannot be caught.
+    pub async fn next(&mut self) -> Option<&'static str> {
+        #[cfg(unix)]
+        if let Some(term) = self.term.as_mut() {
+            return tokio::select! {
+                r = tokio::signal::ctrl_c() => r.ok().map(|()| "interrupted (Ctrl-C)"),
+                _ = term.recv() => Some("terminated (SIGTERM)"),
+            };
+        }
+        tokio::signal::ctrl_c()
+            .await
+            .ok()
+            .map(|()| "interrupted (Ctrl-C)")
+    }
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Signals::new()
+    }
 }
 
 pub async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<u8> {

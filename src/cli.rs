@@ -302,10 +302,15 @@ pub struct ReplArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-#[command(
-    after_help = "Accounts live in the user's config directory (~/.config/gmailscript on Linux; \
-GMAILSCRIPT_CONFIG_DIR overrides it), readable only by the user. See docs/accounts.md."
-)]
+#[command(after_help = "Examples:
+  gmailscript auth login --client-secret client_secret.json   # opens the browser; read-only
+  gmailscript auth login --account tidy --scope modify        # another account, may label and trash
+  gmailscript auth service-account --key sa-key.json --subject admin@example.com --account corp
+  gmailscript auth status                                     # accounts, scopes, email, token expiry
+  gmailscript auth logout --account tidy                      # revoke and delete its tokens
+
+Accounts live in the user's config directory (~/.config/gmailscript on Linux; \
+GMAILSCRIPT_CONFIG_DIR overrides it), readable only by the user. See docs/accounts.md.")]
 pub struct AuthArgs {
     #[command(subcommand)]
     pub command: AuthCommand,
@@ -404,14 +409,19 @@ pub struct LogoutArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-#[command(
-    after_help = "The first line of standard output is the base URL, e.g. \
+#[command(after_help = "Examples:
+  gmailscript sim                                   # 1,000 messages per user, seed 1, a free port
+  gmailscript sim --messages 5000 --seed 7 --speed 30
+  gmailscript sim --realism gmail --port 8080       # lockouts, a per-second limit, HTML 502s, latency
+  gmailscript sim --mbox takeout.mbox               # your own mail, exported by Google Takeout
+  GMAILSCRIPT_TOKEN=sim-token gmailscript run backup --endpoint http://127.0.0.1:8080
+
+The first line of standard output is the base URL, e.g. \
 http://127.0.0.1:41234. Point a client at it with the token `sim-token` (or --token): \
 GET {base}/gmail/v1/users/me/messages with `Authorization: Bearer sim-token`. \
 The batch endpoint is {base}/batch/gmail/v1 (also {base}/batch), the OAuth token \
 endpoint {base}/token, and {base}/_sim/stats reports calls, quota units and rate errors. \
-Stop with Ctrl-C."
-)]
+Stop with Ctrl-C.")]
 pub struct SimArgs {
     /// Port on 127.0.0.1; 0 picks a free one.
     #[arg(long, default_value_t = 0)]
@@ -880,6 +890,58 @@ mod tests {
             None
         );
         assert_eq!(tip(&["gmailscript", "sim", "x"]), None);
+    }
+
+    /// Every command line under "Examples:" in every help text parses.
+    #[test]
+    fn the_help_examples_are_command_lines_that_parse() {
+        use clap::CommandFactory as _;
+        fn walk(cmd: &mut clap::Command, found: &mut Vec<String>) {
+            let help = cmd.render_long_help().to_string();
+            if let Some((_, rest)) = help.split_once("Examples:\n") {
+                for line in rest.lines().take_while(|l| !l.trim().is_empty()) {
+                    found.push(line.to_string());
+                }
+            }
+            for sub in cmd.get_subcommands_mut() {
+                walk(sub, found);
+            }
+        }
+        let mut lines = Vec::new();
+        walk(&mut Cli::command(), &mut lines);
+        assert!(lines.len() > 20, "{lines:?}");
+        for line in &lines {
+            // The pipeline's gmailscript part, up to a comment or a
+            // redirection; no VAR=value.
+            let cmd = line.split('#').next().unwrap();
+            let cmd = cmd
+                .split('|')
+                .find(|part| part.contains("gmailscript"))
+                .unwrap_or(cmd);
+            let cmd = cmd.split('>').next().unwrap();
+            let mut words = Vec::new();
+            let mut quoted = false;
+            let mut word = String::new();
+            for c in cmd.chars() {
+                match c {
+                    '\'' => quoted = !quoted,
+                    ' ' if !quoted => {
+                        if !word.is_empty() {
+                            words.push(std::mem::take(&mut word));
+                        }
+                    }
+                    c => word.push(c),
+                }
+            }
+            if !word.is_empty() {
+                words.push(word);
+            }
+            let words: Vec<String> = words.into_iter().skip_while(|w| w.contains('=')).collect();
+            assert_eq!(words[0], "gmailscript", "{line}");
+            if let Err(e) = Cli::try_parse_from(&words) {
+                panic!("example {line:?} does not parse: {e}");
+            }
+        }
     }
 
     #[test]

@@ -138,7 +138,10 @@ async fn sim(args: gmailscript::cli::SimArgs) -> anyhow::Result<ExitCode> {
         "gmailscript sim: serving {users} users ({mailboxes}) at {}; token {:?}; Ctrl-C stops",
         handle.base_url, sim.config.token
     );
-    tokio::signal::ctrl_c().await?;
+    // Ctrl-C or SIGTERM: stop serving and exit 0.
+    if gmailscript::app::Signals::new().next().await.is_none() {
+        anyhow::bail!("cannot listen for Ctrl-C");
+    }
     handle.stop().await;
     Ok(ExitCode::SUCCESS)
 }

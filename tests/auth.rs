@@ -549,7 +549,10 @@ fn service_accounts_act_for_a_subject_and_are_refused_without_one() {
     );
     // No row has the star, so no legend for it: how runs choose instead.
     assert!(!s.contains('*'), "{s}");
-    assert!(s.contains("No account is named default: runs need --account NAME"), "{s}");
+    assert!(
+        s.contains("No account is named default: runs need --account NAME"),
+        "{s}"
+    );
 
     let run = |extra: &[&str]| home.run_on(&sim, "corp", &script, extra);
     let out = run(&[]);

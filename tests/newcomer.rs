@@ -324,3 +324,214 @@ fn logs_say_what_the_engine_does_without_library_noise_or_colour_in_a_pipe() {
     let (_, err) = ok(&o);
     assert!(err.contains("hyper_util"), "{err}");
 }
+
+#[test]
+fn sigterm_stops_like_ctrl_c_with_the_work_saved() {
+    use std::io::{BufRead, BufReader};
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let mut child = Command::new(BIN)
+        .args([
+            "-v",
+            "run",
+            "backup",
+            "--sim",
+            "--sim-messages",
+            "600",
+            "--",
+            "out",
+        ])
+        .current_dir(h)
+        .env("GMAILSCRIPT_CONFIG_DIR", h.join("config"))
+        .env("GMAILSCRIPT_DATA_DIR", h.join("data"))
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    // The first summary line says chunks have gone out and come back.
+    loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "ended early:\n{seen}"
+        );
+        seen.push_str(&line);
+        if line.contains(" chunks, ") {
+            break;
+        }
+    }
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: kill(2) on the child's own pid, which has not been waited for.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(
+        rest.contains("gmailscript: terminated (SIGTERM): stopping after the batches in flight"),
+        "{rest}"
+    );
+    assert!(
+        rest.contains("gmailscript: interrupted; what was done is saved"),
+        "{rest}"
+    );
+    let fetched: u64 = out
+        .split(": ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(fetched > 0 && fetched < 580, "{out}");
+
+    // What was fetched is kept: the rerun (the same mailbox, unpaced)
+    // starts from there.
+    let again = [
+        "run",
+        "backup",
+        "--sim",
+        "--sim-messages",
+        "600",
+        "--sim-quota",
+        "off",
+        "--",
+        "out",
+    ];
+    let (out, _) = ok(&gs(h, h, &again));
+    assert!(out.contains(&format!("{fetched} already there")), "{out}");
+}
+
+#[test]
+fn an_os_error_is_said_once() {
+    let home = tempfile::tempdir().unwrap();
+    let o = gs(
+        home.path(),
+        home.path(),
+        &["sim", "--mbox", "/nonexistent/mail.mbox"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert_eq!(err.matches("(os error 2)").count(), 1, "{err}");
+    assert!(
+        err.starts_with("gmailscript: cannot open /nonexistent/mail.mbox: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_sim_banner_counts_the_messages_of_the_mbox() {
+    use std::io::{BufRead, BufReader};
+    let home = tempfile::tempdir().unwrap();
+    let mbox = home.path().join("takeout.mbox");
+    let one = |n: u32| {
+        format!(
+            "From 17000000000000000{n:02}@xxx Mon Jan 01 10:00:00 +0000 2024\nFrom: a@example.com\n\
+             To: me@example.com\nSubject: message {n}\nDate: Mon, 1 Jan 2024 10:00:00 +0000\n\
+             Message-ID: <m{n}@example.com>\n\nbody {n}\n\n"
+        )
+    };
+    std::fs::write(&mbox, (1..=3).map(one).collect::<String>()).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["sim", "--port", "0", "--messages", "50", "--mbox"])
+        .arg(&mbox)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let mut banner = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        banner.contains(&format!(
+            "serving 3 users (me@example.com has the 3 messages of {}, the others 50 generated each)",
+            mbox.display()
+        )),
+        "{banner}"
+    );
+}
+
+#[test]
+fn what_the_readme_tour_writes_in_the_checkout_is_ignored_by_git() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let ignore = std::fs::read_to_string(format!("{root}/.gitignore")).unwrap();
+    let ignored: Vec<&str> = ignore.lines().collect();
+    assert!(
+        readme.contains("scripts/backup.lua --sim "),
+        "the tour backs up into ./backup"
+    );
+    assert!(
+        readme.contains("--sim -- 'is:unread' unread.jsonl"),
+        "the tour exports unread.jsonl"
+    );
+    for path in ["/backup/", "/unread.jsonl"] {
+        assert!(ignored.contains(&path), ".gitignore lacks {path}");
+    }
+}
+
+#[test]
+fn the_backup_bar_counts_to_the_messages_there_are() {
+    use expectrl::session::OsSession as Session;
+    use expectrl::{Eof, Expect};
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "run",
+        "backup",
+        "--sim",
+        "--sim-messages",
+        "400",
+        "--",
+        "out",
+    ])
+    .current_dir(h)
+    .env("GMAILSCRIPT_CONFIG_DIR", h.join("config"))
+    .env("GMAILSCRIPT_DATA_DIR", h.join("data"))
+    .env("TERM", "xterm")
+    .env_remove("RUST_LOG");
+    let mut p = Session::spawn(cmd).expect("runs on a pty");
+    p.get_process_mut().set_window_size(150, 40).unwrap();
+    p.set_expect_timeout(Some(std::time::Duration::from_secs(120)));
+    let all = p.expect(Eof).expect("the run ends");
+    let screen = text(all.as_bytes());
+    let fetched: u64 = screen
+        .split(" fetched")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(fetched < 400, "some of the 400 are spam or trash: {screen}");
+    // Every frame of the bar: "POS/LEN messages".
+    let frames: Vec<(u64, u64)> = screen
+        .split(" messages")
+        .filter_map(|before| {
+            let word = before.rsplit([' ', '\r', '\n']).next()?;
+            let (pos, len) = word.split_once('/')?;
+            Some((pos.parse().ok()?, len.parse().ok()?))
+        })
+        .collect();
+    assert!(frames.len() >= 3, "the bar was drawn: {screen}");
+    // The profile's 400 count spam and trash; the listing is read ahead of
+    // the fetching, so from the first message on the bar's length is the
+    // number there are.
+    assert_eq!(frames.last().unwrap().1, fetched, "{frames:?}");
+    assert!(
+        frames
+            .iter()
+            .filter(|(pos, _)| *pos > 0)
+            .all(|(_, len)| *len == fetched),
+        "{frames:?}"
+    );
+}
