@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::bail;
 use tokio::sync::watch;
 
 use crate::auth::{FixedToken, TokenSource};
@@ -283,21 +282,61 @@ async fn token_connection(
     })
 }
 
-/// Ctrl-C once: stop cleanly (batches in flight finish, state is flushed).
-/// Twice: exit at once.
+/// Ctrl-C (or SIGTERM, as from `kill` or a service manager) once: stop
+/// cleanly (batches in flight finish, state is flushed). Twice: exit at
+/// once.
 fn watch_interrupts() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
+        let mut signals = Signals::new();
+        let Some(first) = signals.next().await else {
             return;
-        }
-        eprintln!("\ngmailscript: stopping after the batches in flight (Ctrl-C again to quit now)");
+        };
+        eprintln!(
+            "\ngmailscript: {first}: stopping after the batches in flight (Ctrl-C again to quit now)"
+        );
         let _ = tx.send(true);
-        if tokio::signal::ctrl_c().await.is_ok() {
+        if signals.next().await.is_some() {
             std::process::exit(EXIT_INTERRUPTED as i32);
         }
     });
     rx
+}
+
+/// Ctrl-C and, on Unix, SIGTERM, as one stream of stop requests.
+pub struct Signals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    pub fn new() -> Signals {
+        Signals {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// The next request to stop, named; None if signals cannot be caught.
+    pub async fn next(&mut self) -> Option<&'static str> {
+        #[cfg(unix)]
+        if let Some(term) = self.term.as_mut() {
+            return tokio::select! {
+                r = tokio::signal::ctrl_c() => r.ok().map(|()| "interrupted (Ctrl-C)"),
+                _ = term.recv() => Some("terminated (SIGTERM)"),
+            };
+        }
+        tokio::signal::ctrl_c()
+            .await
+            .ok()
+            .map(|()| "interrupted (Ctrl-C)")
+    }
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Signals::new()
+    }
 }
 
 pub async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<u8> {
@@ -373,12 +412,8 @@ impl RunReport {
 }
 
 async fn run_script(args: RunArgs, verbose: u8, outcome_out: &mut Outcome) -> anyhow::Result<u8> {
-    if !args.script.exists() {
-        bail!(UsageError(format!(
-            "script {} not found (see scripts/ for examples)",
-            args.script.display()
-        )));
-    }
+    let script = crate::scripts::Script::resolve(&args.script)?;
+    tracing::info!("running {}", script.describe());
     let conn = connect(&args.conn).await?;
     let host = Host::new(HostConfig {
         client: conn.client.clone(),
@@ -392,9 +427,7 @@ async fn run_script(args: RunArgs, verbose: u8, outcome_out: &mut Outcome) -> an
     })
     .map_err(|e| anyhow::anyhow!("cannot set up Lua: {e}"))?;
     let local = tokio::task::LocalSet::new();
-    let result = local
-        .run_until(host.run_file(&args.script, &args.args))
-        .await;
+    let result = local.run_until(host.run_script(&script, &args.args)).await;
     let mut outcome = host.ctx.outcome.borrow().clone();
     // Ctrl-C ended a wait or a batch the script went past: still interrupted.
     outcome.cancelled |= host.ctx.cancelled();

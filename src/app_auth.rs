@@ -295,10 +295,19 @@ fn status(store: &AccountStore) -> anyhow::Result<u8> {
             .collect();
         println!("{}", line.join("  ").trim_end());
     }
-    println!(
-        "\n* the default account, used when --account is not given. Saved in {}.",
-        store.root().display()
-    );
+    // The legend only where a row has the star; else say how runs choose.
+    if rows.iter().skip(1).any(|r| r[0] == "*") {
+        println!(
+            "\n* the default account, used when --account is not given. Saved in {}.",
+            store.root().display()
+        );
+    } else {
+        println!(
+            "\nNo account is named {DEFAULT_ACCOUNT}: runs need --account NAME (or log in with \
+             --account {DEFAULT_ACCOUNT} to have one). Saved in {}.",
+            store.root().display()
+        );
+    }
     Ok(EXIT_OK)
 }
 

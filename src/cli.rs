@@ -36,6 +36,47 @@ pub enum Command {
     Sim(SimArgs),
     /// Google accounts: log in, add a service account, list them, log out.
     Auth(AuthArgs),
+    /// List the scripts built into gmailscript, or print one (to copy and
+    /// change): `gmailscript run NAME` runs one from any folder.
+    Scripts(ScriptsArgs),
+    /// Print a shell completion script for bash, zsh, fish, elvish or
+    /// powershell.
+    #[command(after_help = "Examples:
+  gmailscript completions bash > ~/.local/share/bash-completion/completions/gmailscript
+  gmailscript completions zsh > ~/.zfunc/_gmailscript       # with fpath+=(~/.zfunc) before compinit
+  gmailscript completions fish > ~/.config/fish/completions/gmailscript.fish")]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per command to a folder.
+    #[command(after_help = "Examples:
+  gmailscript man | man -l -
+  gmailscript man --dir ~/.local/share/man/man1              # gmailscript.1, gmailscript-run.1, ...")]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Examples:
+  gmailscript scripts                        # names and what each does
+  gmailscript scripts backup > my-backup.lua # a copy to change
+  gmailscript run backup --sim               # runs the shipped one, unless ./backup is a file")]
+pub struct ScriptsArgs {
+    /// Print this shipped script's source instead of the list.
+    #[arg(value_name = "NAME")]
+    pub name: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// Write gmailscript.1 and a page per subcommand (gmailscript-run.1, ...)
+    /// into this folder instead of printing gmailscript.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// Where to connect: the built-in simulator, a running one, or an account.
@@ -137,6 +178,62 @@ pub struct ConnArgs {
     pub idle_timeout: Duration,
 }
 
+/// For `run` with a script argument before `--` (`run export.lua --sim
+/// 'is:unread' u.jsonl`), the command line that works: the arguments clap
+/// did not take moved after `--`, in their order. None for other errors,
+/// and for a misspelt option (clap suggests the right one).
+pub fn script_args_tip(argv: &[String]) -> Option<String> {
+    if argv.get(1).map(String::as_str) != Some("run") || argv.iter().any(|a| a == "--") {
+        return None;
+    }
+    let mut kept = argv.to_vec();
+    let mut moved = Vec::new();
+    // Each round takes out one argument: at most as many rounds as there are.
+    for _ in 0..argv.len() {
+        let e = match Cli::try_parse_from(&kept) {
+            Ok(_) => break,
+            Err(e) => e,
+        };
+        if e.kind() != clap::error::ErrorKind::UnknownArgument
+            || e.get(clap::error::ContextKind::SuggestedArg).is_some()
+        {
+            return None;
+        }
+        let Some(clap::error::ContextValue::String(bad)) =
+            e.get(clap::error::ContextKind::InvalidArg)
+        else {
+            return None;
+        };
+        // The first occurrence after the script's name.
+        let at = kept.iter().skip(3).position(|a| a == bad)? + 3;
+        moved.push(kept.remove(at));
+    }
+    if moved.is_empty() || Cli::try_parse_from(&kept).is_err() {
+        return None;
+    }
+    let line: Vec<String> = std::iter::once("gmailscript".to_string())
+        .chain(kept[1..].iter().map(|a| shell_quote(a)))
+        .chain(std::iter::once("--".to_string()))
+        .chain(moved.iter().map(|a| shell_quote(a)))
+        .collect();
+    Some(format!(
+        "the script's own arguments go after `--`:\n\n  {}\n",
+        line.join(" ")
+    ))
+}
+
+/// `s` as a POSIX shell word.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=,+@%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 fn parse_bounded(s: &str, min: Duration, max: Duration, range: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d < min || d > max {
@@ -214,10 +311,15 @@ pub struct ReplArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-#[command(
-    after_help = "Accounts live in the user's config directory (~/.config/gmailscript on Linux; \
-GMAILSCRIPT_CONFIG_DIR overrides it), readable only by the user. See docs/accounts.md."
-)]
+#[command(after_help = "Examples:
+  gmailscript auth login --client-secret client_secret.json   # opens the browser; read-only
+  gmailscript auth login --account tidy --scope modify        # another account, may label and trash
+  gmailscript auth service-account --key sa-key.json --subject admin@example.com --account corp
+  gmailscript auth status                                     # accounts, scopes, email, token expiry
+  gmailscript auth logout --account tidy                      # revoke and delete its tokens
+
+Accounts live in the user's config directory (~/.config/gmailscript on Linux; \
+GMAILSCRIPT_CONFIG_DIR overrides it), readable only by the user. See docs/accounts.md.")]
 pub struct AuthArgs {
     #[command(subcommand)]
     pub command: AuthCommand,
@@ -316,14 +418,19 @@ pub struct LogoutArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-#[command(
-    after_help = "The first line of standard output is the base URL, e.g. \
+#[command(after_help = "Examples:
+  gmailscript sim                                   # 1,000 messages per user, seed 1, a free port
+  gmailscript sim --messages 5000 --seed 7 --speed 30
+  gmailscript sim --realism gmail --port 8080       # lockouts, a per-second limit, HTML 502s, latency
+  gmailscript sim --mbox takeout.mbox               # your own mail, exported by Google Takeout
+  GMAILSCRIPT_TOKEN=sim-token gmailscript run backup --endpoint http://127.0.0.1:8080
+
+The first line of standard output is the base URL, e.g. \
 http://127.0.0.1:41234. Point a client at it with the token `sim-token` (or --token): \
 GET {base}/gmail/v1/users/me/messages with `Authorization: Bearer sim-token`. \
 The batch endpoint is {base}/batch/gmail/v1 (also {base}/batch), the OAuth token \
 endpoint {base}/token, and {base}/_sim/stats reports calls, quota units and rate errors. \
-Stop with Ctrl-C."
-)]
+Stop with Ctrl-C.")]
 pub struct SimArgs {
     /// Port on 127.0.0.1; 0 picks a free one.
     #[arg(long, default_value_t = 0)]
@@ -335,11 +442,11 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 1000)]
     pub messages: usize,
     /// Users with Gmail, comma-separated; the first is the default user (`me`).
-    #[arg(long, value_delimiter = ',', default_values_t = crate::sim::DEFAULT_USERS.iter().map(|s| s.to_string()))]
+    #[arg(long, value_name = "EMAIL,...", value_delimiter = ',', default_value = DEFAULT_USERS_ARG)]
     pub users: Vec<String>,
-    /// Users who exist but have no Gmail: their calls answer 400
-    /// failedPrecondition "Mail service not enabled".
-    #[arg(long, value_delimiter = ',', default_values_t = crate::sim::DEFAULT_NO_GMAIL.iter().map(|s| s.to_string()))]
+    /// Users who exist but have no Gmail, comma-separated: their calls
+    /// answer 400 failedPrecondition "Mail service not enabled".
+    #[arg(long, value_name = "EMAIL,...", value_delimiter = ',', default_value = DEFAULT_NO_GMAIL_ARG)]
     pub no_gmail_users: Vec<String>,
     /// Quota profile: 2026 (6,000 units/user/min; get costs 20), legacy
     /// (15,000; get costs 5), or off (no quota limit at all, per-second and
@@ -638,6 +745,11 @@ impl SimArgs {
     }
 }
 
+/// `crate::sim::DEFAULT_USERS` and `DEFAULT_NO_GMAIL` as the options take
+/// them (comma-separated), so the help shows a value that can be typed.
+const DEFAULT_USERS_ARG: &str = "me@example.com,alice@example.com,bob@example.com";
+const DEFAULT_NO_GMAIL_ARG: &str = "nogmail@example.com";
+
 /// The simulator's default calendar start (`crate::sim::DEFAULT_START_MS`).
 const DEFAULT_SIM_DATE: &str = "2026-06-01";
 
@@ -739,6 +851,119 @@ fn parse_outages(s: &str) -> Result<Outages, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_users_are_the_simulators_and_shown_as_typed() {
+        let a = sim_args(&[]).unwrap();
+        assert_eq!(a.users, crate::sim::DEFAULT_USERS);
+        assert_eq!(a.no_gmail_users, crate::sim::DEFAULT_NO_GMAIL);
+        use clap::CommandFactory as _;
+        let help = Cli::command()
+            .find_subcommand_mut("sim")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(
+            help.contains(&format!("[default: {DEFAULT_USERS_ARG}]")),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn script_arguments_before_the_dashes_get_the_command_that_works() {
+        let argv = |s: &[&str]| s.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        let tip = |s: &[&str]| script_args_tip(&argv(s));
+        assert_eq!(
+            tip(&[
+                "gmailscript",
+                "run",
+                "scripts/export.lua",
+                "--sim",
+                "is:unread",
+                "u.jsonl"
+            ])
+            .unwrap(),
+            "the script's own arguments go after `--`:\n\n  \
+             gmailscript run scripts/export.lua --sim -- 'is:unread' u.jsonl\n"
+        );
+        // Options after the script's arguments stay before `--`.
+        let t = tip(&[
+            "gmailscript",
+            "run",
+            "s.lua",
+            "it's",
+            "--sim",
+            "--limit",
+            "5",
+        ])
+        .unwrap();
+        assert!(
+            t.contains("gmailscript run s.lua --sim -- 'it'\\''s' --limit 5"),
+            "{t}"
+        );
+        // A misspelt option is clap's to point out; a right line needs none.
+        assert_eq!(
+            tip(&["gmailscript", "run", "s.lua", "--sim-mesages", "5"]),
+            None
+        );
+        assert_eq!(
+            tip(&["gmailscript", "run", "s.lua", "--sim", "--", "x"]),
+            None
+        );
+        assert_eq!(tip(&["gmailscript", "sim", "x"]), None);
+    }
+
+    /// Every command line under "Examples:" in every help text parses.
+    #[test]
+    fn the_help_examples_are_command_lines_that_parse() {
+        use clap::CommandFactory as _;
+        fn walk(cmd: &mut clap::Command, found: &mut Vec<String>) {
+            let help = cmd.render_long_help().to_string();
+            if let Some((_, rest)) = help.split_once("Examples:\n") {
+                for line in rest.lines().take_while(|l| !l.trim().is_empty()) {
+                    found.push(line.to_string());
+                }
+            }
+            for sub in cmd.get_subcommands_mut() {
+                walk(sub, found);
+            }
+        }
+        let mut lines = Vec::new();
+        walk(&mut Cli::command(), &mut lines);
+        assert!(lines.len() > 20, "{lines:?}");
+        for line in &lines {
+            // The pipeline's gmailscript part, up to a comment or a
+            // redirection; no VAR=value.
+            let cmd = line.split('#').next().unwrap();
+            let cmd = cmd
+                .split('|')
+                .find(|part| part.contains("gmailscript"))
+                .unwrap_or(cmd);
+            let cmd = cmd.split('>').next().unwrap();
+            let mut words = Vec::new();
+            let mut quoted = false;
+            let mut word = String::new();
+            for c in cmd.chars() {
+                match c {
+                    '\'' => quoted = !quoted,
+                    ' ' if !quoted => {
+                        if !word.is_empty() {
+                            words.push(std::mem::take(&mut word));
+                        }
+                    }
+                    c => word.push(c),
+                }
+            }
+            if !word.is_empty() {
+                words.push(word);
+            }
+            let words: Vec<String> = words.into_iter().skip_while(|w| w.contains('=')).collect();
+            assert_eq!(words[0], "gmailscript", "{line}");
+            if let Err(e) = Cli::try_parse_from(&words) {
+                panic!("example {line:?} does not parse: {e}");
+            }
+        }
+    }
 
     #[test]
     fn sim_dates() {

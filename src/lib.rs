@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod app_auth;
+pub mod app_info;
 pub mod auth;
 pub mod cli;
 pub mod duration;
@@ -14,5 +15,6 @@ pub mod lua;
 pub mod output;
 pub mod quota_memory;
 pub mod repl;
+pub mod scripts;
 pub mod sim;
 pub mod store;

@@ -9,11 +9,10 @@ mod show;
 
 use std::future::Future;
 use std::io::{BufRead, IsTerminal};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::bail;
 use futures_util::FutureExt as _;
 use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
@@ -25,16 +24,18 @@ use tokio::sync::watch;
 
 use crate::app::{connect, Connection};
 use crate::cli::ReplArgs;
-use crate::exit::{UsageError, EXIT_OK, EXIT_USAGE};
+use crate::exit::{EXIT_OK, EXIT_USAGE};
 use crate::lua::{Host, HostConfig, ScriptError};
 
 use complete::ReplHelper;
 
 pub async fn run(args: ReplArgs, verbose: u8) -> anyhow::Result<u8> {
-    if let Some(script) = &args.script {
-        if !script.exists() {
-            bail!(UsageError(format!("script {} not found", script.display())));
-        }
+    let script = match &args.script {
+        Some(path) => Some(crate::scripts::Script::resolve(path)?),
+        None => None,
+    };
+    if let Some(s) = &script {
+        tracing::info!("running {}", s.describe());
     }
     let conn = connect(&args.conn).await?;
     let (cancel_tx, cancel_rx) = watch::channel(false);
@@ -67,7 +68,7 @@ pub async fn run(args: ReplArgs, verbose: u8) -> anyhow::Result<u8> {
                     if args.dry_run { " (dry run)" } else { "" }
                 ));
             }
-            if let Some(script) = &args.script {
+            if let Some(script) = &script {
                 session.script(script).await;
             }
             if terminal {
@@ -224,18 +225,22 @@ impl Session<'_> {
     /// `-i SCRIPT`: run it as `run` would, then stay with its globals.
     /// Then says which globals it left, the values there are to explore
     /// (a script's locals are gone).
-    async fn script(&mut self, path: &Path) {
+    async fn script(&mut self, script: &crate::scripts::Script) {
         let before = global_names(&self.host.lua);
-        if let Some(Err(e)) = self.interruptible(self.host.run_file(path, &[])).await {
+        if let Some(Err(e)) = self.interruptible(self.host.run_script(script, &[])).await {
             self.report(&e);
             for line in e.traceback_lines() {
                 eprintln!("{line}");
             }
         }
-        let name = path
-            .file_name()
-            .unwrap_or(path.as_os_str())
-            .to_string_lossy();
+        let name = match script {
+            crate::scripts::Script::File(path) => path
+                .file_name()
+                .unwrap_or(path.as_os_str())
+                .to_string_lossy()
+                .into_owned(),
+            crate::scripts::Script::Shipped(s) => format!("{}.lua", s.name),
+        };
         let mut new: Vec<String> = global_names(&self.host.lua)
             .into_iter()
             .filter(|g| !before.contains(g) && g != "arg")

@@ -257,6 +257,7 @@ fn login_follows_the_redirect_and_runs_on_the_saved_tokens() {
         s.contains("*  default  installed  me@example.com  readonly  expires"),
         "{s}"
     );
+    assert!(s.contains("\n* the default account, used when"), "{s}");
     let access = tokens[0]["token"]["access_token"].as_str().unwrap();
     let refresh = tokens[0]["token"]["refresh_token"].as_str().unwrap();
     assert!(!s.contains(access) && !s.contains(refresh), "{s}");
@@ -544,6 +545,12 @@ fn service_accounts_act_for_a_subject_and_are_refused_without_one() {
     let (s, _) = text(&home.run(&["auth", "status"]));
     assert!(
         s.contains("corp     service_account  alice@example.com (subject)  readonly"),
+        "{s}"
+    );
+    // No row has the star, so no legend for it: how runs choose instead.
+    assert!(!s.contains('*'), "{s}");
+    assert!(
+        s.contains("No account is named default: runs need --account NAME"),
         "{s}"
     );
 

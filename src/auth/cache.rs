@@ -101,6 +101,16 @@ pub fn check_name(name: &str) -> Result<(), AuthError> {
     }
 }
 
+/// The config directory: `GMAILSCRIPT_CONFIG_DIR`, else the user's
+/// (`~/.config/gmailscript` on Linux). Accounts live there, and the Lua
+/// modules of `lua/` that `require` finds.
+pub fn config_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os(CONFIG_DIR_ENV).filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    directories::ProjectDirs::from("", "", "gmailscript").map(|d| d.config_dir().to_path_buf())
+}
+
 /// The config directory and the accounts in it.
 #[derive(Debug, Clone)]
 pub struct AccountStore {
@@ -115,16 +125,11 @@ impl AccountStore {
     /// `GMAILSCRIPT_CONFIG_DIR`, else the user's config directory
     /// (`~/.config/gmailscript` on Linux).
     pub fn open() -> Result<AccountStore, AuthError> {
-        if let Some(dir) = std::env::var_os(CONFIG_DIR_ENV).filter(|d| !d.is_empty()) {
-            return Ok(AccountStore::at(dir));
-        }
-        directories::ProjectDirs::from("", "", "gmailscript")
-            .map(|d| AccountStore::at(d.config_dir()))
-            .ok_or_else(|| {
-                AuthError::new(format!(
-                    "cannot find a home directory to keep accounts in; set {CONFIG_DIR_ENV}"
-                ))
-            })
+        config_dir().map(AccountStore::at).ok_or_else(|| {
+            AuthError::new(format!(
+                "cannot find a home directory to keep accounts in; set {CONFIG_DIR_ENV}"
+            ))
+        })
     }
 
     pub fn root(&self) -> &Path {

@@ -376,7 +376,15 @@ impl Client {
         if let Some(body) = &req.body {
             rb = rb.json(body);
         }
+        let started = std::time::Instant::now();
         let resp = rb.send().await.map_err(|e| network_error(&e))?;
+        tracing::debug!(
+            "{} {} -> {} in {}ms",
+            req.verb,
+            req.path_and_query(&self.config.user),
+            resp.status().as_u16(),
+            started.elapsed().as_millis()
+        );
         if !resp.status().is_success() {
             return Err(error_answer(resp).await);
         }
@@ -401,6 +409,7 @@ impl Client {
             .collect();
         let (content_type, body) =
             batch::encode(&inner).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let started = std::time::Instant::now();
         let resp = self
             .http
             .post(self.url("/batch/gmail/v1"))
@@ -410,6 +419,12 @@ impl Client {
             .send()
             .await
             .map_err(|e| network_error(&e))?;
+        tracing::debug!(
+            "POST /batch/gmail/v1 ({} calls) -> {} in {}ms",
+            requests.len(),
+            resp.status().as_u16(),
+            started.elapsed().as_millis()
+        );
         if resp.status().as_u16() != 200 {
             return Err(self.explain(error_answer(resp).await));
         }

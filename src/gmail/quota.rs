@@ -248,6 +248,9 @@ impl Pacer {
             if raised >= learn.ceiling {
                 st.learn = None;
             }
+            tracing::info!(
+                "quota: raising the pace from {limit} to {raised} units per window (the pace held the run back; no call refused yet)"
+            );
         }
     }
 
@@ -361,6 +364,15 @@ impl Pacer {
                 let until = Instant::now() + d;
                 st.paused_until = Some(st.paused_until.map_or(until, |p| p.max(until)));
             }
+            tracing::info!(
+                "quota: Gmail refused calls for quota; pacing at {:.0}% of {} units per window{}",
+                st.share * 100.0,
+                st.limit.map_or("unlimited".to_string(), |l| l.to_string()),
+                retry_after.map_or(String::new(), |d| format!(
+                    ", nothing sent for {:.1}s (Retry-After)",
+                    d.as_secs_f64()
+                ))
+            );
             learned
         };
         if let (Some(limit), Some(f)) = (learned, &self.on_learned) {
@@ -462,6 +474,11 @@ impl Pacer {
             st.crept_at = now;
         }
         st.margin = (st.margin.mul_f64(0.8) + rtt.mul_f64(0.2)).min(self.window / 20);
+    }
+
+    /// The quota window paced for.
+    pub fn window(&self) -> Duration {
+        self.window
     }
 
     /// Share of the budget currently allowed (lowered by rate errors).

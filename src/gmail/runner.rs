@@ -479,6 +479,9 @@ impl Runner {
         let mut refresh_failures = 0u32;
         let mut source_error: Option<ApiError> = None;
         let parallel = opts.parallel.max(1);
+        // The chunk size last logged, to log a change once.
+        let mut logged_size = 0usize;
+        let mut tally = Tally::new(self.pacer.window());
         loop {
             if st.stop.is_none() && cancel.as_ref().is_some_and(|c| *c.borrow()) {
                 st.stop = Some(Stop::Cancelled);
@@ -499,6 +502,18 @@ impl Runner {
                             .unwrap_or(st.last.size)
                             .clamp(1, st.sizer.max());
                         st.size_for_last = Some(n);
+                        if n != logged_size {
+                            let l = &st.last;
+                            match logged_size {
+                                0 => tracing::info!("chunk size {n} to start"),
+                                was => tracing::info!(
+                                    "chunk size {was} -> {n} after a chunk of {}: {} ok, {} rate, {} concurrency, {} server errors{}",
+                                    l.sent, l.ok, l.rate_errors, l.concurrency_errors, l.server_errors,
+                                    if l.network_error { ", network error" } else { "" }
+                                ),
+                            }
+                            logged_size = n;
+                        }
                         n
                     }
                 };
@@ -578,6 +593,17 @@ impl Runner {
                 let granted = match self.pacer.reserve(costs[0], costs.iter().sum()) {
                     Ok(g) => g,
                     Err(wait) => {
+                        if pacer_at.is_none() {
+                            let why = match self.pacer.limit() {
+                                Some(l) => format!("for quota room ({l} units per window)"),
+                                None => "out a Retry-After".to_string(),
+                            };
+                            if wait >= Duration::from_secs(1) {
+                                tracing::info!("pacing: waiting {:.1}s {why}", wait.as_secs_f64());
+                            } else {
+                                tracing::debug!("pacing: waiting {}ms {why}", wait.as_millis());
+                            }
+                        }
                         pacer_at = Some(now + wait);
                         break;
                     }
@@ -630,6 +656,8 @@ impl Runner {
                     .enumerate()
                     .map(|(i, p)| (format!("item-{i}"), p.item.request.clone()))
                     .collect();
+                tracing::debug!("chunk {id}: {} calls, {used} quota units", items.len());
+                tally.add(items.len(), used, size);
                 let token = self.client.token().await.ok();
                 st.chunks.insert(
                     id,
@@ -695,6 +723,7 @@ impl Runner {
                 _ = cancel_changed(cancel.as_mut()) => {}
             }
         }
+        tally.log();
         if let Some(e) = source_error {
             st.stop.get_or_insert(Stop::Source(e));
         }
@@ -704,6 +733,61 @@ impl Runner {
         st.report.elapsed = started.elapsed();
         st.report.stopped = st.stop;
         st.report
+    }
+}
+
+/// What went out since the last `-v` summary: one line per quota window
+/// (at least a second, at most a minute apart), so a long run logs what
+/// its chunks really were (the pace can hold them under the chunk size).
+struct Tally {
+    every: Duration,
+    since: Instant,
+    chunks: u64,
+    calls: u64,
+    units: u64,
+    largest: usize,
+    size: usize,
+}
+
+impl Tally {
+    fn new(window: Duration) -> Tally {
+        Tally {
+            every: window.clamp(Duration::from_secs(1), Duration::from_secs(60)),
+            since: Instant::now(),
+            chunks: 0,
+            calls: 0,
+            units: 0,
+            largest: 0,
+            size: 0,
+        }
+    }
+
+    fn add(&mut self, calls: usize, units: u64, size: usize) {
+        self.chunks += 1;
+        self.calls += calls as u64;
+        self.units += units;
+        self.largest = self.largest.max(calls);
+        self.size = size;
+        if self.since.elapsed() >= self.every {
+            self.log();
+        }
+    }
+
+    fn log(&mut self) {
+        if self.chunks > 0 {
+            let avg = self.calls as f64 / self.chunks as f64;
+            tracing::info!(
+                "last {:.1}s: {} chunks, {:.1} calls each on average (largest {}, chunk size {}{}), {} quota units",
+                self.since.elapsed().as_secs_f64(),
+                self.chunks,
+                avg,
+                self.largest,
+                self.size,
+                if (self.largest) < self.size { "; the quota's pace took fewer" } else { "" },
+                self.units
+            );
+        }
+        *self = Tally::new(self.every);
     }
 }
 
@@ -886,6 +970,10 @@ impl State {
                     return;
                 };
                 let token = c.token.clone();
+                match &result {
+                    Ok(_) => tracing::debug!("chunk {chunk}: {} ok", p.item.key),
+                    Err(e) => tracing::debug!("chunk {chunk}: {}: {e}", p.item.key),
+                }
                 match result {
                     Ok(answer) => {
                         c.stats.ok += 1;
@@ -927,6 +1015,12 @@ impl State {
                 let Some(c) = self.chunks.get_mut(&chunk) else {
                     return;
                 };
+                match &broken {
+                    None => tracing::debug!("chunk {chunk}: answered in {}ms", rtt.as_millis()),
+                    Some(e) => {
+                        tracing::debug!("chunk {chunk}: broke after {}ms: {e}", rtt.as_millis())
+                    }
+                }
                 let token = c.token.clone();
                 let left: Vec<Pending> = c.items.iter_mut().filter_map(Option::take).collect();
                 if !left.is_empty() {
@@ -1062,6 +1156,12 @@ impl State {
                     });
                     return;
                 }
+                tracing::info!(
+                    "retrying {} in {:.1}s (attempt {}): {e}",
+                    p.item.key,
+                    wait.as_secs_f64(),
+                    p.attempt
+                );
                 self.report.retried += 1;
                 self.requeue(p, wait);
             }
@@ -1069,6 +1169,11 @@ impl State {
                 self.sizer.shrink();
                 self.last.size = self.sizer.size();
                 self.size_for_last = None;
+                tracing::info!(
+                    "{}: {e}; smaller chunks ({}) and again",
+                    p.item.key,
+                    self.sizer.size()
+                );
                 self.report.retried += 1;
                 self.requeue(p, Duration::ZERO);
             }
@@ -1077,11 +1182,14 @@ impl State {
                 error: e,
                 attempts: p.attempt,
             }),
-            Decision::Fail => self.report.failed.push(Failure {
-                key: p.item.key,
-                error: e,
-                attempts: p.attempt,
-            }),
+            Decision::Fail => {
+                tracing::info!("{} failed after {} attempt(s): {e}", p.item.key, p.attempt);
+                self.report.failed.push(Failure {
+                    key: p.item.key,
+                    error: e,
+                    attempts: p.attempt,
+                })
+            }
             Decision::Abort => {
                 self.report.not_done += 1;
                 self.stop = Some(Stop::Policy {
@@ -1106,6 +1214,12 @@ impl State {
         opts: &RunOptions,
     ) {
         let wait = self.breaker.trip(&suspects[0].1);
+        tracing::info!(
+            "outage suspected: {} call(s) of a chunk failed ({}); a test call in {:.1}s before more",
+            suspects.len(),
+            suspects[0].1,
+            wait.as_secs_f64()
+        );
         if self.outage_too_long(runner, &suspects[0].0.item.key) {
             self.report.not_done += suspects.len() as u64;
             return;

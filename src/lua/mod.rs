@@ -20,6 +20,7 @@ pub mod opts;
 pub mod output;
 pub mod progress;
 pub mod request;
+pub mod require;
 pub mod retry;
 pub mod store;
 pub mod time;
@@ -248,6 +249,7 @@ impl Host {
         log::register(&lua)?;
         time::register(&lua)?;
         coroutine::register(&lua)?;
+        require::register(&lua)?;
         lua.globals().set("DRY_RUN", ctx.dry_run)?;
         Ok(Host { lua, ctx })
     }
@@ -258,17 +260,48 @@ impl Host {
             message: format!("cannot read {}: {e}", path.display()),
             traceback: None,
         })?;
+        require::set_path(&self.lua, path.parent()).map_err(script_error)?;
+        let name = path.display().to_string();
+        self.run_chunk(&source, &name, &name, args).await
+    }
+
+    /// Run a script, a file or a shipped one.
+    pub async fn run_script(
+        &self,
+        script: &crate::scripts::Script,
+        args: &[String],
+    ) -> Result<(), ScriptError> {
+        match script {
+            crate::scripts::Script::File(path) => self.run_file(path, args).await,
+            crate::scripts::Script::Shipped(s) => {
+                // Its neighbours are the other shipped scripts; no folder.
+                require::set_path(&self.lua, None).map_err(script_error)?;
+                require::add_shipped_searcher(&self.lua, crate::scripts::SHIPPED)
+                    .map_err(script_error)?;
+                let source = s.source.as_bytes();
+                self.run_chunk(source, &s.chunk_name(), s.name, args).await
+            }
+        }
+    }
+
+    /// Run `source` as the chunk `name` with `arg[0]` = `arg0`.
+    async fn run_chunk(
+        &self,
+        source: &[u8],
+        name: &str,
+        arg0: &str,
+        args: &[String],
+    ) -> Result<(), ScriptError> {
         let lua = &self.lua;
         let arg = lua.create_table().map_err(script_error)?;
-        arg.raw_set(0, path.display().to_string())
-            .map_err(script_error)?;
+        arg.raw_set(0, arg0).map_err(script_error)?;
         for (i, a) in args.iter().enumerate() {
             arg.raw_set(i + 1, a.as_str()).map_err(script_error)?;
         }
         lua.globals().set("arg", arg).map_err(script_error)?;
         let chunk = lua
             .load(source)
-            .set_name(format!("@{}", path.display()))
+            .set_name(format!("@{name}"))
             .into_function()
             .map_err(script_error)?;
         self.call_traced(chunk, args).await

@@ -36,10 +36,12 @@ pub async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Resul
 
     // A Lua error from the ids iterator or the format function.
     let source_error = Raised::default();
+    // Reading a listing or a list ahead runs no script code.
+    let read_ahead = !matches!(ids, ids::Ids::Func(_));
     let (ids, already_done) = ids::skip_done(ids::stream(ids, &source_error), opts.state.clone());
-    let items = ids::items(ids, opts.fetch, source_error.clone());
-
     let bar = progress::start(&ctx, opts.progress, opts.total);
+    let ids = progress::true_length(ids, bar.clone(), already_done.clone(), read_ahead);
+    let items = ids::items(ids, opts.fetch, source_error.clone());
     // A Lua error from on_error, the chunk function or on_message.
     let callback_error = Raised::default();
     let mut policy = LuaPolicy::new(
