@@ -100,7 +100,7 @@ fn a_shipped_script_runs_by_name_from_any_folder_and_a_real_file_wins() {
     let err = text(&o.stderr);
     assert!(
         err.contains("script bakup not found")
-            && err.contains("adaptive, backup, cleanup, export, stats"),
+            && err.contains("adaptive, autolabel, backup, cleanup, export, stats"),
         "{err}"
     );
 }
@@ -110,10 +110,11 @@ fn scripts_lists_the_shipped_ones_with_their_purpose_and_prints_one() {
     let home = tempfile::tempdir().unwrap();
     let (out, _) = ok(&gs(home.path(), home.path(), &["scripts"]));
     for line in [
-        "backup    Back up a mailbox to a Maildir, and keep it up to date.",
-        "cleanup   Label and archive old newsletters.",
-        "export    Export the headers of the messages a query matches, one JSON object per line.",
-        "stats     Top senders by count and by size.",
+        "autolabel  Watch the mailbox and file new mail by rules, until stopped.",
+        "backup     Back up a mailbox to a Maildir, and keep it up to date.",
+        "cleanup    Label and archive old newsletters.",
+        "export     Export the headers of the messages a query matches, one JSON object per line.",
+        "stats      Top senders by count and by size.",
     ] {
         assert!(
             out.lines().any(|l| l == line),
@@ -128,7 +129,7 @@ fn scripts_lists_the_shipped_ones_with_their_purpose_and_prints_one() {
     let o = gs(home.path(), home.path(), &["scripts", "nope"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        text(&o.stderr).contains("no shipped script nope; they are adaptive, backup"),
+        text(&o.stderr).contains("no shipped script nope; they are adaptive, autolabel, backup"),
         "{}",
         text(&o.stderr)
     );
@@ -380,12 +381,14 @@ fn sigterm_stops_like_ctrl_c_with_the_work_saved() {
         rest.contains("gmailscript: interrupted; what was done is saved"),
         "{rest}"
     );
-    let fetched: u64 = out
-        .split(": ")
+    // A stopped backup prints no result; it says on stderr what it kept.
+    assert!(!out.contains("fetched,"), "no normal-looking result: {out}");
+    let fetched: u64 = rest
+        .split("stopped early: ")
         .nth(1)
         .and_then(|s| s.split(' ').next())
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{out}"));
+        .unwrap_or_else(|| panic!("{rest}"));
     assert!(fetched > 0 && fetched < 580, "{out}");
 
     // What was fetched is kept: the rerun (the same mailbox, unpaced)
