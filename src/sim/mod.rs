@@ -261,6 +261,15 @@ impl Sim {
                 "--suspended: {s} is the default user (the administrator who lists the domain); suspend another"
             )));
         }
+        if let Some(s) = config
+            .no_gmail
+            .iter()
+            .find(|s| s.eq_ignore_ascii_case(&config.users[0]))
+        {
+            return Err(SimError::Config(format!(
+                "--no-gmail-users: {s} is the default user, who needs Gmail"
+            )));
+        }
         if let Some(n) = config.project_quota {
             let dearest = quota::Rules::DEAREST;
             if n < dearest {
@@ -296,15 +305,18 @@ impl Sim {
         let mut users: HashMap<String, Arc<User>> = HashMap::new();
         let suspended: std::collections::HashSet<String> =
             config.suspended.iter().map(|s| s.to_lowercase()).collect();
+        // --no-gmail-users may name one of the domain's users: it wins.
+        let no_gmail: std::collections::HashSet<String> =
+            config.no_gmail.iter().map(|s| s.to_lowercase()).collect();
         let all = config
             .users
             .iter()
-            .map(|u| (u, true))
-            .chain(config.no_gmail.iter().map(|u| (u, false)))
+            .chain(&config.no_gmail)
             // A suspended address not named elsewhere is a Gmail user.
-            .chain(config.suspended.iter().map(|u| (u, true)));
-        for (email, gmail) in all {
+            .chain(&config.suspended);
+        for email in all {
             let key = email.to_lowercase();
+            let gmail = !no_gmail.contains(&key);
             if users.contains_key(&key) {
                 continue;
             }
