@@ -336,6 +336,8 @@ http://127.0.0.1:41234. Point a client at it with the token `sim-token` (or --to
 GET {base}/gmail/v1/users/me/messages with `Authorization: Bearer sim-token`. \
 The batch endpoint is {base}/batch/gmail/v1 (also {base}/batch), the OAuth token \
 endpoint {base}/token, and {base}/_sim/stats reports calls, quota units and rate errors. \
+With --domain, the Directory's users.list is GET {base}/admin/directory/v1/users?customer=my_customer \
+(the sim-token's user is the administrator; scope admin.directory.user.readonly). \
 Stop with Ctrl-C."
 )]
 pub struct SimArgs {
@@ -929,6 +931,70 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_domain_on_sim_and_on_run() {
+        let c = sim_args(&[]).unwrap().config();
+        assert_eq!(c.users, crate::sim::DEFAULT_USERS);
+        assert_eq!(c.no_gmail, crate::sim::DEFAULT_NO_GMAIL);
+        let c = sim_args(&[
+            "--domain",
+            "Corp.Example",
+            "--domain-users",
+            "3",
+            "--users",
+            "x@other.org",
+            "--suspended",
+            "user2@corp.example",
+            "--suspended-error",
+            "forbidden",
+            "--project-quota",
+            "12_000",
+        ])
+        .unwrap()
+        .config();
+        assert_eq!(
+            c.users,
+            [
+                "admin@corp.example",
+                "user1@corp.example",
+                "user2@corp.example",
+                "user3@corp.example",
+                "x@other.org"
+            ]
+        );
+        assert!(c.no_gmail.is_empty());
+        assert_eq!(c.suspended, ["user2@corp.example"]);
+        assert_eq!(c.suspended_error, crate::sim::SuspendedError::Forbidden);
+        assert_eq!(c.project_quota, Some(12_000));
+        for bad in [
+            &["--domain", "a@b.com"][..],
+            &["--domain", "nodot"],
+            &["--domain-users", "5"],
+            &["--domain", "x.com", "--domain-users", "100001"],
+            &["--project-quota", "49"],
+        ] {
+            assert!(sim_args(bad).is_err(), "{bad:?}");
+        }
+        let mut c = crate::sim::SimConfig::default();
+        run_conn(&[
+            "--sim-domain",
+            "example.com",
+            "--sim-domain-users",
+            "2",
+            "--sim-suspended",
+            "user1@example.com",
+            "--sim-project-quota",
+            "5000",
+        ])
+        .unwrap()
+        .sim_tuning()
+        .apply(&mut c);
+        assert_eq!(c.users, crate::sim::domain_users("example.com", 2));
+        assert!(c.no_gmail.is_empty());
+        assert_eq!(c.suspended, ["user1@example.com"]);
+        assert_eq!(c.project_quota, Some(5000));
+        assert!(run_conn(&["--sim-domain-users", "2"]).is_err());
+    }
     fn run_conn(args: &[&str]) -> Result<ConnArgs, clap::Error> {
         let argv = ["gmailscript", "run", "x.lua", "--sim"]
             .iter()
