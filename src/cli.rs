@@ -504,7 +504,11 @@ The browser must run on this computer: Google sends it back to http://localhost:
     /// user of the domain (Google Workspace).
     #[command(
         after_help = "The service account's client ID must be granted the same scopes in the \
-Admin console (Security > Access and data control > API controls > Manage Domain Wide Delegation). \
+Admin console (Security > Access and data control > API controls > Manage Domain Wide Delegation): \
+https://www.googleapis.com/auth/gmail.readonly for --scope readonly, \
+https://www.googleapis.com/auth/gmail.modify for modify, https://mail.google.com/ for full; \
+and, for `run --users all` (the domain's users, listed as the subject, who must be an administrator), \
+https://www.googleapis.com/auth/admin.directory.user.readonly as well. \
 A service account without a subject has no mailbox: Gmail answers `400 Precondition check failed`."
     )]
     ServiceAccount(ServiceAccountArgs),
