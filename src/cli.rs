@@ -124,6 +124,25 @@ pub struct ConnArgs {
     /// often (wall clock), e.g. 5s, for trying gmail.watch offline.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "sim")]
     pub sim_deliver_every: Option<Duration>,
+    /// The simulator's --domain: serve admin@DOMAIN (the default user, whom
+    /// the run acts as) and user1@DOMAIN ... (--sim-domain-users).
+    #[arg(long, value_name = "DOMAIN", value_parser = parse_domain, requires = "sim")]
+    pub sim_domain: Option<String>,
+    /// The simulator's --domain-users: user1 ... userN besides admin@.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = parse_domain_users, requires = "sim_domain")]
+    pub sim_domain_users: usize,
+    /// The simulator's --suspended: suspended users, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "EMAIL,...",
+        requires = "sim"
+    )]
+    pub sim_suspended: Vec<String>,
+    /// The simulator's --project-quota: units per project per minute
+    /// (quota clock) shared by every user; default 1,200,000.
+    #[arg(long, value_name = "UNITS", value_parser = parse_project_quota, requires = "sim")]
+    pub sim_project_quota: Option<u64>,
     /// The simulator's quota profile: 2026, legacy or off.
     #[arg(long, default_value = "2026", value_parser = parse_profile, requires = "sim")]
     pub sim_quota: crate::sim::quota::Rules,
@@ -430,7 +449,10 @@ http://127.0.0.1:41234. Point a client at it with the token `sim-token` (or --to
 GET {base}/gmail/v1/users/me/messages with `Authorization: Bearer sim-token`. \
 The batch endpoint is {base}/batch/gmail/v1 (also {base}/batch), the OAuth token \
 endpoint {base}/token, and {base}/_sim/stats reports calls, quota units and rate errors. \
-Stop with Ctrl-C.")]
+With --domain, the Directory's users.list is GET {base}/admin/directory/v1/users?customer=my_customer \
+(the sim-token's user is the administrator; scope admin.directory.user.readonly). \
+Stop with Ctrl-C."
+)]
 pub struct SimArgs {
     /// Port on 127.0.0.1; 0 picks a free one.
     #[arg(long, default_value_t = 0)]
@@ -442,12 +464,49 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 1000)]
     pub messages: usize,
     /// Users with Gmail, comma-separated; the first is the default user (`me`).
-    #[arg(long, value_name = "EMAIL,...", value_delimiter = ',', default_value = DEFAULT_USERS_ARG)]
-    pub users: Vec<String>,
-    /// Users who exist but have no Gmail, comma-separated: their calls
-    /// answer 400 failedPrecondition "Mail service not enabled".
-    #[arg(long, value_name = "EMAIL,...", value_delimiter = ',', default_value = DEFAULT_NO_GMAIL_ARG)]
-    pub no_gmail_users: Vec<String>,
+    /// Default me@example.com,alice@example.com,bob@example.com; with
+    /// --domain, more users besides the domain's.
+    #[arg(long, value_delimiter = ',', value_name = "EMAIL,...")]
+    pub users: Option<Vec<String>>,
+    /// Users who exist but have no Gmail: their calls answer 400
+    /// failedPrecondition "Mail service not enabled"; in the directory with
+    /// isMailboxSetup false. Default nogmail@example.com; none with --domain.
+    #[arg(long, value_delimiter = ',', value_name = "EMAIL,...")]
+    pub no_gmail_users: Option<Vec<String>>,
+    /// Serve a Workspace domain: admin@DOMAIN (the default user, the
+    /// domain's administrator: the only one the Directory answers) and
+    /// user1@DOMAIN ... userN@DOMAIN (--domain-users), each with --messages
+    /// messages built on first use, so thousands of users start at once.
+    /// Directory: GET {base}/admin/directory/v1/users (users.list) and
+    /// /users/{userKey} (users.get). Service-account (JWT) grants with any
+    /// of them as `sub` get a token for that mailbox; another `sub`
+    /// answers 400 invalid_grant "Invalid email or User ID".
+    #[arg(long, value_name = "DOMAIN", value_parser = parse_domain)]
+    pub domain: Option<String>,
+    /// Users of --domain besides admin@: user1 ... userN. Org units go round
+    /// by number: user1 /Sales, user2 /Engineering, user3 /Support, user4
+    /// /Sales ...; admin@ is in /.
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "domain", value_parser = parse_domain_users)]
+    pub domain_users: usize,
+    /// Suspended users, comma-separated (added if not among the users):
+    /// in the directory with suspended true; tokens are still issued and
+    /// ids, labels, history and the profile still answer, but every call
+    /// that reads a message (messages.get, threads.get, attachments) or
+    /// changes anything fails, as --suspended-error says.
+    #[arg(long, value_delimiter = ',', value_name = "EMAIL,...")]
+    pub suspended: Vec<String>,
+    /// How a suspended user's message calls fail: backend (500
+    /// backendError, which looks transient and never heals, as
+    /// got-your-back#114 saw) or forbidden (403 "The caller does not have
+    /// permission", got-your-back#258). Either costs the call's units.
+    #[arg(long, value_enum, value_name = "KIND", default_value = "backend")]
+    pub suspended_error: SuspendedErrorArg,
+    /// Units per project per minute (quota clock), shared by every user:
+    /// default 1,200,000 (Gmail's); lower it so a test or benchmark with a
+    /// few users meets the project's limit (429 or 403 rateLimitExceeded
+    /// "... limit 'Queries per minute' ..." with Retry-After). At least 50.
+    #[arg(long, value_name = "UNITS", value_parser = parse_project_quota)]
+    pub project_quota: Option<u64>,
     /// Quota profile: 2026 (6,000 units/user/min; get costs 20), legacy
     /// (15,000; get costs 5), or off (no quota limit at all, per-second and
     /// daily included).
@@ -548,6 +607,67 @@ pub struct SimArgs {
     pub date: i64,
 }
 
+/// `--suspended-error` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SuspendedErrorArg {
+    /// 500 backendError.
+    Backend,
+    /// 403 forbidden.
+    Forbidden,
+}
+
+impl From<SuspendedErrorArg> for crate::sim::SuspendedError {
+    fn from(a: SuspendedErrorArg) -> Self {
+        match a {
+            SuspendedErrorArg::Backend => crate::sim::SuspendedError::Backend,
+            SuspendedErrorArg::Forbidden => crate::sim::SuspendedError::Forbidden,
+        }
+    }
+}
+
+fn parse_domain(s: &str) -> Result<String, String> {
+    let d = s.trim().to_lowercase();
+    if d.is_empty()
+        || d.contains(['@', '/', ','])
+        || d.contains(char::is_whitespace)
+        || !d.contains('.')
+    {
+        return Err(format!(
+            "{s:?} is not a domain name; write e.g. example.com"
+        ));
+    }
+    Ok(d)
+}
+
+fn parse_domain_users(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of users"))?;
+    let max = crate::sim::MAX_DOMAIN_USERS;
+    if n > max {
+        return Err(format!(
+            "{n} is more than the {max} users the simulator serves"
+        ));
+    }
+    Ok(n)
+}
+
+fn parse_project_quota(s: &str) -> Result<u64, String> {
+    let n: u64 = s
+        .trim()
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of units"))?;
+    let dearest = crate::sim::quota::Rules::DEAREST;
+    if n < dearest {
+        return Err(format!(
+            "{n} is less than {dearest} units (messages.batchModify costs {dearest}; a smaller budget could never admit it)"
+        ));
+    }
+    Ok(n)
+}
+
 /// Presets of `--realism`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Realism {
@@ -589,6 +709,10 @@ pub struct Tuning {
     pub daily_limit: Option<Limit>,
     pub outages: Option<Outages>,
     pub deliver_every: Option<Duration>,
+    /// `--sim-domain` and its number of users.
+    pub domain: Option<(String, usize)>,
+    pub suspended: Option<Vec<String>>,
+    pub project_quota: Option<u64>,
 }
 
 impl Tuning {
@@ -636,6 +760,9 @@ impl Tuning {
             daily_limit: self.daily_limit.or(under.daily_limit),
             outages: self.outages.or(under.outages),
             deliver_every: self.deliver_every.or(under.deliver_every),
+            domain: self.domain.or(under.domain),
+            suspended: self.suspended.or(under.suspended),
+            project_quota: self.project_quota.or(under.project_quota),
         }
     }
 
@@ -679,6 +806,16 @@ impl Tuning {
         if let Some(d) = self.deliver_every {
             c.deliver_every = (!d.is_zero()).then_some(d);
         }
+        if let Some((domain, n)) = &self.domain {
+            c.users = crate::sim::domain_users(domain, *n);
+            c.no_gmail = Vec::new();
+        }
+        if let Some(s) = &self.suspended {
+            c.suspended = s.clone();
+        }
+        if let Some(n) = self.project_quota {
+            c.project_quota = Some(n);
+        }
     }
 }
 
@@ -693,6 +830,9 @@ impl ConnArgs {
             daily_limit: self.sim_daily_limit,
             outages: self.sim_outage.clone(),
             deliver_every: self.sim_deliver_every,
+            domain: self.sim_domain.clone().map(|d| (d, self.sim_domain_users)),
+            suspended: (!self.sim_suspended.is_empty()).then(|| self.sim_suspended.clone()),
+            project_quota: self.sim_project_quota,
             ..Tuning::default()
         }
         .resolve(self.sim_realism)
@@ -713,6 +853,9 @@ impl SimArgs {
             daily_limit: self.daily_limit,
             outages: self.outage.clone(),
             deliver_every: self.deliver_every,
+            // The domain, suspended users and project quota are in
+            // base_config (with --users and --no-gmail-users).
+            ..Tuning::default()
         }
         .resolve(self.realism)
     }
@@ -723,13 +866,40 @@ impl SimArgs {
         c
     }
 
+    /// The Gmail users: the domain's (admin@ first) and any --users, or
+    /// --users, or the defaults.
+    fn sim_users(&self) -> Vec<String> {
+        match (&self.domain, &self.users) {
+            (Some(d), extra) => {
+                let mut u = crate::sim::domain_users(d.trim(), self.domain_users);
+                u.extend(extra.iter().flatten().cloned());
+                u
+            }
+            (None, Some(u)) => u.clone(),
+            (None, None) => crate::sim::DEFAULT_USERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+
     fn base_config(&self) -> crate::sim::SimConfig {
         crate::sim::SimConfig {
             port: self.port,
             seed: self.seed,
             messages: self.messages,
-            users: self.users.clone(),
-            no_gmail: self.no_gmail_users.clone(),
+            users: self.sim_users(),
+            no_gmail: match (&self.no_gmail_users, &self.domain) {
+                (Some(u), _) => u.clone(),
+                (None, Some(_)) => Vec::new(),
+                (None, None) => crate::sim::DEFAULT_NO_GMAIL
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            },
+            suspended: self.suspended.clone(),
+            suspended_error: self.suspended_error.into(),
+            project_quota: self.project_quota,
             quota: self.quota,
             speed: self.speed,
             concurrency: self.concurrency,
@@ -744,11 +914,6 @@ impl SimArgs {
         }
     }
 }
-
-/// `crate::sim::DEFAULT_USERS` and `DEFAULT_NO_GMAIL` as the options take
-/// them (comma-separated), so the help shows a value that can be typed.
-const DEFAULT_USERS_ARG: &str = "me@example.com,alice@example.com,bob@example.com";
-const DEFAULT_NO_GMAIL_ARG: &str = "nogmail@example.com";
 
 /// The simulator's default calendar start (`crate::sim::DEFAULT_START_MS`).
 const DEFAULT_SIM_DATE: &str = "2026-06-01";
@@ -854,19 +1019,18 @@ mod tests {
 
     #[test]
     fn the_default_users_are_the_simulators_and_shown_as_typed() {
-        let a = sim_args(&[]).unwrap();
-        assert_eq!(a.users, crate::sim::DEFAULT_USERS);
-        assert_eq!(a.no_gmail_users, crate::sim::DEFAULT_NO_GMAIL);
+        let c = sim_args(&[]).unwrap().config();
+        assert_eq!(c.users, crate::sim::DEFAULT_USERS);
+        assert_eq!(c.no_gmail, crate::sim::DEFAULT_NO_GMAIL);
         use clap::CommandFactory as _;
         let help = Cli::command()
             .find_subcommand_mut("sim")
             .unwrap()
             .render_long_help()
             .to_string();
-        assert!(
-            help.contains(&format!("[default: {DEFAULT_USERS_ARG}]")),
-            "{help}"
-        );
+        // The default as it would be typed: comma-separated.
+        let typed = crate::sim::DEFAULT_USERS.join(",");
+        assert!(help.contains(&format!("Default {typed}")), "{help}");
     }
 
     #[test]
@@ -992,6 +1156,70 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_domain_on_sim_and_on_run() {
+        let c = sim_args(&[]).unwrap().config();
+        assert_eq!(c.users, crate::sim::DEFAULT_USERS);
+        assert_eq!(c.no_gmail, crate::sim::DEFAULT_NO_GMAIL);
+        let c = sim_args(&[
+            "--domain",
+            "Corp.Example",
+            "--domain-users",
+            "3",
+            "--users",
+            "x@other.org",
+            "--suspended",
+            "user2@corp.example",
+            "--suspended-error",
+            "forbidden",
+            "--project-quota",
+            "12_000",
+        ])
+        .unwrap()
+        .config();
+        assert_eq!(
+            c.users,
+            [
+                "admin@corp.example",
+                "user1@corp.example",
+                "user2@corp.example",
+                "user3@corp.example",
+                "x@other.org"
+            ]
+        );
+        assert!(c.no_gmail.is_empty());
+        assert_eq!(c.suspended, ["user2@corp.example"]);
+        assert_eq!(c.suspended_error, crate::sim::SuspendedError::Forbidden);
+        assert_eq!(c.project_quota, Some(12_000));
+        for bad in [
+            &["--domain", "a@b.com"][..],
+            &["--domain", "nodot"],
+            &["--domain-users", "5"],
+            &["--domain", "x.com", "--domain-users", "100001"],
+            &["--project-quota", "49"],
+        ] {
+            assert!(sim_args(bad).is_err(), "{bad:?}");
+        }
+        let mut c = crate::sim::SimConfig::default();
+        run_conn(&[
+            "--sim-domain",
+            "example.com",
+            "--sim-domain-users",
+            "2",
+            "--sim-suspended",
+            "user1@example.com",
+            "--sim-project-quota",
+            "5000",
+        ])
+        .unwrap()
+        .sim_tuning()
+        .apply(&mut c);
+        assert_eq!(c.users, crate::sim::domain_users("example.com", 2));
+        assert!(c.no_gmail.is_empty());
+        assert_eq!(c.suspended, ["user1@example.com"]);
+        assert_eq!(c.project_quota, Some(5000));
+        assert!(run_conn(&["--sim-domain-users", "2"]).is_err());
+    }
     fn run_conn(args: &[&str]) -> Result<ConnArgs, clap::Error> {
         let argv = ["gmailscript", "run", "x.lua", "--sim"]
             .iter()

@@ -1621,3 +1621,543 @@ async fn labels_create_makes_user_labels_and_refuses_as_gmail_does() {
     assert_eq!(status, 400);
     h.stop().await;
 }
+
+// ---- A Workspace domain: the Directory, suspended users, delegation and
+// the project's budget shared by every user.
+
+const DIRECTORY_SCOPE: &str = "https://www.googleapis.com/auth/admin.directory.user.readonly";
+
+fn domain(n: usize, messages: usize) -> SimConfig {
+    SimConfig {
+        users: sim::domain_users("example.com", n),
+        no_gmail: Vec::new(),
+        ..config(messages)
+    }
+}
+
+/// A token for `user` (None: a service account without a subject).
+async fn mint(h: &SimHandle, user: Option<&str>, scope: &str) -> String {
+    let mut form = vec![("scope", scope)];
+    if let Some(u) = user {
+        form.push(("user", u));
+    }
+    let (status, v) = form_post(h, "/_sim/tokens", &form).await;
+    assert_eq!(status, 200, "{v}");
+    v["access_token"].as_str().unwrap().to_string()
+}
+
+/// `GET {base}{path}` with `token` (None: no credentials).
+async fn get_as(h: &SimHandle, token: Option<&str>, path: &str) -> (u16, Value) {
+    let mut r = client().get(format!("{}{path}", h.base_url));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let r = r.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn directory(h: &SimHandle, query: &str) -> (u16, Value) {
+    get_as(
+        h,
+        Some(TOKEN),
+        &format!("/admin/directory/v1/users?{query}"),
+    )
+    .await
+}
+
+fn emails(v: &Value) -> Vec<String> {
+    v["users"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|u| u["primaryEmail"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every user the query lists, paging with `maxResults`; (emails, pages).
+async fn directory_all(h: &SimHandle, query: &str) -> (Vec<String>, usize) {
+    let (mut all, mut pages, mut token) = (Vec::new(), 0, None::<String>);
+    loop {
+        let mut q = query.to_string();
+        if let Some(t) = &token {
+            q.push_str(&format!("&pageToken={t}"));
+        }
+        let (status, v) = directory(h, &q).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["kind"], "admin#directory#users");
+        pages += 1;
+        all.extend(emails(&v));
+        match v["nextPageToken"].as_str() {
+            Some(t) => token = Some(t.to_string()),
+            None => return (all, pages),
+        }
+        assert!(pages < 100, "paging does not end");
+    }
+}
+
+#[tokio::test]
+async fn the_directory_of_1200_users_pages_500_at_a_time_and_builds_no_mailbox() {
+    let h = start(domain(1199, 5)).await;
+    let (all, pages) = directory_all(&h, "customer=my_customer&maxResults=500").await;
+    assert_eq!(pages, 3, "500 + 500 + 200");
+    assert_eq!(all.len(), 1200);
+    let mut sorted = all.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, all, "each user once, in address order");
+    assert!(all.contains(&"admin@example.com".to_string()));
+    assert!(all.contains(&"user1199@example.com".to_string()));
+    // The same by domain; the default page is 100.
+    let (by_domain, _) = directory_all(&h, "domain=example.com&maxResults=500").await;
+    assert_eq!(by_domain, all);
+    let (_, v) = directory(&h, "customer=my_customer").await;
+    assert_eq!(emails(&v).len(), 100);
+    // Out of range or garbage: 400 "Invalid Input", as Google answers.
+    for bad in [
+        "maxResults=501",
+        "maxResults=0",
+        "maxResults=ten",
+        "pageToken=forged",
+    ] {
+        let (status, v) = directory(&h, &format!("customer=my_customer&{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {v}");
+        assert_eq!(message(&v), "Invalid Input");
+        assert_eq!(reason(&v), "invalid");
+    }
+    // Listing 1,200 users built no mailbox beyond the default user's.
+    let stats = sim_stats(&h).await;
+    assert_eq!(stats["users_total"], 1200);
+    assert_eq!(stats["mailboxes_generated"], 1);
+    assert_eq!(
+        stats["units_spent"], 0,
+        "the Directory spends no Gmail units"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn directory_queries_filter_and_flags_say_suspended_and_no_gmail() {
+    let h = start(SimConfig {
+        suspended: vec!["user2@example.com".into(), "user5@example.com".into()],
+        no_gmail: vec!["user7@example.com".into()],
+        ..domain(12, 5)
+    })
+    .await;
+    let list = |q: &'static str| {
+        let h = &h;
+        async move {
+            let (status, v) = directory(h, &format!("customer=my_customer&{q}")).await;
+            assert_eq!(status, 200, "{q}: {v}");
+            emails(&v)
+        }
+    };
+    let user = |n: &[u32]| -> Vec<String> {
+        let mut v: Vec<String> = n.iter().map(|i| format!("user{i}@example.com")).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(list("query=isSuspended%3Dtrue").await, user(&[2, 5]));
+    let active = list("query=isSuspended%3Dfalse").await;
+    assert_eq!(active.len(), 11, "{active:?}");
+    assert!(!active.contains(&"user2@example.com".to_string()));
+    assert_eq!(
+        list("query=orgUnitPath%3D%2FSales").await,
+        user(&[1, 4, 7, 10])
+    );
+    assert_eq!(
+        list("query=orgUnitPath%3D%2FEngineering%20isSuspended%3Dfalse").await,
+        user(&[8, 11])
+    );
+    assert_eq!(list("query=email%3Auser1*").await, user(&[1, 10, 11, 12]));
+    assert_eq!(
+        list("query=isAdmin%3Dtrue").await,
+        vec!["admin@example.com"]
+    );
+    // Descending, and showDeleted=true lists the deleted users: none, and
+    // Google leaves `users` out of an empty page.
+    let desc = list("orderBy=email&sortOrder=DESCENDING").await;
+    assert_eq!(desc.first().map(String::as_str), Some("user9@example.com"));
+    let (status, v) = directory(&h, "customer=my_customer&showDeleted=true").await;
+    assert_eq!(status, 200);
+    assert!(v.get("users").is_none(), "{v}");
+
+    // The resource's flags.
+    let (_, v) = directory(&h, "customer=my_customer&maxResults=500").await;
+    let find = |e: &str| {
+        v["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["primaryEmail"] == e)
+            .cloned()
+            .unwrap()
+    };
+    let admin = find("admin@example.com");
+    assert_eq!(admin["isAdmin"], true);
+    assert_eq!(admin["orgUnitPath"], "/");
+    assert_eq!(admin["kind"], "admin#directory#user");
+    assert_eq!(admin["name"]["fullName"], "Admin Example");
+    let s = find("user2@example.com");
+    assert_eq!(
+        (s["suspended"].clone(), s["isMailboxSetup"].clone()),
+        (json!(true), json!(true))
+    );
+    assert_eq!(s["suspensionReason"], "ADMIN");
+    let n = find("user7@example.com");
+    assert_eq!(
+        (n["suspended"].clone(), n["isMailboxSetup"].clone()),
+        (json!(false), json!(false))
+    );
+    assert_eq!(find("user3@example.com")["orgUnitPath"], "/Support");
+    assert_eq!(find("user3@example.com")["isAdmin"], false);
+
+    // fields= partial answers, as GAM asks.
+    let (_, v) = directory(
+        &h,
+        "customer=my_customer&maxResults=2&fields=nextPageToken,users(primaryEmail,suspended)",
+    )
+    .await;
+    assert_eq!(
+        v["users"][0],
+        json!({"primaryEmail": "admin@example.com", "suspended": false})
+    );
+    assert!(v["nextPageToken"].is_string());
+
+    // users.get by address or id; an unknown user is 404.
+    let (status, u) = get_as(
+        &h,
+        Some(TOKEN),
+        "/admin/directory/v1/users/user7@example.com",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(u["isMailboxSetup"], false);
+    let id = u["id"].as_str().unwrap().to_string();
+    let (status, again) = get_as(&h, Some(TOKEN), &format!("/admin/directory/v1/users/{id}")).await;
+    assert_eq!(
+        (status, again["primaryEmail"].clone()),
+        (200, json!("user7@example.com"))
+    );
+    let (status, v) = get_as(
+        &h,
+        Some(TOKEN),
+        "/admin/directory/v1/users/ghost@example.com",
+    )
+    .await;
+    assert_eq!((status, reason(&v)), (404, "notFound"));
+
+    // What Google refuses.
+    for (q, want_status, want_message) in [
+        ("", 400, "Bad Request"),
+        (
+            "domain=other.org",
+            403,
+            "Not Authorized to access this resource/api",
+        ),
+        (
+            "customer=C0123456",
+            403,
+            "Not Authorized to access this resource/api",
+        ),
+        (
+            "customer=my_customer&query=frobnicate%3D1",
+            400,
+            "Invalid Input",
+        ),
+        (
+            "customer=my_customer&orderBy=shoeSize",
+            400,
+            "Invalid Input",
+        ),
+    ] {
+        let (status, v) = directory(&h, q).await;
+        assert_eq!(
+            (status, message(&v)),
+            (want_status, want_message),
+            "{q}: {v}"
+        );
+        assert!(
+            v["error"].get("status").is_none(),
+            "Directory errors carry no status: {v}"
+        );
+    }
+    let (status, v) = directory(&h, "customer=my_customer&colour=blue").await;
+    assert_eq!(status, 400);
+    assert!(message(&v).contains("colour"), "{v}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_directory_needs_its_scope_and_an_administrator() {
+    let h = start(domain(3, 5)).await;
+    let path = "/admin/directory/v1/users?customer=my_customer";
+    let gmail_only = mint(&h, Some("admin@example.com"), "https://mail.google.com/").await;
+    let (status, v) = get_as(&h, Some(&gmail_only), path).await;
+    assert_eq!(
+        (status, reason(&v)),
+        (403, "insufficientPermissions"),
+        "{v}"
+    );
+    assert_eq!(
+        message(&v),
+        "Request had insufficient authentication scopes."
+    );
+
+    let not_admin = mint(&h, Some("user1@example.com"), DIRECTORY_SCOPE).await;
+    let no_subject = mint(&h, None, DIRECTORY_SCOPE).await;
+    for token in [&not_admin, &no_subject] {
+        let (status, v) = get_as(&h, Some(token), path).await;
+        assert_eq!((status, reason(&v)), (403, "forbidden"), "{v}");
+        assert_eq!(message(&v), "Not Authorized to access this resource/api");
+    }
+    let (status, v) = get_as(&h, None, path).await;
+    assert_eq!((status, reason(&v)), (401, "required"), "{v}");
+    let (status, _) = get_as(&h, Some("ya29.forged"), path).await;
+    assert_eq!(status, 401);
+
+    // The admin with either directory scope may list.
+    for scope in [
+        DIRECTORY_SCOPE,
+        "https://www.googleapis.com/auth/admin.directory.user",
+    ] {
+        let admin = mint(&h, Some("admin@example.com"), scope).await;
+        let (status, v) = get_as(&h, Some(&admin), path).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(emails(&v).len(), 4);
+    }
+    // A directory token is no Gmail token.
+    let admin = mint(&h, Some("admin@example.com"), DIRECTORY_SCOPE).await;
+    let (status, v) = get_as(&h, Some(&admin), "/gmail/v1/users/me/profile").await;
+    assert_eq!((status, reason(&v)), (403, "insufficientPermissions"));
+    h.stop().await;
+}
+
+/// A service account's JWT bearer grant for `sub`.
+async fn jwt_grant(h: &SimHandle, sub: &str, scope: &str) -> (u16, Value) {
+    use base64::Engine as _;
+    let now = chrono::Utc::now().timestamp();
+    let enc = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let claims = json!({"iss": "robot@p.iam.gserviceaccount.com", "scope": scope, "sub": sub,
+        "aud": format!("{}/token", h.base_url), "iat": now, "exp": now + 3600});
+    let assertion = format!(
+        "{}.{}.{}",
+        enc(br#"{"alg":"RS256"}"#),
+        enc(claims.to_string().as_bytes()),
+        enc(b"s")
+    );
+    form_post(
+        h,
+        "/token",
+        &[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", &assertion),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn delegation_gives_any_user_of_the_domain_its_own_mailbox_and_no_one_else() {
+    let h = start(SimConfig {
+        suspended: vec!["user40@example.com".into()],
+        ..domain(50, 5)
+    })
+    .await;
+    for sub in [
+        "user37@example.com",
+        "USER12@example.com",
+        "user40@example.com",
+    ] {
+        let (status, v) = jwt_grant(&h, sub, "https://mail.google.com/").await;
+        assert_eq!(status, 200, "{sub}: {v}");
+        let tok = v["access_token"].as_str().unwrap();
+        let (status, p) = get_as(&h, Some(tok), "/gmail/v1/users/me/profile").await;
+        assert_eq!(status, 200, "{p}");
+        assert!(p["emailAddress"]
+            .as_str()
+            .unwrap()
+            .eq_ignore_ascii_case(sub));
+        // Its own mailbox, no one else's.
+        let (status, v) = get_as(&h, Some(tok), "/gmail/v1/users/user1@example.com/profile").await;
+        assert_eq!(status, 403, "{v}");
+    }
+    for sub in ["user51@example.com", "someone@other.org"] {
+        let (status, v) = jwt_grant(&h, sub, "https://mail.google.com/").await;
+        assert_eq!(status, 400, "{sub}: {v}");
+        assert_eq!(v["error"], "invalid_grant");
+        assert_eq!(v["error_description"], "Invalid email or User ID");
+    }
+    // The saved subject, the admin, lists with the directory scope.
+    let (status, v) = jwt_grant(&h, "admin@example.com", DIRECTORY_SCOPE).await;
+    assert_eq!(status, 200);
+    let (status, list) = get_as(
+        &h,
+        v["access_token"].as_str(),
+        "/admin/directory/v1/users?customer=my_customer&query=isSuspended%3Dfalse&maxResults=500",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(emails(&list).len(), 50, "51 users, one suspended");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_suspended_users_ids_list_but_its_messages_fail_and_cost_units() {
+    for (kind, want_status, want_reason) in [
+        (sim::SuspendedError::Backend, 500, "backendError"),
+        (sim::SuspendedError::Forbidden, 403, "forbidden"),
+    ] {
+        let h = start(SimConfig {
+            suspended: vec!["user2@example.com".into()],
+            suspended_error: kind,
+            quota: Rules::P2026,
+            ..domain(3, 20)
+        })
+        .await;
+        let tok = mint(&h, Some("user2@example.com"), "https://mail.google.com/").await;
+        let base = "/gmail/v1/users/me";
+        let (status, list) = get_as(&h, Some(&tok), &format!("{base}/messages?maxResults=5")).await;
+        assert_eq!(status, 200, "{list}");
+        let id = list["messages"][0]["id"].as_str().unwrap().to_string();
+        for path in ["profile", "labels", "threads?maxResults=2"] {
+            let (status, v) = get_as(&h, Some(&tok), &format!("{base}/{path}")).await;
+            assert_eq!(status, 200, "{path}: {v}");
+        }
+        for path in [
+            format!("messages/{id}"),
+            format!("messages/{id}?format=raw"),
+        ] {
+            let (status, v) = get_as(&h, Some(&tok), &format!("{base}/{path}")).await;
+            assert_eq!(
+                (status, reason(&v)),
+                (want_status, want_reason),
+                "{path}: {v}"
+            );
+        }
+        let r = client()
+            .post(format!("{}{base}/messages/{id}/trash", h.base_url))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want_status, "trash");
+        // Another user of the domain is untouched.
+        let other = mint(&h, Some("user1@example.com"), "https://mail.google.com/").await;
+        let (_, l) = get_as(&h, Some(&other), &format!("{base}/messages?maxResults=1")).await;
+        let oid = l["messages"][0]["id"].as_str().unwrap();
+        let (status, _) = get_as(&h, Some(&other), &format!("{base}/messages/{oid}")).await;
+        assert_eq!(status, 200);
+        // The refused gets and the trash spent their units: 5 + 1 + 1 + 10
+        // for the lists, 20 + 20 + 20 for the failures.
+        let stats = sim_stats(&h).await;
+        assert_eq!(
+            stats["units_by_user"]["user2@example.com"],
+            5 + 1 + 1 + 10 + 60
+        );
+        assert_eq!(stats["calls_by_user"]["user2@example.com"], 7);
+        h.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_project_budget_binds_across_users_who_are_each_far_under_their_own() {
+    let h = start(SimConfig {
+        quota: Rules::P2026,
+        project_quota: Some(1000),
+        ..domain(9, 5)
+    })
+    .await;
+    let mut tokens = Vec::new();
+    for i in 0..10 {
+        let u = if i == 0 {
+            "admin@example.com".to_string()
+        } else {
+            format!("user{i}@example.com")
+        };
+        tokens.push(mint(&h, Some(&u), "https://mail.google.com/").await);
+    }
+    // 10 users x 5 gets x 20 units = the project's 1,000.
+    for tok in &tokens {
+        let (_, l) = get_as(&h, Some(tok), "/gmail/v1/users/me/labels").await;
+        assert!(l["labels"].is_array());
+    }
+    let (mut refused, mut served) = (None, 0);
+    'outer: for round in 0..30 {
+        for tok in &tokens {
+            let r = client()
+                .get(format!(
+                    "{}/gmail/v1/users/me/messages?maxResults=1",
+                    h.base_url
+                ))
+                .bearer_auth(tok)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let retry_after = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            let v: Value = r.json().await.unwrap();
+            if status != 200 {
+                refused = Some((round, status, retry_after, v));
+                break 'outer;
+            }
+            served += 1;
+        }
+    }
+    let (round, status, retry_after, v) = refused.expect("the project's budget binds");
+    // 10 labels.list at 1 unit, then messages.list at 5: 198 lists fill the
+    // 1,000 units; the 199th (round 19) is refused, for a user who has
+    // spent about 100.
+    assert_eq!((served, round), (198, 19));
+    assert!(status == 429 || status == 403, "{status} {v}");
+    assert_eq!(reason(&v), "rateLimitExceeded");
+    assert!(
+        message(&v).contains("limit 'Queries per minute' of service"),
+        "{v}"
+    );
+    assert!(!message(&v).contains("per user"), "{v}");
+    assert!(retry_after.is_some_and(|s| s.parse::<u64>().unwrap() >= 1));
+    let stats = sim_stats(&h).await;
+    assert_eq!(stats["refusals"]["project"], 1);
+    assert_eq!(stats["project"]["per_window"], 1000);
+    assert_eq!(stats["quota"]["per_project_per_window"], 1000);
+    let in_window = stats["project"]["units_in_window"].as_u64().unwrap();
+    assert!(in_window > 995 && in_window <= 1000, "{in_window}");
+    let by_user = stats["units_by_user"].as_object().unwrap();
+    assert_eq!(by_user.len(), 10);
+    assert!(by_user.values().all(|u| u.as_u64().unwrap() < 6000 / 50));
+    assert_eq!(
+        by_user.values().map(|u| u.as_u64().unwrap()).sum::<u64>(),
+        in_window
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_thousand_users_start_without_building_their_mailboxes() {
+    let t = std::time::Instant::now();
+    let h = start(SimConfig {
+        messages: 1000,
+        ..domain(1000, 1000)
+    })
+    .await;
+    // A figure for the report, not a timed assertion.
+    eprintln!(
+        "1,001 users x 1,000 messages: serving after {:?}",
+        t.elapsed()
+    );
+    let stats = sim_stats(&h).await;
+    assert_eq!(stats["users_total"], 1001);
+    assert_eq!(
+        stats["mailboxes_generated"], 1,
+        "only the default user's at start"
+    );
+    let tok = mint(&h, Some("user500@example.com"), "https://mail.google.com/").await;
+    let (status, p) = get_as(&h, Some(&tok), "/gmail/v1/users/me/profile").await;
+    assert_eq!(status, 200);
+    assert_eq!(p["messagesTotal"], 1000, "built on first use, whole");
+    assert_eq!(sim_stats(&h).await["mailboxes_generated"], 2);
+    h.stop().await;
+}

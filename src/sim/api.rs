@@ -107,6 +107,18 @@ impl Op {
         })
     }
 
+    /// Fails for a suspended user: what reads a message or changes
+    /// anything. Listing ids, labels, history and the profile still answer,
+    /// as administrators found (got-your-back#114, #258: ids listed, every
+    /// get refused).
+    fn refused_when_suspended(&self) -> bool {
+        self.mutates()
+            || matches!(
+                self,
+                Op::GetMessage(_) | Op::GetAttachment(..) | Op::GetThread(_)
+            )
+    }
+
     fn mutates(&self) -> bool {
         matches!(
             self,
@@ -425,6 +437,13 @@ pub fn prepare<'a>(sim: &'a Sim, call: Call<'a>) -> Prepared<'a> {
         }
     };
     let slot = InFlight { sim, user: email };
+    if user.suspended && op.refused_when_suspended() {
+        // After admission, as a backend error is: it costs its units.
+        let reply = errors::suspended(sim.config.suspended_error);
+        sim.stats
+            .call(name, &slot.user, reply.status, units, CallEnd::Served);
+        return Prepared::Done(reply);
+    }
     if let Some(Fault::Status(code)) = fault {
         // A backend error comes after the front end admitted and charged
         // the call (quota is checked before dispatch), so it costs units.
@@ -467,7 +486,10 @@ fn refusal_reply(sim: &Sim, key: &str, refused: Refused) -> (ApiReply, CallEnd) 
         }
         Refusal::Daily { .. } => (errors::daily_limit_exceeded(), CallEnd::DailyLimited),
         Refusal::Project { retry_after } => (
-            errors::project_rate_limited(retry_after.as_secs_f64().ceil() as u64),
+            errors::project_rate_limited(
+                faults::pick(sim.config.seed ^ 0x9a0e, key, 2) == 1,
+                retry_after.as_secs_f64().ceil() as u64,
+            ),
             CallEnd::RateLimited,
         ),
     }

@@ -15,6 +15,12 @@ pub const SCOPE_FULL: &str = "https://mail.google.com/";
 pub const SCOPE_MODIFY: &str = "https://www.googleapis.com/auth/gmail.modify";
 pub const SCOPE_READONLY: &str = "https://www.googleapis.com/auth/gmail.readonly";
 pub const SCOPE_METADATA: &str = "https://www.googleapis.com/auth/gmail.metadata";
+/// The Admin SDK Directory scopes `users.list` and `users.get` take
+/// (discovery document admin.directory_v1), besides cloud-platform.
+pub const SCOPE_DIRECTORY_USER: &str = "https://www.googleapis.com/auth/admin.directory.user";
+pub const SCOPE_DIRECTORY_USER_READONLY: &str =
+    "https://www.googleapis.com/auth/admin.directory.user.readonly";
+pub const SCOPE_CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 /// Who an access token acts for.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +55,16 @@ impl Principal {
     }
     pub fn can_delete(&self) -> bool {
         self.has(SCOPE_FULL)
+    }
+    /// May read the Directory's users (if also an administrator).
+    pub fn can_read_directory(&self) -> bool {
+        [
+            SCOPE_DIRECTORY_USER,
+            SCOPE_DIRECTORY_USER_READONLY,
+            SCOPE_CLOUD_PLATFORM,
+        ]
+        .iter()
+        .any(|s| self.has(s))
     }
 }
 
@@ -119,13 +135,22 @@ pub const DEFAULT_REFRESH_TOKEN: &str = "sim-refresh-token";
 impl Auth {
     pub fn new(default_user: &str, fixed_token: &str, lifetime: Duration) -> Self {
         let mut state = AuthState::default();
+        // The fixed token and refresh token stand for the default user with
+        // every right: all of Gmail, and reading the Directory (which
+        // answers only when the default user is its administrator).
+        let all = || {
+            vec![
+                SCOPE_FULL.to_string(),
+                SCOPE_DIRECTORY_USER_READONLY.to_string(),
+            ]
+        };
         state.access.insert(
             fixed_token.to_string(),
             AccessToken {
                 principal: Principal {
                     email: default_user.to_string(),
                     no_mailbox: false,
-                    scopes: vec![SCOPE_FULL.to_string()],
+                    scopes: all(),
                 },
                 expires: None,
             },
@@ -134,7 +159,7 @@ impl Auth {
             DEFAULT_REFRESH_TOKEN.to_string(),
             Grant {
                 email: default_user.to_string(),
-                scopes: vec![SCOPE_FULL.to_string()],
+                scopes: all(),
                 revoked: false,
             },
         );
@@ -295,6 +320,14 @@ impl Auth {
                         None,
                         false,
                     )),
+                    // Any address the simulator serves gets a token for
+                    // its own mailbox (domain-wide delegation), a suspended
+                    // one too (administrators' reports: its ids still list).
+                    // Any other `sub`, in the domain or outside it, is "the
+                    // user does not exist" in Google's table of service
+                    // account errors: 400 invalid_grant "Invalid email or
+                    // User ID" (GAM reports it as "Service not
+                    // applicable/Does not exist", GAM-team/GAM#1452).
                     Some(_) => Err(OAuthError::new("invalid_grant", "Invalid email or User ID")),
                     // No subject: a token for the service account itself,
                     // which has no mailbox.

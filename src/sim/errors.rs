@@ -314,19 +314,99 @@ pub fn rate_limited(shape: RateShape, retry_at: &str, retry_after_s: u64) -> Api
     reply
 }
 
-/// The per-project per-minute limit.
-pub fn project_rate_limited(retry_after_s: u64) -> ApiReply {
-    let mut reply = google_error(
-        429,
-        "RESOURCE_EXHAUSTED",
-        "global",
-        "rateLimitExceeded",
-        "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute' of service 'gmail.googleapis.com' for consumer 'project_number:000000000000'.",
-    );
+const PER_PROJECT_METRIC: &str = "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute' of service 'gmail.googleapis.com' for consumer 'project_number:000000000000'.";
+
+/// The per-project per-minute limit: Google's quota-metric message with the
+/// project's limit name ('Queries per minute', without "per user", as
+/// Google names project limits, e.g. GoogleCloudPlatform/python-docs-samples#3482),
+/// as a 429 RESOURCE_EXHAUSTED, or (`as_403`) in the 403 usageLimits form
+/// the per-user metric also takes (GAM-team/got-your-back#287, #309: GYB
+/// did not take that one for a rate error). Both carry Retry-After.
+pub fn project_rate_limited(as_403: bool, retry_after_s: u64) -> ApiReply {
+    let mut reply = if as_403 {
+        google_error(
+            403,
+            "PERMISSION_DENIED",
+            "usageLimits",
+            "rateLimitExceeded",
+            PER_PROJECT_METRIC,
+        )
+    } else {
+        google_error(
+            429,
+            "RESOURCE_EXHAUSTED",
+            "global",
+            "rateLimitExceeded",
+            PER_PROJECT_METRIC,
+        )
+    };
     reply
         .headers
         .push(("Retry-After", retry_after_s.max(1).to_string()));
     reply
+}
+
+/// A suspended user's message call. What Gmail answers is not documented;
+/// administrators report two things, both after the mailbox's ids were
+/// listed without trouble: "Temp error backendError" on every get until
+/// GYB gave up after 10 tries (GAM-team/got-your-back#114, 2016; the
+/// maintainer: "Google doesn't allow backup of suspended user"), and a
+/// 403 on every get (got-your-back#258, 2020; #116 shows the 403's words,
+/// "The caller does not have permission - forbidden"). The default is the
+/// harsher one: a 500 that looks transient, so a client that retries it
+/// blindly spends its retries and its quota on a mailbox that will never
+/// answer.
+pub fn suspended(kind: super::SuspendedError) -> ApiReply {
+    match kind {
+        super::SuspendedError::Backend => server_error(500),
+        super::SuspendedError::Forbidden => google_error(
+            403,
+            "PERMISSION_DENIED",
+            "global",
+            "forbidden",
+            "The caller does not have permission",
+        ),
+    }
+}
+
+/// An Admin SDK Directory error. Its answers carry no `error.status`
+/// (the 400 "Invalid Input" body in googleapis/google-api-ruby-client#468,
+/// 2023).
+pub fn directory_error(code: u16, reason: &str, message: &str) -> ApiReply {
+    ApiReply {
+        status: code,
+        headers: Vec::new(),
+        page: None,
+        body: Some(json!({
+            "error": {
+                "code": code,
+                "message": message,
+                "errors": [{ "message": message, "domain": "global", "reason": reason }],
+            }
+        })),
+    }
+}
+
+/// A caller who is not an administrator, a service account without a
+/// subject, or another customer's domain (googleapis/google-api-nodejs-client#1884,
+/// 66degrees/agm#9).
+pub fn directory_not_authorized() -> ApiReply {
+    directory_error(
+        403,
+        "forbidden",
+        "Not Authorized to access this resource/api",
+    )
+}
+
+/// `users.list` without `customer` or `domain` (google-api-python-client#579).
+pub fn directory_bad_request() -> ApiReply {
+    directory_error(400, "badRequest", "Bad Request")
+}
+
+/// A parameter value the Directory does not take (maxResults out of range,
+/// a query it cannot parse, a bad page token).
+pub fn directory_invalid_input() -> ApiReply {
+    directory_error(400, "invalid", "Invalid Input")
 }
 
 /// The unpublished per-user concurrency limit.

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod batch;
+pub mod directory;
 pub mod errors;
 pub mod faults;
 pub mod fields;
@@ -32,6 +33,30 @@ pub const DEFAULT_TOKEN: &str = "sim-token";
 
 pub const DEFAULT_USERS: &[&str] = &["me@example.com", "alice@example.com", "bob@example.com"];
 pub const DEFAULT_NO_GMAIL: &[&str] = &["nogmail@example.com"];
+
+/// Most users `--domain-users` may ask for (memory stays bounded: a user
+/// costs nothing until its mailbox is first used, but its entry does).
+pub const MAX_DOMAIN_USERS: usize = 100_000;
+
+/// The users of a simulated domain: `admin@DOMAIN` (the default user, an
+/// administrator) and `user1@DOMAIN` ... `userN@DOMAIN`.
+pub fn domain_users(domain: &str, n: usize) -> Vec<String> {
+    std::iter::once(format!("admin@{domain}"))
+        .chain((1..=n).map(|i| format!("user{i}@{domain}")))
+        .collect()
+}
+
+/// How Gmail answers a suspended user's message calls (`--suspended-error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SuspendedError {
+    /// 500 backendError, which looks transient and never heals
+    /// (GAM-team/got-your-back#114).
+    #[default]
+    Backend,
+    /// 403 forbidden "The caller does not have permission"
+    /// (GAM-team/got-your-back#258, #116).
+    Forbidden,
+}
 
 /// The day the simulator's calendar starts unless `--date` says otherwise:
 /// 2026-06-01T00:00:00Z. Mail dates, and the ids, history ids and fault
@@ -83,6 +108,15 @@ pub struct SimConfig {
     pub users: Vec<String>,
     /// Users who exist but have no Gmail ("Mail service not enabled").
     pub no_gmail: Vec<String>,
+    /// Suspended users: in the directory with `suspended: true`; their
+    /// tokens are issued and their mailboxes listed, but every call that
+    /// reads a message or changes anything fails (see `SuspendedError`).
+    /// An address not among `users` is added as one.
+    pub suspended: Vec<String>,
+    pub suspended_error: SuspendedError,
+    /// Units per project per minute instead of the profile's 1,200,000
+    /// (`--project-quota`), shared by every user.
+    pub project_quota: Option<u64>,
     pub quota: quota::Rules,
     /// Quota clock speed-up: the per-minute window lasts 60 s / speed.
     pub speed: f64,
@@ -127,6 +161,9 @@ impl Default for SimConfig {
             messages: 1000,
             users: DEFAULT_USERS.iter().map(|s| s.to_string()).collect(),
             no_gmail: DEFAULT_NO_GMAIL.iter().map(|s| s.to_string()).collect(),
+            suspended: Vec::new(),
+            suspended_error: SuspendedError::Backend,
+            project_quota: None,
             quota: quota::Rules::P2026,
             speed: 1.0,
             concurrency: 50,
@@ -156,8 +193,11 @@ impl Default for SimConfig {
 pub struct User {
     pub email: String,
     pub gmail: bool,
-    /// Index among users, mixed into the generator seed.
-    index: u64,
+    /// In the directory with `suspended: true`; message calls fail.
+    pub suspended: bool,
+    /// Index among users, mixed into the generator seed; 0 is the default
+    /// user, the domain's administrator.
+    pub index: u64,
     /// Generated on first use, so extra users cost nothing until asked for.
     mailbox: OnceLock<RwLock<mailbox::Mailbox>>,
 }
@@ -167,6 +207,8 @@ pub struct User {
 pub struct Sim {
     pub config: SimConfig,
     pub users: HashMap<String, Arc<User>>,
+    /// Every user in directory order (by address), for `users.list`.
+    pub directory: Vec<Arc<User>>,
     pub auth: auth::Auth,
     pub quota: quota::Quota,
     pub faults: faults::Faults,
@@ -198,10 +240,41 @@ impl Sim {
                 "--users needs at least one address".into(),
             ));
         }
-        for u in config.users.iter().chain(&config.no_gmail) {
+        for u in config
+            .users
+            .iter()
+            .chain(&config.no_gmail)
+            .chain(&config.suspended)
+        {
             if !u.contains('@') || u.contains(char::is_whitespace) {
                 return Err(SimError::Config(format!(
-                    "--users / --no-gmail-users: {u:?} is not an email address"
+                    "--users / --no-gmail-users / --suspended: {u:?} is not an email address"
+                )));
+            }
+        }
+        if let Some(s) = config
+            .suspended
+            .iter()
+            .find(|s| s.eq_ignore_ascii_case(&config.users[0]))
+        {
+            return Err(SimError::Config(format!(
+                "--suspended: {s} is the default user (the administrator who lists the domain); suspend another"
+            )));
+        }
+        if let Some(s) = config
+            .no_gmail
+            .iter()
+            .find(|s| s.eq_ignore_ascii_case(&config.users[0]))
+        {
+            return Err(SimError::Config(format!(
+                "--no-gmail-users: {s} is the default user, who needs Gmail"
+            )));
+        }
+        if let Some(n) = config.project_quota {
+            let dearest = quota::Rules::DEAREST;
+            if n < dearest {
+                return Err(SimError::Config(format!(
+                    "--project-quota must be at least {dearest} units (messages.batchModify costs {dearest}; a smaller budget could never admit it)"
                 )));
             }
         }
@@ -229,23 +302,38 @@ impl Sim {
                 "--daily-limit must be at least 1 unit, or off".into(),
             ));
         }
-        let mut users = HashMap::new();
+        let mut users: HashMap<String, Arc<User>> = HashMap::new();
+        let suspended: std::collections::HashSet<String> =
+            config.suspended.iter().map(|s| s.to_lowercase()).collect();
+        // --no-gmail-users may name one of the domain's users: it wins.
+        let no_gmail: std::collections::HashSet<String> =
+            config.no_gmail.iter().map(|s| s.to_lowercase()).collect();
         let all = config
             .users
             .iter()
-            .map(|u| (u, true))
-            .chain(config.no_gmail.iter().map(|u| (u, false)));
-        for (index, (email, gmail)) in all.enumerate() {
+            .chain(&config.no_gmail)
+            // A suspended address not named elsewhere is a Gmail user.
+            .chain(&config.suspended);
+        for email in all {
+            let key = email.to_lowercase();
+            let gmail = !no_gmail.contains(&key);
+            if users.contains_key(&key) {
+                continue;
+            }
+            let index = users.len() as u64;
             users.insert(
-                email.to_lowercase(),
+                key.clone(),
                 Arc::new(User {
                     email: email.clone(),
                     gmail,
-                    index: index as u64,
+                    suspended: suspended.contains(&key),
+                    index,
                     mailbox: OnceLock::new(),
                 }),
             );
         }
+        let mut directory: Vec<Arc<User>> = users.values().cloned().collect();
+        directory.sort_by_cached_key(|u| u.email.to_lowercase());
         let default_user = config.users[0].clone();
         let sim = Sim {
             auth: auth::Auth::new(&default_user, &config.token, config.token_lifetime),
@@ -258,10 +346,12 @@ impl Sim {
                 penalty: config.rate_penalty.filter(|p| !p.is_zero()),
                 charge_refused: config.charge_refused,
                 start_ms: config.start_ms,
+                project: config.project_quota,
             }),
             faults: faults::Faults::new(config.faults.clone(), config.seed, config.slow_delay),
             stats: stats::Stats::default(),
             users,
+            directory,
             clock: SimClock::new(config.start_ms),
             base_url: OnceLock::new(),
             serving_since: OnceLock::new(),
@@ -299,6 +389,15 @@ impl Sim {
 
     pub fn default_user(&self) -> &str {
         &self.config.users[0]
+    }
+
+    /// How many mailboxes have been built so far (they are built on first
+    /// use; only the default user's at start).
+    pub fn mailboxes_generated(&self) -> usize {
+        self.users
+            .values()
+            .filter(|u| u.mailbox.get().is_some())
+            .count()
     }
 
     /// The user's mailbox, generated on first use.

@@ -120,6 +120,9 @@ pub struct Limits {
     /// Where the quota clock's calendar starts, ms since the epoch (the
     /// simulator's `--date`), for the daily reset.
     pub start_ms: i64,
+    /// Units per project per minute instead of the profile's
+    /// (`--project-quota`); the profile `off` stays off.
+    pub project: Option<u64>,
 }
 
 impl Limits {
@@ -133,6 +136,7 @@ impl Limits {
             penalty: None,
             charge_refused: false,
             start_ms: crate::sim::DEFAULT_START_MS,
+            project: None,
         }
     }
 }
@@ -402,7 +406,7 @@ impl Quota {
                 };
                 return refuse(u, project, why);
             }
-            let per_project = self.profile.per_project();
+            let per_project = self.per_project();
             if project.total + cost > per_project {
                 let retry_after = project.wait_for(now, self.window, cost, per_project);
                 return refuse(u, project, Refusal::Project { retry_after });
@@ -455,6 +459,22 @@ impl Quota {
         let local = ms + pacific_offset_ms(ms);
         let left_ms = (local.div_euclid(DAY_MS) + 1) * DAY_MS - local;
         Duration::from_secs_f64(left_ms as f64 / 1000.0 / self.limits.speed)
+    }
+
+    /// Units per project per window: the profile's, or `--project-quota`.
+    pub fn per_project(&self) -> u64 {
+        match (self.profile, self.limits.project) {
+            (Rules::Off, _) => u64::MAX,
+            (_, Some(n)) => n,
+            (p, None) => p.per_project(),
+        }
+    }
+
+    /// Units the project has spent in the current window.
+    pub fn project_units_in_window(&self) -> u64 {
+        let mut st = self.state.lock().unwrap();
+        st.project.expire(Instant::now(), self.window);
+        st.project.total
     }
 
     pub fn release(&self, user: &str) {
@@ -685,6 +705,29 @@ mod tests {
         );
         assert!(q
             .admit_at("u", "labels.list", t0 + Duration::from_secs(7 * 3600))
+            .is_ok());
+    }
+
+    #[test]
+    fn the_project_budget_binds_across_users() {
+        let q = Quota::new(Limits {
+            project: Some(1000),
+            ..limits()
+        });
+        let t0 = q.started;
+        // 50 gets of 20 units by 10 users: each is far under its own 6,000.
+        for i in 0..50 {
+            q.admit_at(&format!("u{}", i % 10), "messages.get", t0)
+                .unwrap();
+            q.release(&format!("u{}", i % 10));
+        }
+        let r = q.admit_at("fresh", "labels.list", t0).unwrap_err();
+        match r.why {
+            Refusal::Project { retry_after } => assert_eq!(retry_after, Duration::from_secs(60)),
+            other => panic!("{other:?}"),
+        }
+        assert!(q
+            .admit_at("fresh", "labels.list", t0 + Duration::from_secs(60))
             .is_ok());
     }
 

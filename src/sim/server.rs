@@ -286,6 +286,16 @@ async fn serve(sim: Arc<Sim>, req: Request<Incoming>) -> Result<Response<Body>, 
         }
     };
 
+    if super::directory::is_directory(&path) {
+        let reply = super::directory::handle(&sim, &method, &target, authorization.as_deref());
+        let response = reply_response(&reply, pretty(&target));
+        return Ok(if gzip_wanted {
+            sim.stats.gzip_response();
+            gzip(response).await
+        } else {
+            response
+        });
+    }
     let api_call = path.starts_with("/gmail/v1/") || path == "/batch" || path == "/batch/gmail/v1";
     if !api_call {
         let mut r = other(&sim, &method, &path, &target, &content_type, &body).await;
@@ -572,6 +582,36 @@ async fn batch_response(
     full(200, &format!("multipart/mixed; boundary={boundary}"), out)
 }
 
+/// `GET /_sim/stats`: the counters, the quota's limits, and the domain's
+/// figures (users, mailboxes built so far, the project's window).
+fn stats_snapshot(sim: &Sim) -> Value {
+    let mut v = sim.stats.snapshot(
+                json!({
+                    "profile": sim.config.quota.name(),
+                    "per_user_per_window": if sim.config.quota == super::quota::Rules::Off { Value::Null } else { json!(sim.config.quota.per_user()) },
+                    "per_project_per_window": if sim.config.quota == super::quota::Rules::Off { Value::Null } else { json!(sim.quota.per_project()) },
+                    "window_seconds": sim.quota.window.as_secs_f64(),
+                    "speed": sim.config.speed,
+                    "concurrency_limit": sim.config.concurrency,
+                    "max_batch": sim.config.max_batch,
+                    "per_second": sim.config.per_second,
+                    "per_second_window_seconds": sim.quota.second.as_secs_f64(),
+                    "daily_limit": sim.config.daily_limit,
+                    "rate_penalty_seconds": sim.config.rate_penalty.map(|p| p.as_secs_f64()),
+                    "charge_refused": sim.config.charge_refused,
+                    "outages": sim.config.outages.iter().map(|o| json!({"at_seconds": o.at.as_secs_f64(), "for_seconds": o.length.as_secs_f64()})).collect::<Vec<_>>(),
+                }),
+                sim.quota.peak_in_flight(),
+            );
+    v["users_total"] = json!(sim.users.len());
+    v["mailboxes_generated"] = json!(sim.mailboxes_generated());
+    v["project"] = json!({
+        "per_window": if sim.config.quota == super::quota::Rules::Off { Value::Null } else { json!(sim.quota.per_project()) },
+        "units_in_window": sim.quota.project_units_in_window(),
+    });
+    v
+}
+
 fn form(body: &[u8], query: &str) -> HashMap<String, String> {
     url::form_urlencoded::parse(body)
         .into_owned()
@@ -603,7 +643,10 @@ async fn other(
                 return json(400, e);
             }
             let f = form(body, query);
-            let token_uri = format!("{}/token", sim.base_url.get().map(String::as_str).unwrap_or(""));
+            let token_uri = format!(
+                "{}/token",
+                sim.base_url.get().map(String::as_str).unwrap_or("")
+            );
             match sim
                 .auth
                 .token_endpoint(&f, |u| sim.user(u).is_some(), &token_uri)
@@ -624,7 +667,10 @@ async fn other(
                 Err(e) => full(
                     400,
                     "text/html; charset=UTF-8",
-                    format!("<html><body><h1>Error 400: {}</h1><p>{}</p></body></html>", e.error, e.description),
+                    format!(
+                        "<html><body><h1>Error 400: {}</h1><p>{}</p></body></html>",
+                        e.error, e.description
+                    ),
                 ),
             }
         }
@@ -632,29 +678,13 @@ async fn other(
             let f = form(body, query);
             match f.get("token") {
                 Some(t) if sim.auth.revoke(t) => json(200, json!({})),
-                _ => json(400, json!({"error": "invalid_token", "error_description": "Token expired or revoked"})),
+                _ => json(
+                    400,
+                    json!({"error": "invalid_token", "error_description": "Token expired or revoked"}),
+                ),
             }
         }
-        ("GET", "/_sim/stats") => json(
-            200,
-            sim.stats.snapshot(
-                json!({
-                    "profile": sim.config.quota.name(),
-                    "per_user_per_window": if sim.config.quota == super::quota::Rules::Off { Value::Null } else { json!(sim.config.quota.per_user()) },
-                    "window_seconds": sim.quota.window.as_secs_f64(),
-                    "speed": sim.config.speed,
-                    "concurrency_limit": sim.config.concurrency,
-                    "max_batch": sim.config.max_batch,
-                    "per_second": sim.config.per_second,
-                    "per_second_window_seconds": sim.quota.second.as_secs_f64(),
-                    "daily_limit": sim.config.daily_limit,
-                    "rate_penalty_seconds": sim.config.rate_penalty.map(|p| p.as_secs_f64()),
-                    "charge_refused": sim.config.charge_refused,
-                    "outages": sim.config.outages.iter().map(|o| json!({"at_seconds": o.at.as_secs_f64(), "for_seconds": o.length.as_secs_f64()})).collect::<Vec<_>>(),
-                }),
-                sim.quota.peak_in_flight(),
-            ),
-        ),
+        ("GET", "/_sim/stats") => json(200, stats_snapshot(sim)),
         ("POST", "/_sim/stats/reset") => {
             sim.stats.reset();
             json(200, json!({}))
@@ -670,7 +700,11 @@ async fn other(
                 .map(|s| s.split_whitespace().map(String::from).collect())
                 .unwrap_or_else(|| vec![super::auth::SCOPE_FULL.to_string()]);
             let principal = match f.get("user") {
-                Some(u) if sim.user(u).is_some() => super::auth::Principal { email: u.clone(), no_mailbox: false, scopes },
+                Some(u) if sim.user(u).is_some() => super::auth::Principal {
+                    email: u.clone(),
+                    no_mailbox: false,
+                    scopes,
+                },
                 Some(u) => return json(400, json!({"error": format!("no such user {u}")})),
                 None => super::auth::Principal {
                     email: "robot@sim-project.iam.gserviceaccount.com".into(),
@@ -679,7 +713,10 @@ async fn other(
                 },
             };
             let (token, lifetime) = sim.auth.mint(principal, lifetime);
-            json(200, json!({"access_token": token, "expires_in": lifetime.as_secs_f64()}))
+            json(
+                200,
+                json!({"access_token": token, "expires_in": lifetime.as_secs_f64()}),
+            )
         }
         _ => admin_user(sim, method, path, query).unwrap_or_else(|| {
             let e = errors::unknown_method(method, path);

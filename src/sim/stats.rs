@@ -19,6 +19,8 @@ struct Inner {
     calls: BTreeMap<String, BTreeMap<u16, u64>>,
     units: u64,
     units_by_user: BTreeMap<String, u64>,
+    /// Calls answered for each user (the token's owner), whatever the status.
+    calls_by_user: BTreeMap<String, u64>,
     /// Units spent by refused calls (`--charge-refused`), part of `units`.
     units_refused: u64,
     rate_errors: u64,
@@ -73,6 +75,9 @@ impl Stats {
             .or_default()
             .entry(status)
             .or_default() += 1;
+        if !user.is_empty() {
+            *s.calls_by_user.entry(user.to_string()).or_default() += 1;
+        }
         if units > 0 {
             s.units += units;
             *s.units_by_user.entry(user.to_string()).or_default() += units;
@@ -165,6 +170,7 @@ impl Stats {
             "calls": calls,
             "units_spent": s.units,
             "units_by_user": s.units_by_user,
+            "calls_by_user": s.calls_by_user,
             "units_refused": s.units_refused,
             "rate_errors": s.rate_errors,
             "refusals": s.refusals,

@@ -70,3 +70,15 @@ def penalty_sim():
     s = Sim("--messages", "20", "--seed", "7", "--per-second", "50", "--rate-penalty", "1h")
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="module")
+def domain_sim():
+    # A domain of 1,200 users: admin@ and user1..user1199@, two suspended,
+    # one without Gmail.
+    s = Sim(
+        "--domain", "example.com", "--domain-users", "1199", "--messages", "20", "--quota", "off",
+        "--suspended", "user2@example.com,user5@example.com", "--no-gmail-users", "user7@example.com",
+    )
+    yield s
+    s.stop()

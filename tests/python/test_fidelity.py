@@ -410,3 +410,98 @@ def test_labels_create_and_rfc822msgid_search(sim):
     header = m["payload"]["headers"][0]["value"]
     found = u.messages().list(userId="me", q="rfc822msgid:" + header.strip("<>")).execute()
     assert [x["id"] for x in found["messages"]] == [mid]
+
+
+DIRECTORY_SCOPE = "https://www.googleapis.com/auth/admin.directory.user.readonly"
+
+
+def directory(url, credentials):
+    # The Admin SDK's discovery document ships with the client
+    # (discovery_cache/documents/admin.directory_v1.json).
+    return build(
+        "admin", "directory_v1", credentials=credentials, client_options={"api_endpoint": url + "/"},
+        static_discovery=True, cache_discovery=False,
+    )
+
+
+def test_the_admin_sdk_client_pages_through_a_domain_of_1200_users(domain_sim):
+    users = directory(domain_sim.url, Credentials(token=TOKEN)).users()
+    req = users.list(customer="my_customer", maxResults=500, orderBy="email")
+    seen, pages = [], 0
+    while req is not None:
+        resp = req.execute()
+        assert resp["kind"] == "admin#directory#users"
+        seen += resp.get("users", [])
+        pages += 1
+        req = users.list_next(req, resp)
+    assert pages == 3
+    emails = [u["primaryEmail"] for u in seen]
+    assert len(emails) == 1200 == len(set(emails))
+    assert emails == sorted(emails)
+    by = {u["primaryEmail"]: u for u in seen}
+    assert by["admin@example.com"]["isAdmin"] is True
+    assert by["user2@example.com"]["suspended"] is True
+    assert by["user7@example.com"]["isMailboxSetup"] is False
+    assert by["user1@example.com"]["orgUnitPath"] == "/Sales"
+
+    active = users.list(customer="my_customer", query="isSuspended=false", maxResults=500).execute()
+    assert active["users"] and all(u["suspended"] is False for u in active["users"])
+    sales = users.list(domain="example.com", query="orgUnitPath=/Sales", maxResults=5,
+                       fields="users(primaryEmail,orgUnitPath),nextPageToken").execute()
+    assert [u["orgUnitPath"] for u in sales["users"]] == ["/Sales"] * 5
+    assert set(sales["users"][0]) == {"primaryEmail", "orgUnitPath"}
+    assert users.get(userKey="user7@example.com").execute()["isMailboxSetup"] is False
+
+    with pytest.raises(HttpError) as e:
+        users.list(customer="my_customer", maxResults=501).execute()
+    assert e.value.status_code == 400 and e.value.reason == "Invalid Input"
+    with pytest.raises(HttpError) as e:
+        users.list().execute()
+    assert e.value.status_code == 400 and e.value.reason == "Bad Request"
+
+
+def test_a_service_account_lists_as_the_admin_and_acts_as_each_user(domain_sim):
+    from google.oauth2 import service_account
+
+    info = service_account_info(domain_sim.url)
+    admin = service_account.Credentials.from_service_account_info(
+        info, scopes=[DIRECTORY_SCOPE], subject="admin@example.com")
+    first = directory(domain_sim.url, admin).users().list(customer="my_customer", maxResults=10).execute()
+    assert len(first["users"]) == 10 and "nextPageToken" in first
+
+    # A user who is not an administrator may not list.
+    plain = service_account.Credentials.from_service_account_info(
+        info, scopes=[DIRECTORY_SCOPE], subject="user1@example.com")
+    with pytest.raises(HttpError) as e:
+        directory(domain_sim.url, plain).users().list(customer="my_customer").execute()
+    assert e.value.status_code == 403
+    assert e.value.reason == "Not Authorized to access this resource/api"
+
+    gmail_scope = ["https://www.googleapis.com/auth/gmail.readonly"]
+    base = service_account.Credentials.from_service_account_info(info, scopes=gmail_scope)
+
+    def gmail(subject):
+        return build("gmail", "v1", credentials=base.with_subject(subject),
+                     client_options={"api_endpoint": domain_sim.url + "/"},
+                     static_discovery=True, cache_discovery=False)
+
+    assert gmail("user1100@example.com").users().getProfile(userId="me").execute()["messagesTotal"] == 20
+
+    # A suspended user: its ids list, its messages answer backendError.
+    s = gmail("user5@example.com").users()
+    ids = s.messages().list(userId="me").execute()["messages"]
+    with pytest.raises(HttpError) as e:
+        s.messages().get(userId="me", id=ids[0]["id"]).execute()
+    assert e.value.status_code == 500
+    assert e.value.error_details[0]["reason"] == "backendError"
+
+    # No Gmail: 400 failedPrecondition.
+    with pytest.raises(HttpError) as e:
+        gmail("user7@example.com").users().getProfile(userId="me").execute()
+    assert e.value.status_code == 400 and e.value.reason == "Mail service not enabled"
+
+    # A subject outside the domain: the token endpoint refuses it.
+    from google.auth.exceptions import RefreshError
+    with pytest.raises(RefreshError) as e:
+        gmail("someone@other.org").users().getProfile(userId="me").execute()
+    assert "invalid_grant" in str(e.value) and "Invalid email or User ID" in str(e.value)
