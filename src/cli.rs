@@ -451,8 +451,7 @@ The batch endpoint is {base}/batch/gmail/v1 (also {base}/batch), the OAuth token
 endpoint {base}/token, and {base}/_sim/stats reports calls, quota units and rate errors. \
 With --domain, the Directory's users.list is GET {base}/admin/directory/v1/users?customer=my_customer \
 (the sim-token's user is the administrator; scope admin.directory.user.readonly). \
-Stop with Ctrl-C."
-)]
+Stop with Ctrl-C.")]
 pub struct SimArgs {
     /// Port on 127.0.0.1; 0 picks a free one.
     #[arg(long, default_value_t = 0)]

@@ -134,28 +134,6 @@ impl Request {
         r
     }
 
-    pub fn get_attachment(message_id: &str, attachment_id: &str) -> Request {
-        Request::new(
-            Method::AttachmentsGet,
-            "GET",
-            format!(
-                "messages/{}/attachments/{}",
-                segment(message_id),
-                segment(attachment_id)
-            ),
-        )
-    }
-
-    pub fn get_thread(id: &str, format: Format) -> Request {
-        Request::new(
-            Method::ThreadsGet,
-            "GET",
-            format!("threads/{}", segment(id)),
-        )
-        .about(id)
-        .param("format", format.as_str())
-    }
-
     pub fn list_labels() -> Request {
         Request::new(Method::LabelsList, "GET", "labels".into())
     }
