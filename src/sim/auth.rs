@@ -15,6 +15,7 @@ pub const SCOPE_FULL: &str = "https://mail.google.com/";
 pub const SCOPE_MODIFY: &str = "https://www.googleapis.com/auth/gmail.modify";
 pub const SCOPE_READONLY: &str = "https://www.googleapis.com/auth/gmail.readonly";
 pub const SCOPE_METADATA: &str = "https://www.googleapis.com/auth/gmail.metadata";
+pub const SCOPE_INSERT: &str = "https://www.googleapis.com/auth/gmail.insert";
 
 /// Who an access token acts for.
 #[derive(Debug, Clone, PartialEq)]
