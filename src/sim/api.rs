@@ -572,9 +572,11 @@ fn import_options(
         None => default_header,
         Some("dateHeader") => true,
         Some("receivedTime") => false,
-        Some(v) => return Err(errors::invalid(&format!(
+        Some(v) => {
+            return Err(errors::invalid(&format!(
             "Invalid value for internalDateSource: {v:?}. Valid values: receivedTime, dateHeader."
-        ))),
+        )))
+        }
     };
     Ok(super::import::Options {
         date_header,
