@@ -88,11 +88,19 @@ fn read_labels(dir: &Path) -> mlua::Result<HashMap<String, Vec<String>>> {
         #[derive(serde::Deserialize)]
         struct Line {
             id: String,
-            labels: Vec<String>,
+            // json.encode writes an empty Lua table as {}.
+            labels: serde_json::Value,
         }
-        match serde_json::from_slice::<Line>(line) {
-            Ok(l) => {
-                out.insert(l.id, l.labels);
+        let parsed = serde_json::from_slice::<Line>(line).and_then(|l| {
+            let labels = match l.labels {
+                serde_json::Value::Object(o) if o.is_empty() => Vec::new(),
+                v => serde_json::from_value::<Vec<String>>(v)?,
+            };
+            Ok((l.id, labels))
+        });
+        match parsed {
+            Ok((id, labels)) => {
+                out.insert(id, labels);
             }
             Err(_) if i == last => {}
             Err(e) => {
