@@ -173,6 +173,25 @@ pub fn check_answer(req: &Request, body: Bytes) -> Result<Answer, ApiError> {
             _ => return Ok(Answer::Message(Box::new(m))),
         }
     }
+    if matches!(req.call, Method::MessagesImport | Method::MessagesInsert) {
+        // The id is new, so it cannot be compared; it must at least be a
+        // Gmail id, or the message's fate is unknown.
+        #[derive(serde::Deserialize)]
+        struct Imported {
+            id: Option<String>,
+        }
+        let got: Imported = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::malformed(format!("the answer is not JSON: {e}")))?;
+        let ok = got.id.as_deref().is_some_and(|id| {
+            !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+        });
+        if !ok {
+            return Err(ApiError::malformed(
+                "the import answer carries no message id; the message may or may not be in the mailbox",
+            ));
+        }
+        return Ok(Answer::Body(body));
+    }
     if let (Some(want), false) = (&req.answer_id, body.is_empty()) {
         #[derive(serde::Deserialize)]
         struct Id {
@@ -943,6 +962,43 @@ async fn send_chunk(
             result,
         }
     };
+    // A batch carries no media (Google's batch guide): uploads go as calls
+    // of their own, one after the other within the chunk. Callers that
+    // upload use chunks of one and several in flight.
+    if requests.iter().any(|(_, r)| r.media.is_some()) {
+        let mut unanswered = true;
+        let mut broken = None;
+        for (index, (_, req)) in requests.iter().enumerate() {
+            let result = match client.send_one(req, &token).await {
+                // No answer: left to the chunk's end, judged as an outage
+                // or a broken exchange like a batch that got none.
+                Err(e) if e.class == ErrorClass::Network => {
+                    broken = Some(e);
+                    continue;
+                }
+                Ok(body) => check_answer(req, body),
+                Err(e) => Err(e),
+            };
+            unanswered = false;
+            let ev = Event::Part {
+                chunk,
+                index,
+                result,
+            };
+            if tx.send(ev).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx
+            .send(Event::Done {
+                chunk,
+                broken,
+                unanswered,
+                rtt: started.elapsed(),
+            })
+            .await;
+        return;
+    }
     let refs: Vec<(String, &Request)> = requests.iter().map(|(id, r)| (id.clone(), r)).collect();
     let mut answered = vec![false; requests.len()];
     // Parts without a Content-ID, held until the answer is complete.
