@@ -13,6 +13,12 @@
 -- flags (seen, flagged) and notes deletions; if Gmail no longer keeps that
 -- history, it lists everything again (done ids are skipped). Leaves
 -- `result` (mode, email, dest, report) for `gmailscript repl -i`.
+--
+-- Label names, not only flags: each message's labels (system ids such as
+-- INBOX, user labels by name such as Work/2024) go to
+-- DEST/.gmailscript-labels.jsonl, one JSON line per message and per label
+-- change, the last line for an id winning. The message files keep Gmail's
+-- bytes. scripts/restore.lua reads both back (input.maildir).
 
 local dest = arg[1] or "backup"
 -- A --users run (many mailboxes): one Maildir and state per user.
@@ -23,12 +29,34 @@ local state = store.open(dest .. "/.gmailscript-state")
 -- Taken before listing, so changes made while we fetch show up next time.
 local profile = assert(gmail.profile())
 
+-- Label ids to names (labels made during the run are looked up again).
+local names = {}
+local function load_names()
+  for _, l in ipairs(assert(gmail.labels())) do names[l.id] = l.name end
+end
+load_names()
+local sidecar = assert(io.open(dest .. "/" .. input.LABELS_FILE, "a"))
+local function keep_labels(id, label_ids)
+  local out = {}
+  for _, l in ipairs(label_ids) do
+    if not names[l] then load_names() end
+    out[#out + 1] = names[l] or l
+  end
+  -- Written before the message's file: a kill in between leaves a line for
+  -- a message not yet there, which the next run writes again.
+  sidecar:write(json.encode({ id = id, labels = out }), "\n")
+  sidecar:flush()
+end
+
 local function fetch(ids, total)
   return gmail.batch(ids, {
     format = "raw",
     resume = state,
     total = total,
-    on_message = function(msg) mail:write(msg) end,
+    on_message = function(msg)
+      keep_labels(msg.id, msg.labels)
+      mail:write(msg)
+    end,
   })
 end
 
@@ -46,8 +74,9 @@ if since then
       elseif c.type == "deleted" then
         deleted = deleted + 1
         state:set("deleted:" .. c.id, c.history_id)
-      elseif c.message_labels and mail:relabel(c.id, c.message_labels) then
-        relabelled = relabelled + 1
+      elseif c.message_labels then
+        keep_labels(c.id, c.message_labels)
+        if mail:relabel(c.id, c.message_labels) then relabelled = relabelled + 1 end
       end
     end
     -- Ids that failed last time get another chance.
@@ -74,6 +103,7 @@ if not report.stopped then
   state:set("history_id", profile.history_id)
 end
 state:commit()
+sidecar:close()
 
 result = { mode = mode, email = profile.email, dest = dest, report = report }
 

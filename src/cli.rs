@@ -1169,19 +1169,18 @@ mod tests {
 
     #[test]
     fn the_default_users_are_the_simulators_and_shown_as_typed() {
-        let a = sim_args(&[]).unwrap().config();
-        assert_eq!(a.users, crate::sim::DEFAULT_USERS);
-        assert_eq!(a.no_gmail, crate::sim::DEFAULT_NO_GMAIL);
+        let c = sim_args(&[]).unwrap().config();
+        assert_eq!(c.users, crate::sim::DEFAULT_USERS);
+        assert_eq!(c.no_gmail, crate::sim::DEFAULT_NO_GMAIL);
         use clap::CommandFactory as _;
         let help = Cli::command()
             .find_subcommand_mut("sim")
             .unwrap()
             .render_long_help()
             .to_string();
-        assert!(
-            help.contains(&format!("Default {}", crate::sim::DEFAULT_USERS.join(","))),
-            "{help}"
-        );
+        // The default as it would be typed: comma-separated.
+        let typed = crate::sim::DEFAULT_USERS.join(",");
+        assert!(help.contains(&format!("Default {typed}")), "{help}");
     }
 
     #[test]

@@ -705,3 +705,98 @@ async fn a_split_decision_halves_the_chunk_and_resends_the_id() {
         "a split halves the chunk: {split:?}"
     );
 }
+
+/// Imports through the runner: media uploads as single calls, several in
+/// flight, each answered with a new id, 25 units each, under faults.
+#[tokio::test]
+async fn imports_go_as_uploads_one_call_each_and_survive_faults() {
+    use gmailscript::gmail::request::{DateSource, ImportOptions};
+    let mut cfg = sim_config(3);
+    cfg.faults = FaultSpec::parse("503:0.2,429:0.1").unwrap();
+    let (h, client, before) = setup(cfg).await;
+    let runner = Runner::new(client.clone(), Profile::Off, Duration::from_secs(60));
+    let opts = ImportOptions {
+        insert: false,
+        label_ids: vec!["INBOX".into()],
+        date: DateSource::Header,
+        never_mark_spam: true,
+    };
+    let raws: Vec<Vec<u8>> = (0..20)
+        .map(|i| {
+            format!("Subject: m{i}\r\nMessage-ID: <eng-{i}@x>\r\n\r\nbody {i}\r\n").into_bytes()
+        })
+        .collect();
+    let items = raws.iter().enumerate().map(|(i, raw)| {
+        Ok(Item {
+            key: format!("k{i}"),
+            request: Request::import(bytes::Bytes::from(raw.clone()), &opts),
+        })
+    });
+    let mut got: HashMap<String, String> = HashMap::new();
+    let mut sink = |key: &str, a: Answer| {
+        let v: Value = serde_json::from_slice(a.bytes()).unwrap();
+        got.insert(key.to_string(), v["id"].as_str().unwrap().to_string());
+        Ok(())
+    };
+    let run = RunOptions {
+        chunk_start: 1,
+        chunk_max: 1,
+        parallel: 4,
+        ..quick()
+    };
+    let report = runner
+        .run(
+            futures_util::stream::iter(items),
+            &mut DefaultPolicy,
+            &mut sink,
+            &run,
+            None,
+        )
+        .await;
+    assert_eq!(report.ok, 20, "{report:?}");
+    assert!(
+        report.failed.is_empty() && report.stopped.is_none(),
+        "{report:?}"
+    );
+    assert!(report.retried > 0, "the faults were met: {report:?}");
+    let after = all_ids(&client).await;
+    assert_eq!(after.len(), before.len() + 20, "each message once");
+    for (i, raw) in raws.iter().enumerate() {
+        let id = &got[&format!("k{i}")];
+        let v = client
+            .call_json_retrying(
+                &Request::get_message(id, Format::Raw, &[]),
+                &quick().backoff,
+            )
+            .await
+            .unwrap();
+        use base64::Engine as _;
+        let back = base64::engine::general_purpose::URL_SAFE
+            .decode(v["raw"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(&back, raw, "bytes as sent");
+    }
+    // A message past the limit fails alone, naming it, and is never sent.
+    let big = bytes::Bytes::from(vec![b'x'; gmailscript::gmail::request::MAX_UPLOAD + 1]);
+    let items = vec![Ok(Item {
+        key: "big".into(),
+        request: Request::import(big, &opts),
+    })];
+    let mut sink = |_: &str, _: Answer| Ok(());
+    let report = runner
+        .run(
+            futures_util::stream::iter(items),
+            &mut DefaultPolicy,
+            &mut sink,
+            &run,
+            None,
+        )
+        .await;
+    assert_eq!(report.failed.len(), 1);
+    assert!(
+        report.failed[0].error.message.contains("157286400"),
+        "{:?}",
+        report.failed[0].error
+    );
+    h.stop().await;
+}

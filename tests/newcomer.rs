@@ -100,7 +100,7 @@ fn a_shipped_script_runs_by_name_from_any_folder_and_a_real_file_wins() {
     let err = text(&o.stderr);
     assert!(
         err.contains("script bakup not found")
-            && err.contains("adaptive, autolabel, backup, cleanup, export, stats"),
+            && err.contains("adaptive, autolabel, backup, cleanup, export, restore, stats"),
         "{err}"
     );
 }
@@ -114,6 +114,7 @@ fn scripts_lists_the_shipped_ones_with_their_purpose_and_prints_one() {
         "backup     Back up a mailbox to a Maildir, and keep it up to date.",
         "cleanup    Label and archive old newsletters.",
         "export     Export the headers of the messages a query matches, one JSON object per line.",
+        "restore    Restore mail into Gmail from a backup folder or a Takeout mbox, each message once.",
         "stats      Top senders by count and by size.",
     ] {
         assert!(

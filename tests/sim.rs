@@ -2161,3 +2161,305 @@ async fn a_thousand_users_start_without_building_their_mailboxes() {
     assert_eq!(sim_stats(&h).await["mailboxes_generated"], 2);
     h.stop().await;
 }
+
+async fn upload(
+    h: &SimHandle,
+    path_and_query: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let r = client()
+        .post(format!(
+            "{}/upload/gmail/v1/users/me/{path_and_query}",
+            h.base_url
+        ))
+        .bearer_auth(TOKEN)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn related(labels: &[&str], raw: &[u8]) -> Vec<u8> {
+    let mut b = format!(
+        "--imp\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{}\r\n--imp\r\nContent-Type: message/rfc822\r\n\r\n",
+        json!({ "labelIds": labels })
+    )
+    .into_bytes();
+    b.extend_from_slice(raw);
+    b.extend_from_slice(b"\r\n--imp--\r\n");
+    b
+}
+
+#[tokio::test]
+async fn import_and_insert_take_uploads_merge_message_ids_and_show_in_history() {
+    let h = start(config(5)).await;
+    let (_, profile) = get(&h, "profile").await;
+    let start_history = profile["historyId"].as_str().unwrap().to_string();
+    let (_, label) = post(&h, "labels", json!({"name": "Restored/2024"})).await;
+    let label_id = label["id"].as_str().unwrap().to_string();
+    let raw = b"From: Ann <ann@example.org>\r\nTo: me@example.com\r\nSubject: imported one\r\nDate: Tue, 02 Jan 2024 10:00:00 +0000\r\nMessage-ID: <imp-1@example.org>\r\n\r\nHello from the past.\r\n".to_vec();
+
+    // Multipart: metadata with labels, then the message; bytes kept as sent.
+    let (status, v) = upload(
+        &h,
+        "messages/import?uploadType=multipart&neverMarkSpam=true",
+        "multipart/related; boundary=imp",
+        related(&["INBOX", &label_id], &raw),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (_, got) = get(&h, &format!("messages/{id}?format=raw")).await;
+    use base64::Engine as _;
+    let back = base64::engine::general_purpose::URL_SAFE
+        .decode(got["raw"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(back, raw, "the message's bytes are the ones uploaded");
+    let mut labels: Vec<&str> = got["labelIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    labels.sort();
+    assert_eq!(labels, vec!["INBOX", label_id.as_str()]);
+    // internalDateSource defaults to dateHeader for import.
+    assert_eq!(got["internalDate"], "1704189600000");
+    let (_, hits) = get(&h, "messages?q=rfc822msgid:imp-1@example.org").await;
+    assert_eq!(hits["messages"][0]["id"], id.as_str());
+
+    // The same Message-ID again: the same message, the new label added.
+    let (status, again) = upload(
+        &h,
+        "messages/import?uploadType=multipart",
+        "multipart/related; boundary=imp",
+        related(&["STARRED"], &raw),
+    )
+    .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        again["id"],
+        id.as_str(),
+        "a re-import merges into the message"
+    );
+    let (_, hits) = get(&h, "messages?q=rfc822msgid:imp-1@example.org").await;
+    assert_eq!(hits["messages"].as_array().unwrap().len(), 1);
+    let (_, got) = get(&h, &format!("messages/{id}?format=minimal")).await;
+    assert!(got["labelIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l == "STARRED"));
+
+    // Without a Message-ID every import is a new message (uploadType=media: no labels).
+    let plain = b"Subject: no id\r\n\r\nbody\r\n".to_vec();
+    let (s1, a) = upload(
+        &h,
+        "messages/import?uploadType=media",
+        "message/rfc822",
+        plain.clone(),
+    )
+    .await;
+    let (s2, b) = upload(
+        &h,
+        "messages/import?uploadType=media",
+        "message/rfc822",
+        plain,
+    )
+    .await;
+    assert_eq!((s1, s2), (200, 200));
+    assert_ne!(a["id"], b["id"]);
+    assert_eq!(a["labelIds"], json!([]));
+
+    // The plain JSON form; insert uses receivedTime by default.
+    let raw2 = b"Subject: inserted\r\nDate: Tue, 02 Jan 2024 10:00:00 +0000\r\nMessage-ID: <ins-1@x>\r\n\r\nx\r\n";
+    let (status, ins) = post(
+        &h,
+        "messages",
+        json!({"raw": base64::engine::general_purpose::URL_SAFE.encode(raw2), "labelIds": ["INBOX", "UNREAD"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{ins}");
+    let (_, got) = get(
+        &h,
+        &format!("messages/{}?format=minimal", ins["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_ne!(
+        got["internalDate"], "1704189600000",
+        "insert dates by receipt"
+    );
+
+    // The imports are in history as messagesAdded.
+    let (_, hist) = get(
+        &h,
+        &format!("history?startHistoryId={start_history}&historyTypes=messageAdded"),
+    )
+    .await;
+    let added: Vec<&str> = hist["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["messagesAdded"].as_array().unwrap())
+        .map(|m| m["message"]["id"].as_str().unwrap())
+        .collect();
+    assert!(added.contains(&id.as_str()), "{hist}");
+    assert_eq!(added.len(), 4, "imported, two without id, inserted: {hist}");
+
+    // Refusals: an unknown label, a reserved name, no message, bad parameters.
+    let (status, v) = upload(
+        &h,
+        "messages/import?uploadType=multipart",
+        "multipart/related; boundary=imp",
+        related(&["Label_999"], &raw),
+    )
+    .await;
+    assert_eq!((status, message(&v)), (400, "Invalid label: Label_999"));
+    let (status, v) = post(&h, "labels", json!({"name": "Muted"})).await;
+    assert_eq!((status, message(&v)), (400, "Invalid label name"));
+    let (status, _) = post(&h, "messages/import", json!({"labelIds": ["INBOX"]})).await;
+    assert_eq!(status, 400);
+    let (status, v) = upload(
+        &h,
+        "messages/import?uploadType=media&internalDateSource=yesterday",
+        "message/rfc822",
+        raw.clone(),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = upload(
+        &h,
+        "messages?uploadType=media&neverMarkSpam=true",
+        "message/rfc822",
+        raw.clone(),
+    )
+    .await;
+    assert!(
+        status == 400 && message(&v).contains("Cannot bind query parameter"),
+        "insert has no neverMarkSpam: {v}"
+    );
+    let (status, _) = upload(&h, "messages/import", "message/rfc822", raw.clone()).await;
+    assert_eq!(status, 400, "an upload names its uploadType");
+    let (status, v) = upload(
+        &h,
+        "messages/import?uploadType=multipart",
+        "multipart/related; boundary=imp",
+        b"--imp\r\n".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+
+    // The spam classifier: a message that says it is spam lands in SPAM
+    // unless neverMarkSpam.
+    let spam = b"Subject: win\r\nX-Spam-Flag: YES\r\nMessage-ID: <s1@x>\r\n\r\n$$$\r\n".to_vec();
+    let (_, v) = upload(
+        &h,
+        "messages/import?uploadType=multipart",
+        "multipart/related; boundary=imp",
+        related(&["INBOX"], &spam),
+    )
+    .await;
+    assert_eq!(v["labelIds"], json!(["SPAM"]));
+    let spam2 = b"Subject: win\r\nX-Spam-Flag: YES\r\nMessage-ID: <s2@x>\r\n\r\n$$$\r\n".to_vec();
+    let (_, v) = upload(
+        &h,
+        "messages/import?uploadType=multipart&neverMarkSpam=true",
+        "multipart/related; boundary=imp",
+        related(&["INBOX"], &spam2),
+    )
+    .await;
+    assert_eq!(v["labelIds"], json!(["INBOX"]));
+
+    // A batch may carry the JSON form, not an upload.
+    let boundary = "bb";
+    let enc = base64::engine::general_purpose::URL_SAFE
+        .encode(b"Subject: batched\r\nMessage-ID: <b1@x>\r\n\r\nx\r\n");
+    let body = format!(
+        "--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <a>\r\n\r\nPOST /gmail/v1/users/me/messages/import\r\nContent-Type: application/json\r\n\r\n{}\r\n--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <b>\r\n\r\nPOST /upload/gmail/v1/users/me/messages/import?uploadType=media\r\nContent-Type: message/rfc822\r\n\r\nSubject: x\r\n\r\n--{boundary}--\r\n",
+        json!({"raw": enc, "labelIds": ["INBOX"]})
+    );
+    let (status, parts, _) = send_batch(&h, boundary, body).await;
+    assert_eq!(status, 200);
+    assert_eq!(parts[0].status, 200);
+    assert_eq!(parts[1].status, 404, "no media in a batch");
+
+    // Import costs 25 units, insert too.
+    client()
+        .post(format!("{}/_sim/stats/reset", h.base_url))
+        .send()
+        .await
+        .unwrap();
+    let one = b"Subject: priced\r\nMessage-ID: <p1@x>\r\n\r\nx\r\n".to_vec();
+    let (status, _) = upload(
+        &h,
+        "messages/import?uploadType=media",
+        "message/rfc822",
+        one.clone(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(sim_stats(&h).await["units_spent"], 25);
+    let (status, _) = upload(&h, "messages?uploadType=media", "message/rfc822", one).await;
+    assert_eq!(status, 200);
+    assert_eq!(sim_stats(&h).await["units_spent"], 50);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_upload_past_the_discovery_max_size_is_refused_naming_it() {
+    let h = start(config(1)).await;
+    let mut big = b"Subject: big\r\n\r\n".to_vec();
+    big.resize(gmailscript::sim::import::MAX_SIZE + 1, b'x');
+    let (status, v) = upload(
+        &h,
+        "messages/import?uploadType=media",
+        "message/rfc822",
+        big,
+    )
+    .await;
+    assert_eq!(status, 413, "{v}");
+    assert!(message(&v).contains("157286400"), "{v}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn import_needs_the_insert_modify_or_full_scope() {
+    let h = start(config(1)).await;
+    let mint = |scope: &'static str| {
+        let h = &h;
+        async move {
+            let (_, v) = form_post(
+                h,
+                "/_sim/tokens",
+                &[("user", "alice@example.com"), ("scope", scope)],
+            )
+            .await;
+            v["access_token"].as_str().unwrap().to_string()
+        }
+    };
+    let raw = b"Subject: s\r\nMessage-ID: <scope@x>\r\n\r\nx\r\n".to_vec();
+    for (scope, want) in [
+        ("https://www.googleapis.com/auth/gmail.readonly", 403),
+        ("https://www.googleapis.com/auth/gmail.insert", 200),
+        ("https://www.googleapis.com/auth/gmail.modify", 200),
+    ] {
+        let token = mint(scope).await;
+        let r = client()
+            .post(format!(
+                "{}/upload/gmail/v1/users/me/messages/import?uploadType=media",
+                h.base_url
+            ))
+            .bearer_auth(token)
+            .header("content-type", "message/rfc822")
+            .body(raw.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want, "{scope}");
+    }
+    h.stop().await;
+}

@@ -237,6 +237,44 @@ function gmail.modify(ids, opts) end
 ---@return BatchReport
 function gmail.trash(ids) end
 
+---@class ImportItem
+---@field raw string the message's RFC 822 bytes, sent as they are
+---@field labels? string[] label names or system ids, e.g. {"INBOX", "Work/2024"}
+---@field key? string stable source key for resume (default: "sha256:" .. digest of raw)
+
+---@class ImportResult
+---@field key string
+---@field id string Gmail's id of the message
+---@field thread_id string
+---@field labels string[] label ids
+
+---@class ImportOptions
+---@field resume? State keys done are skipped; keys imported are recorded
+---@field create_labels? boolean create missing user labels (default true)
+---@field never_mark_spam? boolean import only (default true)
+---@field internal_date? "header"|"received" the date Gmail gives it (default "header")
+---@field mode? "import"|"insert" (default "import")
+---@field on_error? fun(err: GmailError, key: string, attempt: integer): ("retry"|"skip"|"fail"|"abort"|"split"|nil), number?
+---@field on_message? fun(result: ImportResult)
+---@field parallel? integer uploads in flight, 1..16 (default 4)
+---@field progress? boolean (default true)
+---@field total? integer the progress bar's length for an iterator
+
+---@class ImportReport: BatchReport
+---@field already_done integer keys done before this run (recovered included)
+---@field recovered integer keys left pending by a killed run, found in Gmail by Message-ID
+---@field labels_created string[] names of the labels made
+---@field labels_renamed table<string, string> refused name -> the name made, e.g. "Muted" -> "Muted (restored)"
+---@field labels_left_off string[] names with nothing to set ("Opened", "Draft", ...), or missing with create_labels = false
+
+---Put messages into the mailbox as their bytes, with their labels, each once
+---(messages.import, 25 quota units each, one upload per message).
+---With --dry-run, prints what would be imported and which labels made.
+---@param items ImportItem[]|fun(): ImportItem|nil
+---@param opts? ImportOptions
+---@return ImportReport
+function gmail.import(items, opts) end
+
 ---The built-in policy gmail.batch uses when a script gives no on_error;
 ---gmail.modify and gmail.trash always use it. Read-only: setting a field,
 ---or replacing it, raises.
@@ -350,6 +388,31 @@ function State:close() end
 function State:path() end
 
 store = {}
+
+---Readers for gmail.import: each returns an iterator of {raw, labels, key}.
+---Messages come back with CRLF line ends unless crlf = false.
+input = {}
+
+---The label sidecar backup.lua writes beside a Maildir.
+input.LABELS_FILE = ".gmailscript-labels.jsonl"
+
+---The messages of a Maildir (cur/ and new/); labels from the sidecar, else the flags.
+---@param path string
+---@param opts? {crlf?: boolean}
+---@return fun(): ImportItem|nil
+function input.maildir(path, opts) end
+
+---The messages of an mbox file; labels from Takeout's X-Gmail-Labels.
+---@param path string
+---@param opts? {crlf?: boolean}
+---@return fun(): ImportItem|nil
+function input.mbox(path, opts) end
+
+---Every *.eml file below dir; key is the path below dir.
+---@param dir string
+---@param opts? {crlf?: boolean}
+---@return fun(): ImportItem|nil
+function input.eml(dir, opts) end
 ---Open (or create) a state file: an SQLite database. A file that is not a
 ---gmailscript state file is reported, never overwritten. A file another
 ---State holds (this script's too, until state:close() or the script's end)

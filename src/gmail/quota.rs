@@ -73,6 +73,7 @@ impl Profile {
             Method::MessagesBatchModify => 50,
             Method::MessagesDelete | Method::ThreadsList => 10,
             Method::HistoryList => 2,
+            Method::MessagesImport | Method::MessagesInsert => 25,
             Method::LabelsList | Method::GetProfile => 1,
         }
     }

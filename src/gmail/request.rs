@@ -19,6 +19,9 @@ pub enum Method {
     ThreadsGet,
     LabelsList,
     HistoryList,
+    /// messages.import and messages.insert (25 units each).
+    MessagesImport,
+    MessagesInsert,
     /// Any other users/{user}/... call.
     Other,
 }
@@ -64,6 +67,33 @@ pub struct Request {
     /// The message or thread this call is about: its answer must carry
     /// this id, or it is not the answer asked for.
     pub answer_id: Option<String>,
+    /// A message sent as a media upload (messages.import / insert): the
+    /// RFC 822 bytes as they are, and `body` the metadata (labelIds).
+    pub media: Option<bytes::Bytes>,
+}
+
+/// `mediaUpload.maxSize` of messages.import and messages.insert in the
+/// discovery document (gmail.v1): 150 MiB.
+pub const MAX_UPLOAD: usize = 157_286_400;
+
+/// How Gmail dates an imported message (`internalDateSource`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateSource {
+    /// The Date header, when it is valid (import's default).
+    Header,
+    /// When Gmail receives it (insert's default).
+    Received,
+}
+
+/// The parameters of one messages.import / insert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportOptions {
+    /// insert (no spam classifier, no filters) instead of import.
+    pub insert: bool,
+    pub label_ids: Vec<String>,
+    pub date: DateSource,
+    /// import only: keep it out of SPAM whatever the classifier says.
+    pub never_mark_spam: bool,
 }
 
 /// Percent-encode one path segment (ids, label ids, emails).
@@ -82,6 +112,7 @@ impl Request {
             query: Vec::new(),
             body: None,
             answer_id: None,
+            media: None,
         }
     }
 
@@ -132,28 +163,6 @@ impl Request {
             }
         }
         r
-    }
-
-    pub fn get_attachment(message_id: &str, attachment_id: &str) -> Request {
-        Request::new(
-            Method::AttachmentsGet,
-            "GET",
-            format!(
-                "messages/{}/attachments/{}",
-                segment(message_id),
-                segment(attachment_id)
-            ),
-        )
-    }
-
-    pub fn get_thread(id: &str, format: Format) -> Request {
-        Request::new(
-            Method::ThreadsGet,
-            "GET",
-            format!("threads/{}", segment(id)),
-        )
-        .about(id)
-        .param("format", format.as_str())
     }
 
     pub fn list_labels() -> Request {
@@ -208,6 +217,35 @@ impl Request {
         .about(id)
     }
 
+    /// messages.import (or insert) of `raw`, the message's bytes, sent as
+    /// they are in a media upload.
+    pub fn import(raw: bytes::Bytes, o: &ImportOptions) -> Request {
+        let (call, path) = if o.insert {
+            (Method::MessagesInsert, "messages")
+        } else {
+            (Method::MessagesImport, "messages/import")
+        };
+        let mut r = Request::new(call, "POST", path.into()).param(
+            "internalDateSource",
+            match o.date {
+                DateSource::Header => "dateHeader",
+                DateSource::Received => "receivedTime",
+            },
+        );
+        if !o.insert && o.never_mark_spam {
+            r = r.param("neverMarkSpam", "true");
+        }
+        r.body = Some(json!({ "labelIds": o.label_ids }));
+        r.media = Some(raw);
+        r
+    }
+
+    /// `/upload/gmail/v1/users/{user}/{path}?uploadType=multipart&...`: where
+    /// a media upload goes (the discovery document's `mediaUpload` path).
+    pub fn upload_path_and_query(&self, user: &str) -> String {
+        format!("/upload{}&uploadType=multipart", self.path_and_query(user))
+    }
+
     /// Any other call under users/{user}/: `path` as given (the caller
     /// encodes it), method one of GET, POST, PUT, PATCH, DELETE.
     pub fn raw(
@@ -223,6 +261,7 @@ impl Request {
             query,
             body,
             answer_id: None,
+            media: None,
         }
     }
 

@@ -173,6 +173,25 @@ pub fn check_answer(req: &Request, body: Bytes) -> Result<Answer, ApiError> {
             _ => return Ok(Answer::Message(Box::new(m))),
         }
     }
+    if matches!(req.call, Method::MessagesImport | Method::MessagesInsert) {
+        // The id is new, so it cannot be compared; it must at least be a
+        // Gmail id, or the message's fate is unknown.
+        #[derive(serde::Deserialize)]
+        struct Imported {
+            id: Option<String>,
+        }
+        let got: Imported = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::malformed(format!("the answer is not JSON: {e}")))?;
+        let ok = got.id.as_deref().is_some_and(|id| {
+            !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+        });
+        if !ok {
+            return Err(ApiError::malformed(
+                "the import answer carries no message id; the message may or may not be in the mailbox",
+            ));
+        }
+        return Ok(Answer::Body(body));
+    }
     if let (Some(want), false) = (&req.answer_id, body.is_empty()) {
         #[derive(serde::Deserialize)]
         struct Id {
@@ -454,244 +473,39 @@ impl Runner {
     {
         let started = Instant::now();
         let units_before = self.pacer.spent();
-        let mut st = State {
-            report: Report::default(),
-            sizer: ChunkSizer::new(opts.chunk_start, opts.chunk_max),
-            last: ChunkStats::default(),
-            waiting: BinaryHeap::new(),
-            seq: 0,
-            chunks: HashMap::new(),
-            stale: None,
-            stop: None,
-            size_for_last: None,
-            breaker: Breaker::default(),
-        };
-        st.last.size = st.sizer.size();
+        let mut st = State::new(opts);
         let (tx, mut rx) = mpsc::channel::<Event>(256);
-        let mut source = source;
-        let mut source_done = false;
-        let mut next_chunk = 0u64;
-        // Items taken from the source or the retry queue, not yet sent.
-        let mut staged: VecDeque<Pending> = VecDeque::new();
-        // When the pacer will have room for the next staged item.
-        let mut pacer_at: Option<Instant> = None;
-        // Token renewals in a row that could not reach the token endpoint.
-        let mut refresh_failures = 0u32;
-        let mut source_error: Option<ApiError> = None;
+        let mut feed = Feed::new(source, tx, self.pacer.window());
+        let mut cx = Cx {
+            runner: self,
+            policy,
+            opts,
+        };
         let parallel = opts.parallel.max(1);
-        // The chunk size last logged, to log a change once.
-        let mut logged_size = 0usize;
-        let mut tally = Tally::new(self.pacer.window());
         loop {
             if st.stop.is_none() && cancel.as_ref().is_some_and(|c| *c.borrow()) {
                 st.stop = Some(Stop::Cancelled);
             }
             if st.stop.is_none() {
-                if let Some(why) = policy.halt() {
+                if let Some(why) = cx.policy.halt() {
                     st.stop = Some(Stop::Halted(why));
                 }
             }
             // Launch chunks while there is room, work and quota.
             while st.stop.is_none() && st.chunks.len() < parallel {
-                // Asked once per new set of figures, not on every wake-up.
-                let size = match st.size_for_last {
-                    Some(n) => n,
-                    None => {
-                        let n = policy
-                            .chunk_size(&st.last)
-                            .unwrap_or(st.last.size)
-                            .clamp(1, st.sizer.max());
-                        st.size_for_last = Some(n);
-                        if n != logged_size {
-                            let l = &st.last;
-                            match logged_size {
-                                0 => tracing::info!("chunk size {n} to start"),
-                                was => tracing::info!(
-                                    "chunk size {was} -> {n} after a chunk of {}: {} ok, {} rate, {} concurrency, {} server errors{}",
-                                    l.sent, l.ok, l.rate_errors, l.concurrency_errors, l.server_errors,
-                                    if l.network_error { ", network error" } else { "" }
-                                ),
-                            }
-                            logged_size = n;
-                        }
-                        n
-                    }
-                };
-                let now = Instant::now();
-                while staged.len() < size {
-                    match st.waiting.peek() {
-                        Some(Reverse(w)) if w.at <= now => {
-                            staged.push_back(st.waiting.pop().unwrap().0.pending)
-                        }
-                        _ => break,
-                    }
-                }
-                while staged.len() < size && !source_done {
-                    match source.next().await {
-                        Some(Ok(item)) => {
-                            let pending = Pending {
-                                item,
-                                attempt: 0,
-                                refreshed: false,
-                                spared: 0,
-                            };
-                            // A request that cannot be sent as it is fails
-                            // alone, before it can spoil a whole batch.
-                            match self.client.check(&pending.item.request) {
-                                Ok(()) => staged.push_back(pending),
-                                Err(e) => {
-                                    st.failed_part(NO_CHUNK, pending, e, None, self, policy, opts)
-                                        .await
-                                }
-                            }
-                        }
-                        // What was listed before the listing failed is still
-                        // worked through; the run then stops on the error.
-                        Some(Err(e)) => {
-                            source_error = Some(e);
-                            source_done = true;
-                        }
-                        None => source_done = true,
-                    }
-                }
-                if staged.is_empty() || st.stop.is_some() {
+                if !feed.launch(&mut st, &mut cx).await {
                     break;
                 }
-                // After an outage, a one-unit canary must pass first.
-                if st.breaker.is_open() {
-                    if let Some(t) = st.breaker.open_until.filter(|t| *t > now) {
-                        pacer_at = Some(t);
-                        break;
-                    }
-                    match self.client.call(&Request::profile()).await {
-                        Ok(_) => {
-                            st.breaker.level = 0;
-                            st.breaker.open_until = None;
-                        }
-                        Err(e) if matches!(e.class, ErrorClass::Server | ErrorClass::Network) => {
-                            let wait = st.breaker.trip(&e);
-                            let key = staged[0].item.key.clone();
-                            if !st.outage_too_long(self, &key) {
-                                pacer_at = Some(Instant::now() + wait);
-                            }
-                            break;
-                        }
-                        // Another answer (a rate error, auth): the service is
-                        // up; the chunk will say the rest.
-                        Err(_) => {
-                            st.breaker.level = 0;
-                            st.breaker.open_until = None;
-                        }
-                    }
-                }
-                // As many of the staged items as the quota takes now.
-                let costs: Vec<u64> = staged
-                    .iter()
-                    .take(size)
-                    .map(|p| self.profile.cost(p.item.request.call))
-                    .collect();
-                let granted = match self.pacer.reserve(costs[0], costs.iter().sum()) {
-                    Ok(g) => g,
-                    Err(wait) => {
-                        if pacer_at.is_none() {
-                            let why = match self.pacer.limit() {
-                                Some(l) => format!("for quota room ({l} units per window)"),
-                                None => "out a Retry-After".to_string(),
-                            };
-                            if wait >= Duration::from_secs(1) {
-                                tracing::info!("pacing: waiting {:.1}s {why}", wait.as_secs_f64());
-                            } else {
-                                tracing::debug!("pacing: waiting {}ms {why}", wait.as_millis());
-                            }
-                        }
-                        pacer_at = Some(now + wait);
-                        break;
-                    }
-                };
-                pacer_at = None;
-                let mut n = 0;
-                let mut used = 0;
-                while n < costs.len() && (n == 0 || used + costs[n] <= granted) {
-                    used += costs[n];
-                    n += 1;
-                }
-                if granted > used {
-                    self.pacer.refund(granted - used);
-                }
-                if let Some(stale) = st.stale.take() {
-                    match self.client.refresh(&stale).await {
-                        Ok(_) => refresh_failures = 0,
-                        // The token endpoint out of reach: wait and try
-                        // again, as for any network error.
-                        Err(e) if e.class == ErrorClass::Network => {
-                            refresh_failures += 1;
-                            if let Some(d) = opts.backoff.delay(refresh_failures, None) {
-                                self.pacer.refund(used);
-                                st.stale = Some(stale);
-                                pacer_at = Some(now + d);
-                                tracing::warn!("cannot renew the access token ({e}); trying again");
-                                break;
-                            }
-                            st.stop = Some(Stop::Policy {
-                                key: staged[0].item.key.clone(),
-                                error: e,
-                            });
-                            break;
-                        }
-                        Err(e) => {
-                            st.stop = Some(Stop::Policy {
-                                key: staged[0].item.key.clone(),
-                                error: e,
-                            });
-                            break;
-                        }
-                    }
-                }
-                let items: Vec<Pending> = staged.drain(..n).collect();
-                let id = next_chunk;
-                next_chunk += 1;
-                st.report.chunks += 1;
-                let requests: Vec<(String, Request)> = items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| (format!("item-{i}"), p.item.request.clone()))
-                    .collect();
-                tracing::debug!("chunk {id}: {} calls, {used} quota units", items.len());
-                tally.add(items.len(), used, size);
-                let token = self.client.token().await.ok();
-                st.chunks.insert(
-                    id,
-                    InFlight {
-                        stats: ChunkStats {
-                            sent: items.len(),
-                            ..ChunkStats::default()
-                        },
-                        items: items.into_iter().map(Some).collect(),
-                        token: token.clone(),
-                        retry_after: None,
-                        outage_suspects: Vec::new(),
-                    },
-                );
-                tokio::spawn(send_chunk(
-                    self.client.clone(),
-                    id,
-                    requests,
-                    token,
-                    tx.clone(),
-                ));
             }
             let idle = st.chunks.is_empty();
-            if idle
-                && (st.stop.is_some()
-                    || (source_done && st.waiting.is_empty() && staged.is_empty()))
-            {
+            if idle && (st.stop.is_some() || (feed.exhausted() && st.waiting.is_empty())) {
                 break;
             }
             // Wake for a retry coming due or the pacer making room, when a
             // chunk could be launched then.
             let wake_at = if st.chunks.len() < parallel && st.stop.is_none() {
                 let retry_at = st.waiting.peek().map(|Reverse(w)| w.at);
-                match (pacer_at.filter(|_| !staged.is_empty()), retry_at) {
+                match (feed.pacer_at.filter(|_| !feed.staged.is_empty()), retry_at) {
                     (Some(p), _) => Some(p),
                     (None, r) => r,
                 }
@@ -716,23 +530,305 @@ impl Runner {
             tokio::select! {
                 ev = rx.recv() => {
                     if let Some(ev) = ev {
-                        st.handle(ev, self, policy, sink, opts).await;
+                        st.handle(&mut cx, sink, ev).await;
                     }
                 }
                 _ = sleep_until_opt(wake_at) => {}
                 _ = cancel_changed(cancel.as_mut()) => {}
             }
         }
-        tally.log();
-        if let Some(e) = source_error {
+        feed.tally.log();
+        if let Some(e) = feed.source_error.take() {
             st.stop.get_or_insert(Stop::Source(e));
         }
-        st.report.not_done += staged.len() as u64;
+        st.report.not_done += feed.staged.len() as u64;
         st.report.not_done += st.waiting.len() as u64;
         st.report.units = self.pacer.spent() - units_before;
         st.report.elapsed = started.elapsed();
         st.report.stopped = st.stop;
         st.report
+    }
+}
+
+/// What every step of one run consults: the engine, the script's policy
+/// and the run's options.
+struct Cx<'a> {
+    runner: &'a Runner,
+    policy: &'a mut dyn Policy,
+    opts: &'a RunOptions,
+}
+
+/// The sending side of a run: items from the source and the retry queue,
+/// staged until the quota takes them, then sent as chunks.
+struct Feed<S> {
+    source: S,
+    source_done: bool,
+    /// The listing failed: what was listed before is still worked through;
+    /// the run then stops on this.
+    source_error: Option<ApiError>,
+    /// Items taken from the source or the retry queue, not yet sent.
+    staged: VecDeque<Pending>,
+    /// When the pacer (or the breaker) will have room for the next chunk.
+    pacer_at: Option<Instant>,
+    /// Token renewals in a row that could not reach the token endpoint.
+    refresh_failures: u32,
+    next_chunk: u64,
+    /// The chunk size last logged, to log a change once.
+    logged_size: usize,
+    tally: Tally,
+    tx: mpsc::Sender<Event>,
+}
+
+impl<S> Feed<S>
+where
+    S: Stream<Item = Result<Item, ApiError>> + Unpin,
+{
+    fn new(source: S, tx: mpsc::Sender<Event>, window: Duration) -> Feed<S> {
+        Feed {
+            source,
+            source_done: false,
+            source_error: None,
+            staged: VecDeque::new(),
+            pacer_at: None,
+            refresh_failures: 0,
+            next_chunk: 0,
+            logged_size: 0,
+            tally: Tally::new(window),
+            tx,
+        }
+    }
+
+    /// Nothing left to send from the source or the stage.
+    fn exhausted(&self) -> bool {
+        self.source_done && self.staged.is_empty()
+    }
+
+    /// Send one chunk if there is work and quota; false when not now.
+    async fn launch(&mut self, st: &mut State, cx: &mut Cx<'_>) -> bool {
+        let size = self.chunk_size(st, cx);
+        self.stage(st, cx, size).await;
+        if self.staged.is_empty() || st.stop.is_some() {
+            return false;
+        }
+        if !self.canary(st, cx).await {
+            return false;
+        }
+        let Some((n, used)) = self.take_quota(cx.runner, size) else {
+            return false;
+        };
+        if !self.renew_token(st, cx, used).await {
+            return false;
+        }
+        self.send(st, cx.runner, n, used, size).await;
+        true
+    }
+
+    /// The chunk size, asked of the policy once per new set of figures,
+    /// not on every wake-up.
+    fn chunk_size(&mut self, st: &mut State, cx: &mut Cx<'_>) -> usize {
+        if let Some(n) = st.size_for_last {
+            return n;
+        }
+        let n = cx
+            .policy
+            .chunk_size(&st.last)
+            .unwrap_or(st.last.size)
+            .clamp(1, st.sizer.max());
+        st.size_for_last = Some(n);
+        if n != self.logged_size {
+            let l = &st.last;
+            match self.logged_size {
+                0 => tracing::info!("chunk size {n} to start"),
+                was => tracing::info!(
+                    "chunk size {was} -> {n} after a chunk of {}: {} ok, {} rate, {} concurrency, {} server errors{}",
+                    l.sent, l.ok, l.rate_errors, l.concurrency_errors, l.server_errors,
+                    if l.network_error { ", network error" } else { "" }
+                ),
+            }
+            self.logged_size = n;
+        }
+        n
+    }
+
+    /// Fill the stage to `size`: retries that are due first, then the source.
+    async fn stage(&mut self, st: &mut State, cx: &mut Cx<'_>, size: usize) {
+        let now = Instant::now();
+        while self.staged.len() < size {
+            match st.waiting.peek() {
+                Some(Reverse(w)) if w.at <= now => {
+                    self.staged.push_back(st.waiting.pop().unwrap().0.pending)
+                }
+                _ => break,
+            }
+        }
+        while self.staged.len() < size && !self.source_done {
+            match self.source.next().await {
+                Some(Ok(item)) => {
+                    let pending = Pending {
+                        item,
+                        attempt: 0,
+                        refreshed: false,
+                        spared: 0,
+                    };
+                    // A request that cannot be sent as it is fails alone,
+                    // before it can spoil a whole batch.
+                    match cx.runner.client.check(&pending.item.request) {
+                        Ok(()) => self.staged.push_back(pending),
+                        Err(e) => st.failed_part(cx, NO_CHUNK, pending, e, None).await,
+                    }
+                }
+                Some(Err(e)) => {
+                    self.source_error = Some(e);
+                    self.source_done = true;
+                }
+                None => self.source_done = true,
+            }
+        }
+    }
+
+    /// After an outage, a one-unit canary must pass before chunks go
+    /// again; false while the service is still down.
+    async fn canary(&mut self, st: &mut State, cx: &mut Cx<'_>) -> bool {
+        if !st.breaker.is_open() {
+            return true;
+        }
+        if let Some(t) = st.breaker.open_until.filter(|t| *t > Instant::now()) {
+            self.pacer_at = Some(t);
+            return false;
+        }
+        match cx.runner.client.call(&Request::profile()).await {
+            Err(e) if matches!(e.class, ErrorClass::Server | ErrorClass::Network) => {
+                let wait = st.breaker.trip(&e);
+                let key = self.staged[0].item.key.clone();
+                if !st.outage_too_long(cx.runner, &key) {
+                    self.pacer_at = Some(Instant::now() + wait);
+                }
+                false
+            }
+            // Answered (even with a rate error or an auth error): the
+            // service is up; the chunk will say the rest.
+            _ => {
+                st.breaker.level = 0;
+                st.breaker.open_until = None;
+                true
+            }
+        }
+    }
+
+    /// As many of the staged items as the quota takes now: their count and
+    /// units; None (and when to try again) when not even the first fits.
+    fn take_quota(&mut self, runner: &Runner, size: usize) -> Option<(usize, u64)> {
+        let now = Instant::now();
+        let costs: Vec<u64> = self
+            .staged
+            .iter()
+            .take(size)
+            .map(|p| runner.profile.cost(p.item.request.call))
+            .collect();
+        let granted = match runner.pacer.reserve(costs[0], costs.iter().sum()) {
+            Ok(g) => g,
+            Err(wait) => {
+                if self.pacer_at.is_none() {
+                    let why = match runner.pacer.limit() {
+                        Some(l) => format!("for quota room ({l} units per window)"),
+                        None => "out a Retry-After".to_string(),
+                    };
+                    if wait >= Duration::from_secs(1) {
+                        tracing::info!("pacing: waiting {:.1}s {why}", wait.as_secs_f64());
+                    } else {
+                        tracing::debug!("pacing: waiting {}ms {why}", wait.as_millis());
+                    }
+                }
+                self.pacer_at = Some(now + wait);
+                return None;
+            }
+        };
+        self.pacer_at = None;
+        let mut n = 0;
+        let mut used = 0;
+        while n < costs.len() && (n == 0 || used + costs[n] <= granted) {
+            used += costs[n];
+            n += 1;
+        }
+        if granted > used {
+            runner.pacer.refund(granted - used);
+        }
+        Some((n, used))
+    }
+
+    /// A token drew a 401: renew it before the next chunk. False when the
+    /// chunk must wait (the token endpoint out of reach: `used` units go
+    /// back) or the run stops (the renewal was refused).
+    async fn renew_token(&mut self, st: &mut State, cx: &mut Cx<'_>, used: u64) -> bool {
+        let Some(stale) = st.stale.take() else {
+            return true;
+        };
+        match cx.runner.client.refresh(&stale).await {
+            Ok(_) => {
+                self.refresh_failures = 0;
+                true
+            }
+            // The token endpoint out of reach: wait and try again, as for
+            // any network error.
+            Err(e) if e.class == ErrorClass::Network => {
+                self.refresh_failures += 1;
+                if let Some(d) = cx.opts.backoff.delay(self.refresh_failures, None) {
+                    cx.runner.pacer.refund(used);
+                    st.stale = Some(stale);
+                    self.pacer_at = Some(Instant::now() + d);
+                    tracing::warn!("cannot renew the access token ({e}); trying again");
+                    return false;
+                }
+                st.stop = Some(Stop::Policy {
+                    key: self.staged[0].item.key.clone(),
+                    error: e,
+                });
+                false
+            }
+            Err(e) => {
+                st.stop = Some(Stop::Policy {
+                    key: self.staged[0].item.key.clone(),
+                    error: e,
+                });
+                false
+            }
+        }
+    }
+
+    /// Put the first `n` staged items on the wire as one chunk.
+    async fn send(&mut self, st: &mut State, runner: &Runner, n: usize, used: u64, size: usize) {
+        let items: Vec<Pending> = self.staged.drain(..n).collect();
+        let id = self.next_chunk;
+        self.next_chunk += 1;
+        st.report.chunks += 1;
+        let requests: Vec<(String, Request)> = items
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("item-{i}"), p.item.request.clone()))
+            .collect();
+        tracing::debug!("chunk {id}: {} calls, {used} quota units", items.len());
+        self.tally.add(items.len(), used, size);
+        let token = runner.client.token().await.ok();
+        st.chunks.insert(
+            id,
+            InFlight {
+                stats: ChunkStats {
+                    sent: items.len(),
+                    ..ChunkStats::default()
+                },
+                items: items.into_iter().map(Some).collect(),
+                token: token.clone(),
+                retry_after: None,
+                outage_suspects: Vec::new(),
+            },
+        );
+        tokio::spawn(send_chunk(
+            runner.client.clone(),
+            id,
+            requests,
+            token,
+            self.tx.clone(),
+        ));
     }
 }
 
@@ -866,6 +962,43 @@ async fn send_chunk(
             result,
         }
     };
+    // A batch carries no media (Google's batch guide): uploads go as calls
+    // of their own, one after the other within the chunk. Callers that
+    // upload use chunks of one and several in flight.
+    if requests.iter().any(|(_, r)| r.media.is_some()) {
+        let mut unanswered = true;
+        let mut broken = None;
+        for (index, (_, req)) in requests.iter().enumerate() {
+            let result = match client.send_one(req, &token).await {
+                // No answer: left to the chunk's end, judged as an outage
+                // or a broken exchange like a batch that got none.
+                Err(e) if e.class == ErrorClass::Network => {
+                    broken = Some(e);
+                    continue;
+                }
+                Ok(body) => check_answer(req, body),
+                Err(e) => Err(e),
+            };
+            unanswered = false;
+            let ev = Event::Part {
+                chunk,
+                index,
+                result,
+            };
+            if tx.send(ev).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx
+            .send(Event::Done {
+                chunk,
+                broken,
+                unanswered,
+                rtt: started.elapsed(),
+            })
+            .await;
+        return;
+    }
     let refs: Vec<(String, &Request)> = requests.iter().map(|(id, r)| (id.clone(), r)).collect();
     let mut answered = vec![false; requests.len()];
     // Parts without a Content-ID, held until the answer is complete.
@@ -948,14 +1081,26 @@ struct State {
 }
 
 impl State {
-    async fn handle(
-        &mut self,
-        ev: Event,
-        runner: &Runner,
-        policy: &mut dyn Policy,
-        sink: &mut dyn Sink,
-        opts: &RunOptions,
-    ) {
+    fn new(opts: &RunOptions) -> State {
+        let sizer = ChunkSizer::new(opts.chunk_start, opts.chunk_max);
+        State {
+            report: Report::default(),
+            last: ChunkStats {
+                size: sizer.size(),
+                ..ChunkStats::default()
+            },
+            sizer,
+            waiting: BinaryHeap::new(),
+            seq: 0,
+            chunks: HashMap::new(),
+            stale: None,
+            stop: None,
+            size_for_last: None,
+            breaker: Breaker::default(),
+        }
+    }
+
+    async fn handle(&mut self, cx: &mut Cx<'_>, sink: &mut dyn Sink, ev: Event) {
         match ev {
             Event::Part {
                 chunk,
@@ -1000,10 +1145,7 @@ impl State {
                     Err(e) if e.class == ErrorClass::Server => {
                         c.outage_suspects.push((p, e));
                     }
-                    Err(e) => {
-                        self.failed_part(chunk, p, e, token, runner, policy, opts)
-                            .await
-                    }
+                    Err(e) => self.failed_part(cx, chunk, p, e, token).await,
                 }
             }
             Event::Done {
@@ -1050,22 +1192,19 @@ impl State {
                 }
                 let sent = c.stats.sent;
                 for (p, e) in missing {
-                    self.failed_part(chunk, p, e, token.clone(), runner, policy, opts)
-                        .await;
+                    self.failed_part(cx, chunk, p, e, token.clone()).await;
                 }
                 // Most of the chunk failed with 5xx, or the exchange itself
                 // broke: the service is down, not these ids.
                 let outage = !suspects.is_empty() && (down.is_some() || suspects.len() * 2 > sent);
                 if outage {
-                    self.outage(chunk, suspects, token, runner, policy, opts)
-                        .await;
+                    self.outage(cx, chunk, suspects, token).await;
                 } else {
                     if suspects.is_empty() {
                         self.breaker.close();
                     }
                     for (p, e) in suspects {
-                        self.failed_part(chunk, p, e, token.clone(), runner, policy, opts)
-                            .await;
+                        self.failed_part(cx, chunk, p, e, token.clone()).await;
                     }
                 }
                 let Some(c) = self.chunks.remove(&chunk) else {
@@ -1073,7 +1212,7 @@ impl State {
                 };
                 // Concurrency refusals alone say nothing about the quota.
                 if c.stats.concurrency_errors == 0 || c.stats.rate_errors > 0 {
-                    runner
+                    cx.runner
                         .pacer
                         .on_chunk(c.stats.sent, c.stats.rate_errors, c.retry_after, rtt);
                 }
@@ -1089,17 +1228,17 @@ impl State {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// One item's failure: counted for its chunk, then what the policy
+    /// decides (a 401 first gets a fresh token, free of charge).
     async fn failed_part(
         &mut self,
+        cx: &mut Cx<'_>,
         chunk: u64,
         mut p: Pending,
         e: ApiError,
         token: Option<Secret>,
-        runner: &Runner,
-        policy: &mut dyn Policy,
-        opts: &RunOptions,
     ) {
+        let (runner, opts) = (cx.runner, cx.opts);
         if let Some(c) = self.chunks.get_mut(&chunk) {
             match e.class {
                 ErrorClass::Rate if e.concurrent => c.stats.concurrency_errors += 1,
@@ -1133,7 +1272,7 @@ impl State {
             self.report.not_done += 1;
             return;
         }
-        let mut decision = policy.on_error_async(&e, &p.item.key, p.attempt).await;
+        let mut decision = cx.policy.on_error_async(&e, &p.item.key, p.attempt).await;
         if matches!(decision, Decision::Retry(_) | Decision::Split)
             && p.attempt >= opts.max_attempts
         {
@@ -1203,15 +1342,12 @@ impl State {
     /// A chunk that met an outage: trip the breaker; its ids wait for the
     /// service to come back without spending a try (up to [`MAX_SPARED`]
     /// times each); an outage longer than `--max-wait` stops the run.
-    #[allow(clippy::too_many_arguments)]
     async fn outage(
         &mut self,
+        cx: &mut Cx<'_>,
         chunk: u64,
         suspects: Vec<(Pending, ApiError)>,
         token: Option<Secret>,
-        runner: &Runner,
-        policy: &mut dyn Policy,
-        opts: &RunOptions,
     ) {
         let wait = self.breaker.trip(&suspects[0].1);
         tracing::info!(
@@ -1220,7 +1356,7 @@ impl State {
             suspects[0].1,
             wait.as_secs_f64()
         );
-        if self.outage_too_long(runner, &suspects[0].0.item.key) {
+        if self.outage_too_long(cx.runner, &suspects[0].0.item.key) {
             self.report.not_done += suspects.len() as u64;
             return;
         }
@@ -1235,8 +1371,7 @@ impl State {
                 self.report.retried += 1;
                 self.requeue(p, wait);
             } else {
-                self.failed_part(chunk, p, e, token.clone(), runner, policy, opts)
-                    .await;
+                self.failed_part(cx, chunk, p, e, token.clone()).await;
             }
         }
     }

@@ -245,6 +245,7 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
     g.set("modify", lua.create_async_function(super::mutate::modify)?)?;
     g.set("trash", lua.create_async_function(super::mutate::trash)?)?;
     super::watch::register(lua, &g)?;
+    super::import::register(lua, &g)?;
     super::batch::install_default_policy(lua, &g)?;
     lua.globals().set("gmail", g)?;
     Ok(())

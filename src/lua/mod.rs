@@ -11,6 +11,8 @@ pub mod batch;
 pub mod coroutine;
 pub mod error;
 pub mod gmail;
+pub mod import;
+pub mod input;
 pub mod json;
 pub mod labels;
 pub mod log;
@@ -254,6 +256,7 @@ impl Host {
         output::register(&lua)?;
         store::register(&lua)?;
         json::register(&lua)?;
+        input::register(&lua)?;
         log::register(&lua)?;
         time::register(&lua)?;
         coroutine::register(&lua)?;

@@ -45,6 +45,8 @@ enum Op {
     GetLabel(String),
     CreateLabel,
     History,
+    /// messages.import / messages.insert (see import.rs).
+    Import(super::import::Kind),
 }
 
 impl Op {
@@ -65,6 +67,8 @@ impl Op {
             Op::GetLabel(_) => "labels.get",
             Op::CreateLabel => "labels.create",
             Op::History => "history.list",
+            Op::Import(super::import::Kind::Import) => "messages.import",
+            Op::Import(super::import::Kind::Insert) => "messages.insert",
         }
     }
 
@@ -86,6 +90,13 @@ impl Op {
                 "pageToken",
                 "startHistoryId",
             ],
+            Op::Import(super::import::Kind::Import) => &[
+                "deleted",
+                "internalDateSource",
+                "neverMarkSpam",
+                "processForCalendar",
+            ],
+            Op::Import(super::import::Kind::Insert) => &["deleted", "internalDateSource"],
             _ => &[],
         }
     }
@@ -96,7 +107,9 @@ impl Op {
         Some(match self {
             Op::Profile => "Profile",
             Op::ListMessages => "ListMessagesResponse",
-            Op::GetMessage(_) | Op::Modify(_) | Op::Trash(_) | Op::Untrash(_) => "Message",
+            Op::GetMessage(_) | Op::Modify(_) | Op::Trash(_) | Op::Untrash(_) | Op::Import(_) => {
+                "Message"
+            }
             Op::GetAttachment(..) => "MessagePartBody",
             Op::BatchModify | Op::Delete(_) => return None,
             Op::ListThreads => "ListThreadsResponse",
@@ -128,6 +141,7 @@ impl Op {
                 | Op::Untrash(_)
                 | Op::Delete(_)
                 | Op::CreateLabel
+                | Op::Import(_)
         )
     }
 }
@@ -138,6 +152,8 @@ fn route(method: &str, segs: &[String]) -> Option<Op> {
         ("GET", ["profile"]) => Op::Profile,
         ("GET", ["messages"]) => Op::ListMessages,
         ("POST", ["messages", "batchModify"]) => Op::BatchModify,
+        ("POST", ["messages", "import"]) => Op::Import(super::import::Kind::Import),
+        ("POST", ["messages"]) => Op::Import(super::import::Kind::Insert),
         ("GET", ["messages", id]) => Op::GetMessage(id.to_string()),
         ("DELETE", ["messages", id]) => Op::Delete(id.to_string()),
         ("GET", ["messages", id, "attachments", a]) => {
@@ -513,7 +529,14 @@ pub async fn finish(sim: &Sim, a: Admitted<'_>) -> ApiReply {
         tokio::time::sleep(a.service).await;
     }
     let lock = sim.mailbox(&a.user);
-    let reply = if a.op.mutates() {
+    let reply = if let Op::Import(kind) = a.op {
+        let opts = import_options(kind, &a.params);
+        let now = sim.clock.now_ms();
+        opts.and_then(|o| {
+            let mut mb = lock.write().unwrap();
+            super::import::execute(&mut mb, kind, &o, a.body, now)
+        })
+    } else if a.op.mutates() {
         let mut mb = lock.write().unwrap();
         execute_mut(&mut mb, &a.op, a.body)
     } else {
@@ -561,7 +584,35 @@ fn service_time(sim: &Sim, key: &str) -> Duration {
     Duration::from_micros(micros)
 }
 
+/// The query parameters of messages.import / insert, checked.
+fn import_options(
+    kind: super::import::Kind,
+    params: &Params,
+) -> Result<super::import::Options, ApiReply> {
+    let default_header = kind == super::import::Kind::Import;
+    let date_header = match params.get("internalDateSource") {
+        None => default_header,
+        Some("dateHeader") => true,
+        Some("receivedTime") => false,
+        Some(v) => {
+            return Err(errors::invalid(&format!(
+            "Invalid value for internalDateSource: {v:?}. Valid values: receivedTime, dateHeader."
+        )))
+        }
+    };
+    Ok(super::import::Options {
+        date_header,
+        never_mark_spam: params.flag("neverMarkSpam")?,
+        deleted: params.flag("deleted")?,
+    })
+}
+
 fn scope_refusal(p: &Principal, op: &Op, params: &Params) -> Option<ApiReply> {
+    // Import and insert need only the insert scope (or modify, or full).
+    if matches!(op, Op::Import(_)) {
+        let ok = p.can_modify() || p.scopes.iter().any(|s| s == super::auth::SCOPE_INSERT);
+        return (!ok).then(errors::insufficient_scope);
+    }
     if !p.can_read() {
         return Some(errors::insufficient_scope());
     }

@@ -21,6 +21,7 @@ pub const SCOPE_DIRECTORY_USER: &str = "https://www.googleapis.com/auth/admin.di
 pub const SCOPE_DIRECTORY_USER_READONLY: &str =
     "https://www.googleapis.com/auth/admin.directory.user.readonly";
 pub const SCOPE_CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+pub const SCOPE_INSERT: &str = "https://www.googleapis.com/auth/gmail.insert";
 
 /// Who an access token acts for.
 #[derive(Debug, Clone, PartialEq)]

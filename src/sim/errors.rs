@@ -33,11 +33,6 @@ impl ApiReply {
         }
     }
 
-    pub fn is_rate_error(&self) -> bool {
-        let reason = self.reason().unwrap_or_default();
-        self.status == 429 || reason == "userRateLimitExceeded" || reason == "rateLimitExceeded"
-    }
-
     pub fn reason(&self) -> Option<&str> {
         self.body
             .as_ref()?
@@ -127,16 +122,6 @@ pub fn unknown_method(method: &str, path: &str) -> ApiReply {
         "global",
         "notFound",
         &format!("Method not found: {method} {path}"),
-    )
-}
-
-pub fn method_not_allowed(method: &str, path: &str) -> ApiReply {
-    google_error(
-        405,
-        "UNKNOWN",
-        "global",
-        "httpMethodNotAllowed",
-        &format!("HTTP method {method} is not supported by this URL: {path}"),
     )
 }
 

@@ -170,12 +170,6 @@ pub struct Mailbox {
 }
 
 impl Mailbox {
-    pub fn label_by_name(&self, name: &str) -> Option<&Label> {
-        self.labels
-            .iter()
-            .find(|l| l.name.eq_ignore_ascii_case(name) || l.id.eq_ignore_ascii_case(name))
-    }
-
     pub fn label_ids(&self) -> HashMap<&str, &Label> {
         self.labels.iter().map(|l| (l.id.as_str(), l)).collect()
     }

@@ -12,6 +12,7 @@ pub mod errors;
 pub mod faults;
 pub mod fields;
 pub mod generate;
+pub mod import;
 pub mod mailbox;
 pub mod mbox;
 pub mod quota;

@@ -85,6 +85,7 @@ impl Rules {
             }
             "messages.list" | "messages.modify" | "labels.create" => 5,
             "messages.batchModify" => 50,
+            "messages.import" | "messages.insert" => 25,
             "history.list" => 2,
             "labels.list" | "labels.get" | "getProfile" => 1,
             "threads.get" => {

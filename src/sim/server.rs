@@ -265,12 +265,19 @@ async fn serve(sim: Arc<Sim>, req: Request<Incoming>) -> Result<Response<Body>, 
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    let path = req.uri().path().to_string();
+    let mut path = req.uri().path().to_string();
+    // Uploads carry the message itself, up to the import limit.
+    let upload = path.starts_with("/upload/gmail/v1/");
+    let limit = if upload {
+        super::import::MAX_UPLOAD_BODY
+    } else {
+        MAX_BODY
+    };
     let authorization = header(&req, "authorization").map(String::from);
     let content_type = header(&req, "content-type").unwrap_or("").to_string();
     let method_override = header(&req, "x-http-method-override").map(String::from);
     let gzip_wanted = wants_gzip(&req);
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+    let body = match Limited::new(req.into_body(), limit).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
             return Ok(reply_response(
@@ -296,7 +303,8 @@ async fn serve(sim: Arc<Sim>, req: Request<Incoming>) -> Result<Response<Body>, 
             response
         });
     }
-    let api_call = path.starts_with("/gmail/v1/") || path == "/batch" || path == "/batch/gmail/v1";
+    let api_call =
+        upload || path.starts_with("/gmail/v1/") || path == "/batch" || path == "/batch/gmail/v1";
     if !api_call {
         let mut r = other(&sim, &method, &path, &target, &content_type, &body).await;
         // The simulator's own endpoints say its quota window, so a client
@@ -311,6 +319,17 @@ async fn serve(sim: Arc<Sim>, req: Request<Incoming>) -> Result<Response<Body>, 
         return Ok(r);
     }
     let mut body = body.to_vec();
+    if upload {
+        // An upload is served as the plain JSON form of the same call.
+        match super::import::from_upload(&target, &content_type, &body) {
+            Ok((t, b)) => {
+                target = t;
+                path = target.split('?').next().unwrap_or("").to_string();
+                body = b;
+            }
+            Err(reply) => return Ok(reply_response(&reply, pretty(&target))),
+        }
+    }
     if let Some((m, t, b)) = path
         .starts_with("/gmail/v1/")
         .then(|| {

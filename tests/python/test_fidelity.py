@@ -505,3 +505,69 @@ def test_a_service_account_lists_as_the_admin_and_acts_as_each_user(domain_sim):
     with pytest.raises(RefreshError) as e:
         gmail("someone@other.org").users().getProfile(userId="me").execute()
     assert "invalid_grant" in str(e.value) and "Invalid email or User ID" in str(e.value)
+
+
+def test_import_and_insert_with_a_media_upload(sim):
+    # messages.import as Google's client sends it: a MediaIoBaseUpload
+    # goes to /upload/gmail/v1/... as multipart/related with the body's
+    # metadata (labelIds); without a body, uploadType=media.
+    import io
+    from googleapiclient.http import MediaIoBaseUpload
+
+    svc = service(sim.url)
+
+    def run(req):
+        # For uploads the client keeps the discovery document's https scheme
+        # and swaps only the host for api_endpoint; the simulator serves
+        # plain http on loopback.
+        req.uri = req.uri.replace("https://", "http://", 1)
+        return req.execute()
+
+    label = svc.users().labels().create(userId="me", body={"name": "Fidelity/Imported"}).execute()
+    raw = (
+        b"From: Ann <ann@example.org>\r\nTo: alice@example.com\r\nSubject: py import\r\n"
+        b"Date: Tue, 02 Jan 2024 10:00:00 +0000\r\nMessage-ID: <py-import-1@example.org>\r\n\r\n"
+        b"Imported by googleapiclient.\r\n"
+    )
+    media = MediaIoBaseUpload(io.BytesIO(raw), mimetype="message/rfc822")
+    got = svc.users().messages().import_(
+        userId="me",
+        body={"labelIds": ["INBOX", label["id"]]},
+        media_body=media,
+        neverMarkSpam=True,
+        internalDateSource="dateHeader",
+    )
+    got = run(got)
+    assert set(got["labelIds"]) == {"INBOX", label["id"]}
+    full = svc.users().messages().get(userId="me", id=got["id"], format="raw").execute()
+    assert base64.urlsafe_b64decode(full["raw"]) == raw
+    assert full["internalDate"] == "1704189600000"
+
+    # The same Message-ID again: Gmail answers with the same message.
+    again = run(svc.users().messages().import_(
+        userId="me", body={"labelIds": ["STARRED"]},
+        media_body=MediaIoBaseUpload(io.BytesIO(raw), mimetype="message/rfc822"),
+    ))
+    assert again["id"] == got["id"]
+    hits = svc.users().messages().list(userId="me", q="rfc822msgid:py-import-1@example.org").execute()
+    assert [m["id"] for m in hits["messages"]] == [got["id"]]
+
+    # insert, and the plain JSON form with raw.
+    ins = run(svc.users().messages().insert(
+        userId="me", media_body=MediaIoBaseUpload(io.BytesIO(b"Subject: ins\r\n\r\nx\r\n"), mimetype="message/rfc822"),
+    ))
+    assert ins["id"]
+    plain = svc.users().messages().import_(
+        userId="me",
+        body={"raw": base64.urlsafe_b64encode(b"Subject: json form\r\nMessage-ID: <py-json@x>\r\n\r\nx\r\n").decode(), "labelIds": ["INBOX"]},
+    ).execute()
+    assert plain["labelIds"] == ["INBOX"]
+
+    # A label that does not exist is Gmail's 400.
+    with pytest.raises(HttpError) as e:
+        run(svc.users().messages().import_(
+            userId="me", body={"labelIds": ["Label_424242"]},
+            media_body=MediaIoBaseUpload(io.BytesIO(raw), mimetype="message/rfc822"),
+        ))
+    assert e.value.resp.status == 400
+    assert "Invalid label" in str(e.value)

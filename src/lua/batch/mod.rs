@@ -12,6 +12,7 @@ mod sink;
 
 pub use ids::{ids_arg, IdIter};
 pub use policy::install_default as install_default_policy;
+pub use policy::LuaPolicy;
 pub use report::{note_outcome, report_table};
 
 use std::cell::RefCell;
@@ -23,7 +24,6 @@ use crate::lua::opts::Opts;
 use crate::lua::progress;
 
 use options::BatchOptions;
-use policy::LuaPolicy;
 use sink::BatchSink;
 
 pub async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Result<Table> {
@@ -89,10 +89,10 @@ pub async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Resul
 /// ids iterator, the format function, a callback): the run stops, then it
 /// is raised. The first one is kept.
 #[derive(Clone, Default)]
-struct Raised(Rc<RefCell<Option<mlua::Error>>>);
+pub struct Raised(Rc<RefCell<Option<mlua::Error>>>);
 
 impl Raised {
-    fn keep(&self, e: mlua::Error) {
+    pub fn keep(&self, e: mlua::Error) {
         self.0.borrow_mut().get_or_insert(e);
     }
 
@@ -105,7 +105,7 @@ impl Raised {
     }
 
     /// Err with the kept error, if any (taking it).
-    fn raise(&self) -> mlua::Result<()> {
+    pub fn raise(&self) -> mlua::Result<()> {
         match self.0.borrow_mut().take() {
             Some(e) => Err(e),
             None => Ok(()),

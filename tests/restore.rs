@@ -1,0 +1,362 @@
+//! Restore round trip: scripts/backup.lua writes a Maildir of one mailbox,
+//! scripts/restore.lua puts it into another, and the second mailbox then
+//! holds every message once, with the same bytes and the same label names,
+//! through kills, a second run and a reserved label name.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use common::{SimProcess, BIN};
+
+fn script(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A GET as `token`'s user.
+fn get_as(sim: &SimProcess, token: &str, path: &str) -> Value {
+    let url = format!("{}/gmail/v1/users/me/{path}", sim.url);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let r = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "GET {url}: {}", r.status());
+        r.json().await.unwrap()
+    })
+}
+
+/// Every message id of the mailbox, spam and trash too.
+fn all_ids(sim: &SimProcess, token: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut page = String::new();
+    loop {
+        let v = get_as(
+            sim,
+            token,
+            &format!("messages?maxResults=500&includeSpamTrash=true{page}"),
+        );
+        for m in v["messages"].as_array().into_iter().flatten() {
+            ids.push(m["id"].as_str().unwrap().to_string());
+        }
+        match v["nextPageToken"].as_str() {
+            Some(t) => page = format!("&pageToken={t}"),
+            None => return ids,
+        }
+    }
+}
+
+fn label_names(sim: &SimProcess, token: &str) -> HashMap<String, String> {
+    get_as(sim, token, "labels")["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["id"].as_str().unwrap().to_string(),
+                l["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// (raw bytes, label names, Message-ID) of a message.
+fn message(
+    sim: &SimProcess,
+    token: &str,
+    names: &HashMap<String, String>,
+    id: &str,
+) -> (Vec<u8>, BTreeSet<String>, String) {
+    let v = get_as(sim, token, &format!("messages/{id}?format=raw"));
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(v["raw"].as_str().unwrap())
+        .unwrap();
+    let labels = v["labelIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| names[l.as_str().unwrap()].clone())
+        .collect();
+    let head = String::from_utf8_lossy(&raw);
+    let mid = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Message-ID: ")
+                .or_else(|| l.strip_prefix("Message-Id: "))
+        })
+        .unwrap_or("")
+        .trim()
+        .trim_matches(['<', '>'])
+        .to_string();
+    (raw, labels, mid)
+}
+
+fn restore_cmd(sim: &SimProcess, token: &str, src: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args([
+        "run",
+        &script("restore.lua"),
+        "--endpoint",
+        &sim.url,
+        "--quota",
+        "off",
+        "--quiet",
+    ])
+    .args(extra)
+    .arg("--")
+    .arg(src)
+    .env("GMAILSCRIPT_TOKEN", token);
+    c
+}
+
+fn ok(out: &Output) -> String {
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{o}\n{e}");
+    o
+}
+
+fn wait_until(child: &mut Child, what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the restore ended ({status}) before {what}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn backup_then_restore_into_another_mailbox_gives_every_message_once_with_bytes_and_labels() {
+    let sim = SimProcess::start(&["--messages", "120", "--latency", "15ms", "--quota", "off"]);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("alice");
+    let out = Command::new(BIN)
+        .args([
+            "run",
+            &script("backup.lua"),
+            "--endpoint",
+            &sim.url,
+            "--quota",
+            "off",
+            "--quiet",
+            "--",
+        ])
+        .arg(&dest)
+        .env("GMAILSCRIPT_TOKEN", "sim-token")
+        .output()
+        .unwrap();
+    ok(&out);
+
+    // The source: what backup.lua lists (spam and trash left out).
+    let src_names = label_names(&sim, "sim-token");
+    let mut source: Vec<(Vec<u8>, BTreeSet<String>, String)> = Vec::new();
+    let mut page = String::new();
+    loop {
+        let v = get_as(&sim, "sim-token", &format!("messages?maxResults=500{page}"));
+        for m in v["messages"].as_array().into_iter().flatten() {
+            source.push(message(
+                &sim,
+                "sim-token",
+                &src_names,
+                m["id"].as_str().unwrap(),
+            ));
+        }
+        match v["nextPageToken"].as_str() {
+            Some(t) => page = format!("&pageToken={t}"),
+            None => break,
+        }
+    }
+    assert!(source.len() > 100);
+    // A label Gmail refuses to create ("Muted", reserved) and a nested one,
+    // on one message, as a mailbox that had them would be backed up.
+    let sidecar = dest.join(".gmailscript-labels.jsonl");
+    let lines = std::fs::read_to_string(&sidecar).unwrap();
+    assert_eq!(
+        lines.lines().count(),
+        source.len(),
+        "one label line per message"
+    );
+    let first: Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    let special_id = first["id"].as_str().unwrap().to_string();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&sidecar)
+        .unwrap();
+    use std::io::Write as _;
+    writeln!(
+        f,
+        "{}",
+        serde_json::json!({"id": special_id, "labels": ["INBOX", "Muted", "Restored/Deep/Nested"]})
+    )
+    .unwrap();
+    drop(f);
+    let special_mid = {
+        let v = get_as(
+            &sim,
+            "sim-token",
+            &format!("messages/{special_id}?format=raw"),
+        );
+        let raw = base64::engine::general_purpose::URL_SAFE
+            .decode(v["raw"].as_str().unwrap())
+            .unwrap();
+        source.iter().find(|s| s.0 == raw).unwrap().2.clone()
+    };
+    for s in source.iter_mut().filter(|s| s.2 == special_mid) {
+        s.1 = ["INBOX", "Muted (restored)", "Restored/Deep/Nested"]
+            .map(String::from)
+            .into();
+    }
+
+    // Bob is the destination.
+    let bob: Value = sim.post("/_sim/tokens?user=bob@example.com");
+    let bob = bob["access_token"].as_str().unwrap().to_string();
+    let before = all_ids(&sim, &bob);
+
+    // --dry-run: says what it would do, changes nothing, leaves no state.
+    let out = restore_cmd(&sim, &bob, &dest, &["--dry-run"])
+        .output()
+        .unwrap();
+    let said = ok(&out);
+    assert!(
+        said.contains(&format!("would import {}", source.len())),
+        "{said}"
+    );
+    assert!(
+        said.contains("labels to create: ")
+            && said.contains("Muted")
+            && said.contains("Restored/Deep/Nested"),
+        "{said}"
+    );
+    assert_eq!(all_ids(&sim, &bob), before, "a dry run imports nothing");
+    assert!(!dest
+        .join(".gmailscript-restore-bob@example.com.state")
+        .exists());
+
+    // Killed three times mid-restore, then run to the end.
+    for _ in 0..3 {
+        let have = all_ids(&sim, &bob).len();
+        let mut child = restore_cmd(&sim, &bob, &dest, &[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until(&mut child, "more messages imported", || {
+            all_ids(&sim, &bob).len() >= have + 10
+        });
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let partial = all_ids(&sim, &bob).len() - before.len();
+    assert!(
+        partial < source.len(),
+        "the kills landed mid-restore ({partial} of {})",
+        source.len()
+    );
+    let said = ok(&restore_cmd(&sim, &bob, &dest, &[]).output().unwrap());
+    assert!(
+        said.contains("labels Gmail refused, renamed: \"Muted\" -> \"Muted (restored)\""),
+        "{said}"
+    );
+
+    // Every message once, same bytes, same label names.
+    let after = all_ids(&sim, &bob);
+    assert_eq!(
+        after.len(),
+        before.len() + source.len(),
+        "no duplicates, nothing missing: {said}"
+    );
+    let bob_names = label_names(&sim, &bob);
+    for (raw, labels, mid) in &source {
+        let q: String =
+            url::form_urlencoded::byte_serialize(format!("rfc822msgid:{mid}").as_bytes()).collect();
+        let hits = get_as(&sim, &bob, &format!("messages?q={q}&includeSpamTrash=true"));
+        let hits = hits["messages"].as_array().cloned().unwrap_or_default();
+        assert_eq!(hits.len(), 1, "{mid} once in the destination");
+        let (got_raw, got_labels, _) =
+            message(&sim, &bob, &bob_names, hits[0]["id"].as_str().unwrap());
+        assert!(got_raw == *raw, "{mid}: the same bytes");
+        assert_eq!(&got_labels, labels, "{mid}: the same label names");
+    }
+
+    // A second restore adds nothing.
+    let said = ok(&restore_cmd(&sim, &bob, &dest, &[]).output().unwrap());
+    assert!(
+        said.contains(&format!("imported 0, {} already there", source.len())),
+        "{said}"
+    );
+    assert_eq!(all_ids(&sim, &bob).len(), after.len());
+}
+
+#[test]
+fn a_takeout_mbox_restores_with_its_labels_and_refused_names_renamed() {
+    let sim = SimProcess::start(&["--messages", "5", "--quota", "off"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mbox = dir.path().join("takeout.mbox");
+    std::fs::write(
+        &mbox,
+        "From 1@xxx Mon Jan 01 00:00:00 +0000 2024\nX-GM-THRID: 1\nX-Gmail-Labels: Inbox,Opened,Muted,\"Clients, 2024\",Work/Q1\nMessage-ID: <t1@example.org>\nSubject: one\nDate: Mon, 01 Jan 2024 10:00:00 +0000\n\n>From the start\n\nFrom 2@xxx Mon Jan 01 00:00:00 +0000 2024\nX-Gmail-Labels: Sent,Starred,Unread\nMessage-ID: <t2@example.org>\nSubject: two\n\nbody\n",
+    )
+    .unwrap();
+    let bob: Value = sim.post("/_sim/tokens?user=bob@example.com");
+    let bob = bob["access_token"].as_str().unwrap().to_string();
+    let said = ok(&restore_cmd(&sim, &bob, &mbox, &[]).output().unwrap());
+    assert!(said.contains("imported 2"), "{said}");
+    assert!(said.contains("\"Muted\" -> \"Muted (restored)\""), "{said}");
+    assert!(said.contains("left off: Opened"), "{said}");
+    let names = label_names(&sim, &bob);
+    let one = get_as(&sim, &bob, "messages?q=rfc822msgid:t1@example.org");
+    let (raw, labels, _) = message(
+        &sim,
+        &bob,
+        &names,
+        one["messages"][0]["id"].as_str().unwrap(),
+    );
+    assert_eq!(
+        labels,
+        ["Clients, 2024", "INBOX", "Muted (restored)", "Work/Q1"]
+            .map(String::from)
+            .into()
+    );
+    assert!(
+        raw.ends_with(b"\r\n\r\nFrom the start\r\n"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+    let two = get_as(
+        &sim,
+        &bob,
+        "messages?q=rfc822msgid:t2@example.org&includeSpamTrash=true",
+    );
+    let (_, labels, _) = message(
+        &sim,
+        &bob,
+        &names,
+        two["messages"][0]["id"].as_str().unwrap(),
+    );
+    assert_eq!(
+        labels,
+        ["SENT", "STARRED", "UNREAD"].map(String::from).into()
+    );
+    // Again: nothing new.
+    let said = ok(&restore_cmd(&sim, &bob, &mbox, &[]).output().unwrap());
+    assert!(said.contains("imported 0, 2 already there"), "{said}");
+}
