@@ -2,6 +2,8 @@
 --
 --   gmailscript run scripts/backup.lua --sim            # into ./backup
 --   gmailscript run scripts/backup.lua --sim -- ~/mail  # somewhere else
+--   gmailscript run scripts/backup.lua --account corp --users all -- /backups
+--                                       # a folder that exists: /backups/<address>/ each
 --
 -- The first run fetches every message (format raw) into DEST/{cur,new,tmp}.
 -- Its state (ids done, failures, the history id) lives beside the mail in
@@ -19,6 +21,8 @@
 -- bytes. scripts/restore.lua reads both back (input.maildir).
 
 local dest = arg[1] or "backup"
+-- A --users run (many mailboxes): one Maildir and state per user.
+if gmail.user then dest = dest .. "/" .. gmail.user end
 local mail = output.maildir(dest)
 local state = store.open(dest .. "/.gmailscript-state")
 

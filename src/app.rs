@@ -141,7 +141,7 @@ pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
 }
 
 /// Gmail's quota window.
-const GMAIL_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const GMAIL_WINDOW: Duration = Duration::from_secs(60);
 
 /// The header with which a gmailscript simulator says its quota window
 /// (src/sim writes it; the name is all the two share).
@@ -151,7 +151,7 @@ const SIM_WINDOW_HEADER: &str = "x-gmailscript-sim-window";
 /// is one: asked only of plain http on this machine, with no token, from
 /// its own `/_sim/stats`. Anything else (Gmail, another server, no answer
 /// within 2 s, a window that is not a duration) is `None`: Gmail's window.
-async fn sim_window(base_url: &str) -> Option<Duration> {
+pub(crate) async fn sim_window(base_url: &str) -> Option<Duration> {
     let url = url::Url::parse(base_url).ok()?;
     let loopback = match url.host()? {
         url::Host::Ipv4(ip) => ip.is_loopback(),
@@ -184,7 +184,7 @@ async fn sim_window(base_url: &str) -> Option<Duration> {
 }
 
 /// What a 401 through a saved account says: whose login, and how to renew it.
-fn account_hint(name: &str) -> String {
+pub(crate) fn account_hint(name: &str) -> String {
     format!(
         "the token of account {name} was refused even after renewing it; log in again with \
          `gmailscript auth login --account {name}` (a service account: `gmailscript auth \
@@ -195,10 +195,10 @@ fn account_hint(name: &str) -> String {
 /// `--quota auto`: the pace learned before for this account (or endpoint)
 /// and mailbox, with no probing; else a pacer that finds it from the 2026
 /// budget up and writes it down the moment a refusal shows it.
-fn auto_pacer(who: &str, mailbox: &str, window: Duration) -> Arc<Pacer> {
+pub(crate) fn auto_pacer(who: &str, mailbox: &str, window: Duration) -> Pacer {
     let Some(dir) = crate::quota_memory::data_dir() else {
         tracing::warn!("no data directory: the quota learned is not kept for the next run");
-        return Arc::new(Pacer::new(&Profile::Auto, window));
+        return Pacer::new(&Profile::Auto, window);
     };
     let memory = QuotaMemory::new(&dir, who, mailbox, window);
     if let Some(units) = memory.get() {
@@ -206,24 +206,22 @@ fn auto_pacer(who: &str, mailbox: &str, window: Duration) -> Arc<Pacer> {
             "quota: {units} units per window, as learned before ({})",
             memory.path().display()
         );
-        return Arc::new(Pacer::new(&Profile::Units(units), window));
+        return Pacer::new(&Profile::Units(units), window);
     }
     let learn = Learn {
         start: Profile::P2026.per_user().unwrap_or(6_000),
         ceiling: LEARN_CEILING,
     };
-    Arc::new(
-        Pacer::learning(learn, window).on_learned(move |units| match memory.put(units) {
-            Ok(()) => tracing::info!(
-                "quota: learned {units} units per window; kept in {}",
-                memory.path().display()
-            ),
-            Err(e) => tracing::warn!(
-                "quota: learned {units} units per window but cannot keep it in {}: {e}",
-                memory.path().display()
-            ),
-        }),
-    )
+    Pacer::learning(learn, window).on_learned(move |units| match memory.put(units) {
+        Ok(()) => tracing::info!(
+            "quota: learned {units} units per window; kept in {}",
+            memory.path().display()
+        ),
+        Err(e) => tracing::warn!(
+            "quota: learned {units} units per window but cannot keep it in {}: {e}",
+            memory.path().display()
+        ),
+    })
 }
 
 /// GMAILSCRIPT_TOKEN as it was at start; `main` takes it out of the
@@ -260,7 +258,7 @@ async fn token_connection(
     auth_hint: String,
     window: Duration,
 ) -> anyhow::Result<Connection> {
-    let pacer = (c.quota == Profile::Auto).then(|| auto_pacer(who, &user, window));
+    let pacer = (c.quota == Profile::Auto).then(|| Arc::new(auto_pacer(who, &user, window)));
     let client = Client::new(
         ClientConfig {
             base_url,
@@ -285,7 +283,7 @@ async fn token_connection(
 /// Ctrl-C (or SIGTERM, as from `kill` or a service manager) once: stop
 /// cleanly (batches in flight finish, state is flushed). Twice: exit at
 /// once.
-fn watch_interrupts() -> watch::Receiver<bool> {
+pub(crate) fn watch_interrupts() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         let mut signals = Signals::new();
@@ -340,6 +338,9 @@ impl Default for Signals {
 }
 
 pub async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<u8> {
+    if args.domain.users.is_some() {
+        return crate::app_domain::run(args, verbose).await;
+    }
     let Some(path) = args.report.clone() else {
         return run_script(args, verbose, &mut Outcome::default()).await;
     };
@@ -383,32 +384,54 @@ impl RunReport {
             EXIT_STOPPED | EXIT_INTERRUPTED => "stopped",
             _ => "failed",
         };
-        let rfc3339 = |t: chrono::DateTime<chrono::Utc>| {
-            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        };
-        let elapsed = self.clock.elapsed();
-        let ended = self.started + chrono::Duration::from_std(elapsed).unwrap_or_default();
-        let line = serde_json::json!({
-            "user": user,
-            "status": status,
-            "listed": o.ok + o.skipped + o.failed + o.not_done,
-            "ok": o.ok,
-            "skipped": o.skipped,
-            "failed": o.failed,
-            "not_done": o.not_done,
-            "already_done": o.already_done,
-            "exit_code": code,
-            "error": error,
-            "started": rfc3339(self.started),
-            "ended": rfc3339(ended),
-            "duration_seconds": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
-        });
+        let line = report_line(
+            user,
+            status,
+            o,
+            code,
+            error,
+            self.started,
+            self.clock.elapsed(),
+        );
         // Written beside it, then renamed: a reader never sees half a line.
         let tmp = self.path.with_extension("report-tmp");
         std::fs::write(&tmp, format!("{line}\n"))
             .and_then(|()| std::fs::rename(&tmp, &self.path))
             .map_err(|e| anyhow::anyhow!("--report {}: cannot write it: {e}", self.path.display()))
     }
+}
+
+/// One mailbox's line of a `--report` (docs/report.md).
+pub(crate) fn report_line(
+    user: &str,
+    status: &str,
+    o: &Outcome,
+    code: u8,
+    error: Option<&str>,
+    started: chrono::DateTime<chrono::Utc>,
+    elapsed: Duration,
+) -> serde_json::Value {
+    let rfc3339 =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let ended = started + chrono::Duration::from_std(elapsed).unwrap_or_default();
+    let seconds = (elapsed.as_secs_f64() * 1000.0).round() / 1000.0;
+    serde_json::json!({
+        "user": user,
+        "status": status,
+        "listed": o.ok + o.skipped + o.failed + o.not_done,
+        "ok": o.ok,
+        "skipped": o.skipped,
+        "failed": o.failed,
+        "not_done": o.not_done,
+        "already_done": o.already_done,
+        "units": o.units,
+        "exit_code": code,
+        "error": error,
+        "started": rfc3339(started),
+        "ended": rfc3339(ended),
+        "seconds": seconds,
+        "duration_seconds": seconds,
+    })
 }
 
 async fn run_script(args: RunArgs, verbose: u8, outcome_out: &mut Outcome) -> anyhow::Result<u8> {
@@ -431,6 +454,7 @@ async fn run_script(args: RunArgs, verbose: u8, outcome_out: &mut Outcome) -> an
     let mut outcome = host.ctx.outcome.borrow().clone();
     // Ctrl-C ended a wait or a batch the script went past: still interrupted.
     outcome.cancelled |= host.ctx.cancelled();
+    outcome.units = host.ctx.runner.pacer.spent();
     *outcome_out = outcome.clone();
     drop(host);
     if let Some(sim) = conn.sim {
@@ -471,7 +495,7 @@ fn watch_ended(o: &Outcome) -> bool {
 }
 
 /// The exit code, and the line that says why when it is not 0.
-fn summary(o: &Outcome) -> (u8, Option<String>) {
+pub(crate) fn summary(o: &Outcome) -> (u8, Option<String>) {
     if let Some(e) = &o.script_error {
         return (EXIT_USAGE, Some(format!("script error: {e}")));
     }

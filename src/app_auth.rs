@@ -65,6 +65,51 @@ pub async fn account_tokens(
     })
 }
 
+/// A saved service account, for a `--users` run: its key and the subject
+/// it saved (the administrator who lists the domain's users).
+pub struct Delegation {
+    name: String,
+    key: PathBuf,
+    pub subject: Option<String>,
+    scopes: Vec<String>,
+}
+
+impl Delegation {
+    /// The service account saved as `name`; a user's own login cannot act
+    /// for other mailboxes, so it is refused, saying what to do.
+    pub fn open(name: &str) -> Result<Delegation, UsageError> {
+        let store = AccountStore::open()?;
+        let account = store.load(name)?.ok_or_else(|| {
+            UsageError(format!(
+                "no account named {name} (gmailscript auth status lists the saved ones)"
+            ))
+        })?;
+        match account.kind {
+            Kind::ServiceAccount { key, subject } => Ok(Delegation {
+                name: name.to_string(),
+                key,
+                subject,
+                scopes: account.scopes,
+            }),
+            Kind::Installed { .. } => Err(UsageError(format!(
+                "--users acts for each user of a domain, which only a service account with                  domain-wide delegation may do; account {name} is a login of one user. Add one:                  gmailscript auth service-account --key FILE --subject ADMIN --account corp                  (docs/accounts.md)"
+            ))),
+        }
+    }
+
+    /// Tokens acting for `subject`, with the account's scopes, or `scopes`.
+    pub async fn tokens(
+        &self,
+        subject: &str,
+        scopes: Option<&[String]>,
+    ) -> Result<Arc<dyn TokenSource>, UsageError> {
+        let scopes = scopes.unwrap_or(&self.scopes);
+        Ok(Arc::new(
+            ServiceSource::open(&self.name, &self.key, Some(subject), scopes).await?,
+        ))
+    }
+}
+
 /// The mailbox's address, from Gmail's profile (which also proves the
 /// token works for Gmail).
 async fn profile_email(endpoint: Option<&str>, token: &Secret) -> Result<String, ApiError> {

@@ -286,8 +286,10 @@ fn parse_idle_timeout(s: &str) -> Result<Duration, String> {
   gmailscript run scripts/stats.lua --account corp --user alice@example.com
   gmailscript run scripts/cleanup.lua --sim --dry-run
   GMAILSCRIPT_TOKEN=sim-token gmailscript run scripts/export.lua --endpoint http://127.0.0.1:41234 -- 'older_than:1y' out.jsonl
+  gmailscript run scripts/backup.lua --account corp --users all --report report.jsonl -- /backups
+  gmailscript run scripts/stats.lua --sim --sim-domain example.com --users all
 
-Exit codes: 0 all done; 1 some items failed (recorded); 2 usage or script error; 3 stopped (the policy's abort, a listing or storage failure, a wait longer than --max-wait); 130 interrupted.")]
+Exit codes: 0 all done (with --users: every mailbox ok); 1 some items failed (recorded), or with --users some mailboxes failed or were skipped; 2 usage or script error; 3 stopped (the policy's abort, a listing or storage failure, a wait longer than --max-wait); 130 interrupted.")]
 pub struct RunArgs {
     /// The Lua script to run.
     pub script: PathBuf,
@@ -303,9 +305,154 @@ pub struct RunArgs {
     /// (user, status, counts, exit code, error, times; docs/report.md).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub domain: DomainArgs,
     /// Arguments for the script (after --), in its `arg` table.
     #[arg(last = true)]
     pub args: Vec<String>,
+}
+
+/// A run over many mailboxes of a Workspace domain (docs/scaling.md).
+#[derive(Debug, Clone, Args)]
+pub struct DomainArgs {
+    /// Run the script once per mailbox, each in its own Lua state with
+    /// `gmail.user` set to its address: `all` (the domain's users, listed
+    /// through the Admin SDK Directory as the service account's subject),
+    /// `a@x,b@x`, or `@FILE` (one address a line; blank lines and # comments
+    /// ignored). Needs a service account with domain-wide delegation
+    /// (--account) or --sim.
+    #[arg(long, value_name = "all|EMAIL,...|@FILE", value_parser = parse_users, conflicts_with = "user")]
+    pub users: Option<UsersArg>,
+    /// With --users all: suspended users too (left out by default, as GAM
+    /// does; their message calls fail).
+    #[arg(long, requires = "users")]
+    pub include_suspended: bool,
+    /// With --users all: a Directory query, e.g. orgUnitPath=/Sales or
+    /// "email:sales*" (Google's users.list `query`).
+    #[arg(long, value_name = "QUERY", requires = "users")]
+    pub users_query: Option<String>,
+    /// Mailboxes processed at once (1 to 1000). Each waits on its own
+    /// per-user quota without holding back the others; GAM users keep about
+    /// 20.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000), requires = "users")]
+    pub parallel_users: u32,
+    /// Units per minute the whole Cloud project may spend, shared by every
+    /// mailbox of the run (Gmail's per-project limit: 1,200,000); with
+    /// --shard, each shard takes its share. off: no project budget.
+    #[arg(long, value_name = "UNITS", default_value = "1200000", value_parser = parse_project_budget, requires = "users")]
+    pub project_quota: ProjectQuota,
+    /// Take shard I of N (1-based): the users whose address hashes to it
+    /// (stable across runs and machines) and 1/N of --project-quota, so N
+    /// processes cover a domain with no coordinator. Default: from
+    /// JOB_COMPLETION_INDEX (a Kubernetes Indexed Job, 0-based) when
+    /// --shards N is given.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard, requires = "users")]
+    pub shard: Option<Shard>,
+    /// The number of shards, for a shard index taken from
+    /// JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000), requires = "users", conflicts_with = "shard")]
+    pub shards: Option<u32>,
+}
+
+/// What `--users` names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UsersArg {
+    All,
+    List(Vec<String>),
+    File(PathBuf),
+}
+
+/// `--project-quota`: units per minute, or none.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProjectQuota(pub Option<u64>);
+
+/// Shard `index` (1-based) of `count`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+/// Why `s` is not an address a mailbox can have; None when it is one.
+pub fn bad_address(s: &str) -> Option<&'static str> {
+    let Some((local, domain)) = s.split_once('@') else {
+        return Some("no @");
+    };
+    if local.is_empty() || domain.is_empty() {
+        return Some("nothing before or after the @");
+    }
+    if domain.contains('@') {
+        return Some("more than one @");
+    }
+    if s.chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == '/')
+    {
+        return Some("a space, comma, slash or control character in it");
+    }
+    if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+        return Some("its domain is not a domain name");
+    }
+    if s.len() > 254 {
+        return Some("longer than an address can be (254)");
+    }
+    None
+}
+
+fn parse_users(s: &str) -> Result<UsersArg, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("all") {
+        return Ok(UsersArg::All);
+    }
+    if let Some(file) = t.strip_prefix('@') {
+        if file.is_empty() {
+            return Err("@ needs a file name: --users @users.txt".into());
+        }
+        return Ok(UsersArg::File(PathBuf::from(file)));
+    }
+    let mut list = Vec::new();
+    for a in t.split(',').map(str::trim) {
+        if a.is_empty() {
+            continue;
+        }
+        if let Some(why) = bad_address(a) {
+            return Err(format!(
+                "{a:?} is not an email address ({why}); write all, a@example.com,b@example.com or @FILE"
+            ));
+        }
+        list.push(a.to_lowercase());
+    }
+    if list.is_empty() {
+        return Err("no address given; write all, a@example.com,b@example.com or @FILE".into());
+    }
+    Ok(UsersArg::List(list))
+}
+
+fn parse_project_budget(s: &str) -> Result<ProjectQuota, String> {
+    if s.trim() == "off" {
+        return Ok(ProjectQuota(None));
+    }
+    let n: u64 = s
+        .trim()
+        .replace(['_', ','], "")
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of units per minute (or off)"))?;
+    if n < 100 {
+        return Err(format!(
+            "{n} units a minute is less than one batchModify and one get (100 units); give at least 100, or off"
+        ));
+    }
+    Ok(ProjectQuota(Some(n)))
+}
+
+pub fn parse_shard(s: &str) -> Result<Shard, String> {
+    let err = || format!("{s:?} is not a shard; write I/N with 1 <= I <= N, e.g. 2/4");
+    let (i, n) = s.trim().split_once('/').ok_or_else(err)?;
+    let index: u32 = i.trim().parse().map_err(|_| err())?;
+    let count: u32 = n.trim().parse().map_err(|_| err())?;
+    if index == 0 || count == 0 || index > count {
+        return Err(err());
+    }
+    Ok(Shard { index, count })
 }
 
 #[derive(Debug, Clone, Args)]
@@ -357,7 +504,11 @@ The browser must run on this computer: Google sends it back to http://localhost:
     /// user of the domain (Google Workspace).
     #[command(
         after_help = "The service account's client ID must be granted the same scopes in the \
-Admin console (Security > Access and data control > API controls > Manage Domain Wide Delegation). \
+Admin console (Security > Access and data control > API controls > Manage Domain Wide Delegation): \
+https://www.googleapis.com/auth/gmail.readonly for --scope readonly, \
+https://www.googleapis.com/auth/gmail.modify for modify, https://mail.google.com/ for full; \
+and, for `run --users all` (the domain's users, listed as the subject, who must be an administrator), \
+https://www.googleapis.com/auth/admin.directory.user.readonly as well. \
 A service account without a subject has no mailbox: Gmail answers `400 Precondition check failed`."
     )]
     ServiceAccount(ServiceAccountArgs),

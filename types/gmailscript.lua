@@ -147,6 +147,11 @@ function Message:has_label(label) end
 
 gmail = {}
 
+---In a `--users` run, the address of the mailbox this Lua state acts for;
+---nil in a run of one mailbox (use gmail.profile().email there).
+---@type string|nil
+gmail.user = nil
+
 ---Message ids matching a query, fetched page by page as the loop (or the
 ---batch) asks. Transient errors are retried; a lasting one raises
 ---"gmail.list: ..." from the loop. An unknown label name raises at once.

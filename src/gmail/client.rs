@@ -392,6 +392,36 @@ impl Client {
         }
     }
 
+    /// A GET of `path_and_query` under the base URL, outside
+    /// `gmail/v1/users/{user}/` (the Admin SDK Directory), as JSON; a 401
+    /// refreshes the token once, as `call` does.
+    pub async fn get_json_at(&self, path_and_query: &str) -> Result<Value, ApiError> {
+        let mut token = self.token().await?;
+        let mut refreshed = false;
+        loop {
+            let resp = self
+                .http
+                .get(self.url(path_and_query))
+                .bearer_auth(token.expose())
+                .send()
+                .await
+                .map_err(|e| network_error(&e))?;
+            if resp.status().is_success() {
+                return parse_json(&read_body(resp, self.config.max_body, false).await?);
+            }
+            let e = error_answer(resp).await;
+            if e.class == ErrorClass::Auth && e.status == 401 && !refreshed {
+                let fresh = self.refresh(&token).await?;
+                if fresh != token {
+                    token = fresh;
+                    refreshed = true;
+                    continue;
+                }
+            }
+            return Err(self.explain(e));
+        }
+    }
+
     /// One call, parsed as JSON (`{}` for an empty answer such as 204).
     pub async fn call_json(&self, req: &Request) -> Result<Value, ApiError> {
         parse_json(&self.call(req).await?)

@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod batch;
 pub mod chunk;
 pub mod client;
+pub mod directory;
 pub mod error;
 pub mod history;
 pub mod html;

@@ -8,7 +8,7 @@
 //! its own ceiling and creeps back up after clean chunks.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::request::Method;
@@ -112,6 +112,33 @@ pub struct Pacer {
     state: Mutex<PacerState>,
     /// Told the limit as soon as a refusal shows it, to remember it.
     on_learned: Option<Learned>,
+    /// The per-project budget every mailbox of a run shares, if any.
+    project: Option<Arc<ProjectBudget>>,
+}
+
+/// Gmail's per-project budget (1,200,000 units a minute), shared by the
+/// pacers of every mailbox a run acts on: each reserves from its own
+/// per-user window first, then from this one, and gives its own units
+/// back when the project has no room. A mailbox waiting on its own limit
+/// thus never takes the project's units from the others.
+#[derive(Debug)]
+pub struct ProjectBudget(Pacer);
+
+impl ProjectBudget {
+    /// `units` per `window` (Gmail's minute, or a sped-up simulator's).
+    pub fn new(units: u64, window: Duration) -> ProjectBudget {
+        ProjectBudget(Pacer::with_limit(Some(units.max(1)), None, window))
+    }
+
+    /// Units spent from it so far (refunds taken off).
+    pub fn spent(&self) -> u64 {
+        self.0.spent()
+    }
+
+    /// Units per window.
+    pub fn limit(&self) -> Option<u64> {
+        self.0.limit()
+    }
 }
 
 impl std::fmt::Debug for Pacer {
@@ -180,6 +207,13 @@ impl Pacer {
         self
     }
 
+    /// Also reserve from `project`, shared with the pacers of the other
+    /// mailboxes of the run.
+    pub fn with_project(mut self, project: Arc<ProjectBudget>) -> Pacer {
+        self.project = Some(project);
+        self
+    }
+
     /// A pacer that finds the limit itself (see [`Learn`]).
     pub fn learning(learn: Learn, window: Duration) -> Pacer {
         let learn = Learn {
@@ -193,6 +227,7 @@ impl Pacer {
         Pacer {
             window,
             on_learned: None,
+            project: None,
             state: Mutex::new(PacerState {
                 limit,
                 learn,
@@ -322,6 +357,12 @@ impl Pacer {
                 .saturating_duration_since(now)
                 .max(Duration::from_millis(1)));
         };
+        // Then the project's share: it may give less than was granted
+        // here, or nothing yet (this mailbox's units stay its own).
+        let grant = match &self.project {
+            Some(p) => p.0.reserve_at(min.min(grant), grant, now)?,
+            None => grant,
+        };
         st.bucket -= grant as f64;
         st.spends.push_back((now, grant));
         st.in_window += grant;
@@ -331,6 +372,9 @@ impl Pacer {
 
     /// Units that the server did not count after all (refused calls).
     pub fn refund(&self, units: u64) {
+        if let Some(p) = &self.project {
+            p.0.refund(units);
+        }
         let mut st = self.state.lock().unwrap();
         st.spent_total = st.spent_total.saturating_sub(units);
         st.bucket += units as f64;
@@ -635,6 +679,49 @@ mod tests {
         q.on_refused();
         assert_eq!(q.learned(), None);
         assert_eq!(q.limit(), Some(600));
+    }
+
+    #[test]
+    fn mailboxes_share_the_project_budget_and_wait_on_their_own_limit_alone() {
+        let t0 = Instant::now();
+        // Two mailboxes of 6,000 a minute under a project of 3,000.
+        let project = Arc::new(ProjectBudget::new(3000, MIN));
+        let a = Pacer::new(&Profile::Units(6000), MIN).with_project(project.clone());
+        let b = Pacer::new(&Profile::Units(6000), MIN).with_project(project.clone());
+        let mut got = (0, 0);
+        // They ask in turn, as two mailboxes' chunks come due.
+        for ms in (0..60_000).step_by(100) {
+            let (first, second) = if ms % 200 == 0 { (&a, &b) } else { (&b, &a) };
+            let g = first.reserve_at(1, 10_000, at(t0, ms)).unwrap_or(0);
+            let h = second.reserve_at(1, 10_000, at(t0, ms)).unwrap_or(0);
+            if ms % 200 == 0 {
+                got = (got.0 + g, got.1 + h);
+            } else {
+                got = (got.0 + h, got.1 + g);
+            }
+        }
+        // The project's 98% in the minute, shared out; neither more than
+        // what the project gave.
+        assert_eq!(got.0 + got.1, 2940, "{got:?}");
+        assert!(got.0 > 1000 && got.1 > 1000, "both got a share: {got:?}");
+        assert_eq!(project.spent(), 2940);
+        assert_eq!((a.spent(), b.spent()), got, "refused units are not kept");
+        // A mailbox held back by its own (small) limit leaves the project's
+        // room to the other.
+        let project = Arc::new(ProjectBudget::new(6000, MIN));
+        let slow = Pacer::new(&Profile::Units(600), MIN).with_project(project.clone());
+        let fast = Pacer::new(&Profile::Units(6000), MIN).with_project(project.clone());
+        let (mut s, mut f) = (0, 0);
+        for ms in (0..60_000).step_by(100) {
+            s += slow.reserve_at(1, 10_000, at(t0, ms)).unwrap_or(0);
+            f += fast.reserve_at(1, 10_000, at(t0, ms)).unwrap_or(0);
+        }
+        assert_eq!(s, 588);
+        assert!(f >= 5880 - 588 - 100, "{f}");
+        // A refund goes back to both.
+        let before = project.spent();
+        fast.refund(20);
+        assert_eq!(project.spent(), before - 20);
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub struct Outcome {
     pub watch_stopped: bool,
     /// The script raised (set by `run`, for its report).
     pub script_error: Option<String>,
+    /// Quota units the engine's batches spent (set by `run`).
+    pub units: u64,
 }
 
 /// Shared by every module through the Lua state's app data.
@@ -104,6 +106,10 @@ pub struct Ctx {
     /// flag is set: mlua keeps one hook, on one thread, so a callback's
     /// thread takes it and gives it back to the one below when it ends.
     hooked: RefCell<Vec<mlua::Thread>>,
+    /// One of many mailboxes of a `--users` run: a batch's bar is not drawn
+    /// but kept in `batch_bar`, for the run's line of this mailbox.
+    pub folded: std::cell::Cell<bool>,
+    pub batch_bar: RefCell<Option<indicatif::ProgressBar>>,
 }
 
 /// Counts one engine run for as long as it lives.
@@ -241,6 +247,8 @@ impl Host {
             running: Arc::new(AtomicUsize::new(0)),
             interrupt: RefCell::new(None),
             hooked: RefCell::new(Vec::new()),
+            folded: std::cell::Cell::new(false),
+            batch_bar: RefCell::new(None),
         });
         lua.set_app_data(ctx.clone());
         gmail::register(&lua)?;
@@ -255,6 +263,21 @@ impl Host {
         require::register(&lua)?;
         lua.globals().set("DRY_RUN", ctx.dry_run)?;
         Ok(Host { lua, ctx })
+    }
+
+    /// Set `gmail.user`: the address this state acts for in a `--users`
+    /// run (nil otherwise).
+    pub fn set_user(&self, email: &str) -> mlua::Result<()> {
+        self.lua
+            .globals()
+            .get::<mlua::Table>("gmail")?
+            .set("user", email)
+    }
+
+    /// One of many mailboxes: batches draw no bar of their own (see
+    /// [`Ctx::folded`]).
+    pub fn fold_progress(&self) {
+        self.ctx.folded.set(true);
     }
 
     /// Load and run a script file with `arg` set, to its end.

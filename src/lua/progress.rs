@@ -13,10 +13,16 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 thread_local! {
     /// The progress bar on screen, so log lines print above it.
     static PROGRESS: RefCell<Option<ProgressBar>> = const { RefCell::new(None) };
+    /// A `--users` run's bars (the run's, a line per mailbox), likewise.
+    static MULTI: RefCell<Option<indicatif::MultiProgress>> = const { RefCell::new(None) };
 }
 
 /// Print a line on stderr without tearing a progress bar.
 pub fn eprint_line(line: &str) {
+    if let Some(multi) = MULTI.with(|m| m.borrow().clone()) {
+        multi.suspend(|| eprintln!("{line}"));
+        return;
+    }
     let bar = PROGRESS.with(|p| p.borrow().clone());
     match bar {
         Some(pb) => pb.suspend(|| eprintln!("{line}")),
@@ -24,10 +30,32 @@ pub fn eprint_line(line: &str) {
     }
 }
 
+/// The bars of a `--users` run on this thread, while it runs (None after).
+pub fn set_multi(multi: Option<indicatif::MultiProgress>) {
+    MULTI.with(|m| *m.borrow_mut() = multi);
+}
+
 /// A batch's bar, on screen from now on: none when quiet, not asked for,
 /// or stderr is not a terminal. `total` messages, when known.
 /// A batch run from a callback of another gets none: the outer bar stays.
 pub fn start(ctx: &super::Ctx, enabled: bool, total: Option<u64>) -> Option<ProgressBar> {
+    if ctx.folded.get() {
+        // Counted, not drawn: the run's line of this mailbox shows it.
+        let busy = ctx
+            .batch_bar
+            .borrow()
+            .as_ref()
+            .is_some_and(|b| !b.is_finished());
+        if busy || !enabled {
+            return None;
+        }
+        let pb = ProgressBar::hidden();
+        if let Some(n) = total {
+            pb.set_length(n);
+        }
+        *ctx.batch_bar.borrow_mut() = Some(pb.clone());
+        return Some(pb);
+    }
     if PROGRESS.with(|p| p.borrow().is_some()) {
         return None;
     }
