@@ -168,7 +168,20 @@ fn learn() {
     )
     .spawn()
     .unwrap();
-    let units = units_at(&sim, t0, window, &[first, first + after], &mut child);
+    let marks: Vec<u32> = (1..=first + after).collect();
+    let series = units_at(&sim, t0, window, &marks, &mut child);
+    let units: Vec<u64> = [first, first + after]
+        .iter()
+        .filter_map(|k| series.get(*k as usize - 1).copied())
+        .collect();
+    let curve: Vec<String> = series
+        .iter()
+        .scan(0, |last, u| {
+            let d = u - *last;
+            *last = *u;
+            Some(format!("{:.0}", pct(d as f64, 15_000.0)))
+        })
+        .collect();
     let stats = sim.stats();
     let _ = child.kill();
     let (_, text) = output(child);
@@ -194,6 +207,7 @@ fn learn() {
         refused_calls(&stats),
         num(&stats, "penalties"),
     );
+    println!("learn: % of the quota in each window: {}", curve.join(" "));
     println!(
         "learn: quota.json: {}",
         learned.split_whitespace().collect::<Vec<_>>().join(" ")
