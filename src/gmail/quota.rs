@@ -151,8 +151,6 @@ struct PacerState {
     /// Extra time a spend is kept past the window: the server counts a call
     /// when it arrives, a little after the pacer did.
     margin: Duration,
-    /// Smoothed round trip of a chunk (see the bucket in `reserve_at`).
-    rtt: Duration,
     /// Not before this instant (a Retry-After).
     paused_until: Option<Instant>,
     spent_total: u64,
@@ -209,7 +207,6 @@ impl Pacer {
                 in_window: 0,
                 share: TARGET,
                 margin: Duration::from_millis(2),
-                rtt: Duration::ZERO,
                 paused_until: None,
                 spent_total: 0,
             }),
@@ -289,17 +286,11 @@ impl Pacer {
         // rate and holds one slice's worth, so no second takes much more
         // than its share; what a slice leaves unspent carries over. An item
         // costlier than the bucket goes alone when it is full, leaving it
-        // in debt that the next slices repay. A chunk's round trip longer
-        // than a slice (a simulator's sped-up clock: Gmail's slice is 1 s)
-        // widens the bucket to one round trip's worth, else one chunk per
-        // trip could never spend the window's rate; never past a quarter
-        // of the window.
+        // in debt that the next slices repay. (A round trip longer than a
+        // slice is met by more small chunks in flight, not bigger ones: a
+        // per-second limit counts what arrives in its second.)
         let rate = allowed as f64 / self.window.as_secs_f64().max(1e-6);
-        let trip = st.rtt.min(self.window / 4).as_nanos();
-        let per_trip = u128::from(allowed) * trip / self.window.as_nanos().max(1);
-        let cap = (allowed as f64 / f64::from(SLICES))
-            .max(per_trip as f64)
-            .max(1.0);
+        let cap = (allowed as f64 / f64::from(SLICES)).max(1.0);
         let dt = now.saturating_duration_since(st.bucket_at).as_secs_f64();
         st.bucket = (st.bucket + rate * dt).min(cap);
         st.bucket_at = st.bucket_at.max(now);
@@ -478,11 +469,6 @@ impl Pacer {
             st.crept_at = now;
         }
         st.margin = (st.margin.mul_f64(0.8) + rtt.mul_f64(0.2)).min(self.window / 20);
-        st.rtt = if st.rtt.is_zero() {
-            rtt
-        } else {
-            st.rtt.mul_f64(0.8) + rtt.mul_f64(0.2)
-        };
     }
 
     /// Share of the budget currently allowed (lowered by rate errors).
@@ -551,23 +537,6 @@ mod tests {
             p.on_clean_at(Duration::from_millis(1), at(t1, i * 3000));
         }
         assert_eq!(p.share(), TARGET);
-    }
-
-    #[test]
-    fn a_round_trip_longer_than_a_slice_widens_the_bucket_to_one_trip() {
-        // A 2 s window (a simulator at speed 30): a slice is 33 ms, but a
-        // chunk takes 200 ms; one chunk per trip must still carry the rate.
-        let p = Pacer::new(&Profile::Units(6000), Duration::from_secs(2));
-        let t0 = Instant::now();
-        assert_eq!(p.reserve_at(1, 6000, t0), Ok(98), "one slice at first");
-        p.on_clean_at(Duration::from_millis(200), t0);
-        // 5,880 in 2 s is 2,940 a second: 588 in a 200 ms trip.
-        assert_eq!(p.reserve_at(1, 6000, at(t0, 400)), Ok(588));
-        // Never more than a quarter window's worth, whatever the trip.
-        for i in 1..=20 {
-            p.on_clean_at(Duration::from_secs(10), at(t0, 400 + i));
-        }
-        assert_eq!(p.reserve_at(1, 6000, at(t0, 1400)), Ok(1470));
     }
 
     #[test]

@@ -441,6 +441,7 @@ impl Runner {
             stop: None,
             size_for_last: None,
             breaker: Breaker::default(),
+            pacer_cut: false,
         };
         st.last.size = st.sizer.size();
         let (tx, mut rx) = mpsc::channel::<Event>(256);
@@ -455,6 +456,21 @@ impl Runner {
         let mut refresh_failures = 0u32;
         let mut source_error: Option<ApiError> = None;
         let parallel = opts.parallel.max(1);
+        // Parts a launch may add now: any number below `parallel` chunks;
+        // past it, only while the pacer is what cuts chunks short (it
+        // spreads the budget in slices shorter than a round trip), and only
+        // up to one full chunk's parts in flight, so the per-user
+        // concurrency is never more than `parallel` full chunks would use.
+        let room = |st: &State| -> usize {
+            if st.chunks.len() < parallel {
+                usize::MAX
+            } else if st.pacer_cut {
+                let in_flight: usize = st.chunks.values().map(|c| c.stats.sent).sum();
+                st.sizer.max().saturating_sub(in_flight)
+            } else {
+                0
+            }
+        };
         loop {
             if st.stop.is_none() && cancel.as_ref().is_some_and(|c| *c.borrow()) {
                 st.stop = Some(Stop::Cancelled);
@@ -465,7 +481,7 @@ impl Runner {
                 }
             }
             // Launch chunks while there is room, work and quota.
-            while st.stop.is_none() && st.chunks.len() < parallel {
+            while st.stop.is_none() && room(&st) > 0 {
                 // Asked once per new set of figures, not on every wake-up.
                 let size = match st.size_for_last {
                     Some(n) => n,
@@ -547,7 +563,7 @@ impl Runner {
                 // As many of the staged items as the quota takes now.
                 let costs: Vec<u64> = staged
                     .iter()
-                    .take(size)
+                    .take(size.min(room(&st)))
                     .map(|p| self.profile.cost(p.item.request.method))
                     .collect();
                 let granted = match self.pacer.reserve(costs[0], costs.iter().sum()) {
@@ -567,6 +583,7 @@ impl Runner {
                 if granted > used {
                     self.pacer.refund(granted - used);
                 }
+                st.pacer_cut = n < costs.len();
                 if let Some(stale) = st.stale.take() {
                     match self.client.refresh(&stale).await {
                         Ok(_) => refresh_failures = 0,
@@ -636,7 +653,7 @@ impl Runner {
             }
             // Wake for a retry coming due or the pacer making room, when a
             // chunk could be launched then.
-            let wake_at = if st.chunks.len() < parallel && st.stop.is_none() {
+            let wake_at = if room(&st) > 0 && st.stop.is_none() {
                 let retry_at = st.waiting.peek().map(|Reverse(w)| w.at);
                 match (pacer_at.filter(|_| !staged.is_empty()), retry_at) {
                     (Some(p), _) => Some(p),
@@ -836,6 +853,8 @@ struct State {
     /// The chunk size the policy gave for `last`.
     size_for_last: Option<usize>,
     breaker: Breaker,
+    /// The last launch was cut short by the pacer (see `room` in `run`).
+    pacer_cut: bool,
 }
 
 impl State {
