@@ -332,6 +332,14 @@ impl Pacer {
         Ok(grant)
     }
 
+    /// What the bucket holds when full: one slice of the window's budget
+    /// (the most one chunk spends at once); None: no pacing.
+    pub fn slice(&self) -> Option<u64> {
+        let st = self.state.lock().unwrap();
+        let allowed = (st.limit? as f64 * st.share) as u64;
+        Some((allowed / u64::from(SLICES)).max(1))
+    }
+
     /// Units that the server did not count after all (refused calls).
     pub fn refund(&self, units: u64) {
         let mut st = self.state.lock().unwrap();

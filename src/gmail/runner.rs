@@ -566,7 +566,14 @@ impl Runner {
                     .take(size.min(room(&st)))
                     .map(|p| self.profile.cost(p.item.request.method))
                     .collect();
-                let granted = match self.pacer.reserve(costs[0], costs.iter().sum()) {
+                // A chunk beyond `parallel` waits for a full slice, so the
+                // budget goes in chunks of a slice, not one call at a time.
+                let total: u64 = costs.iter().sum();
+                let min = match self.pacer.slice() {
+                    Some(slice) if st.chunks.len() >= parallel => total.min(slice).max(costs[0]),
+                    _ => costs[0],
+                };
+                let granted = match self.pacer.reserve(min, total) {
                     Ok(g) => g,
                     Err(wait) => {
                         pacer_at = Some(now + wait);
