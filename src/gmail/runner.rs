@@ -304,6 +304,10 @@ struct Pending {
 
 /// Most retries an item is spared by outages; past it they count.
 const MAX_SPARED: u32 = 3;
+/// The breaker judges the last this many chunks, once they hold at least
+/// `OUTAGE_PARTS` parts.
+const RECENT_CHUNKS: usize = 8;
+const OUTAGE_PARTS: usize = 5;
 
 /// The circuit breaker: when most parts of a chunk fail with 5xx or the
 /// exchange breaks, the service is down, not those ids. The pipeline
@@ -442,6 +446,7 @@ impl Runner {
             size_for_last: None,
             breaker: Breaker::default(),
             pacer_cut: false,
+            recent: VecDeque::new(),
         };
         st.last.size = st.sizer.size();
         let (tx, mut rx) = mpsc::channel::<Event>(256);
@@ -862,6 +867,8 @@ struct State {
     breaker: Breaker,
     /// The last launch was cut short by the pacer (see `room` in `run`).
     pacer_cut: bool,
+    /// Parts sent and parts answered 5xx, of the last chunks (the breaker).
+    recent: VecDeque<(usize, usize)>,
 }
 
 impl State {
@@ -956,9 +963,21 @@ impl State {
                 for (p, e) in missing {
                     self.failed_part(chunk, p, e, token.clone(), runner, policy, opts);
                 }
-                // Most of the chunk failed with 5xx, or the exchange itself
-                // broke: the service is down, not these ids.
-                let outage = !suspects.is_empty() && (down.is_some() || suspects.len() * 2 > sent);
+                // Most parts of the recent chunks failed with 5xx, or the
+                // exchange itself broke: the service is down, not these ids.
+                // Counted over recent chunks, and only on enough parts: a
+                // chunk of one part that met a passing 5xx is no outage
+                // (the pacer's chunks are small), five such in a row are.
+                self.recent.push_back((sent, suspects.len()));
+                if self.recent.len() > RECENT_CHUNKS {
+                    self.recent.pop_front();
+                }
+                let (parts, failing) = self
+                    .recent
+                    .iter()
+                    .fold((0, 0), |(p, f), (s, x)| (p + s, f + x));
+                let outage = !suspects.is_empty()
+                    && (down.is_some() || (failing * 2 > parts && parts >= OUTAGE_PARTS));
                 if outage {
                     self.outage(chunk, suspects, token, runner, policy, opts);
                 } else {
