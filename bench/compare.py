@@ -20,6 +20,12 @@ simulator with the same seeded mailbox, quota profile and faults.
    contender's start-up and listing count against it.
 3. Ratios gmailscript / baseline, and how gmailscript's time and memory grow
    with the mailbox (1k, 10k, 100k messages, quota off).
+4. The same whole runs and utilisation under the simulator's `--realism
+   gmail` (quota lockouts of 15 minutes of quota clock, 30 s at speed 30; a
+   per-second limit; refused calls charged; HTML 502/504; 40 ms ± 20 ms per
+   call and 150 ms per batch). A contender that is not done after
+   BENCH_TIMEOUT seconds (default 120) is stopped; what it had not
+   delivered by then counts as lost.
 """
 
 import json
@@ -46,6 +52,12 @@ K = int(os.environ.get("BENCH_WINDOWS", "10"))  # windows of the utilisation mea
 OUT = os.environ.get("BENCH_DIR", "/tmp/gmailscript-bench")
 LATENCY = ["--latency", "20ms", "--jitter", "10ms"]
 NAMES = ["gmailscript", "python 100", "python 50", "python 50 rerun"]
+REALISM = "realism"  # in place of a fault mix: the simulator's --realism gmail
+TIMEOUT = float(os.environ.get("BENCH_TIMEOUT", "120"))
+
+
+def label(faults):
+    return {"": "clean", REALISM: "realism"}.get(faults, "faults")
 
 
 class Sim:
@@ -87,18 +99,32 @@ def command(name, url, fmt, ids_file, quota):
             *(["rerun"] if name.endswith("rerun") else [])]
 
 
-def measure(cmd):
-    """Run cmd; wall seconds, CPU seconds and peak RSS (MB) of that process."""
+def measure(cmd, timeout=None):
+    """Run cmd; wall seconds, CPU seconds and peak RSS (MB) of that process.
+    Past `timeout` seconds it is killed (exit code "timeout")."""
     start = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(p.pid, 0)
+    killed = False
+    while True:
+        pid, status, usage = os.wait4(p.pid, os.WNOHANG if timeout else 0)
+        if pid:
+            break
+        if time.monotonic() - start > timeout:
+            p.kill()
+            killed = True
+            timeout = None
+            continue
+        time.sleep(0.05)
     wall = time.monotonic() - start
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+    code = "timeout" if killed else os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, code
 
 
 def sim_args(messages, quota, faults):
-    args = ["--messages", str(messages), "--quota", quota, "--speed", str(SPEED), *LATENCY]
-    return args + (["--faults", faults] if faults else [])
+    args = ["--messages", str(messages), "--quota", quota, "--speed", str(SPEED)]
+    if faults == REALISM:
+        return args + ["--realism", "gmail"]
+    return args + LATENCY + (["--faults", faults] if faults else [])
 
 
 def whole_run(name, fmt, faults, quota):
@@ -107,10 +133,11 @@ def whole_run(name, fmt, faults, quota):
     listed = clean.listed()
     clean.stop()
     sim = Sim(*sim_args(n, quota, faults))
-    ids_file = os.path.join(OUT, f"{name.replace(' ', '_')}-{fmt}-{quota}-{'faults' if faults else 'clean'}.ids")
+    ids_file = os.path.join(OUT, f"{name.replace(' ', '_')}-{fmt}-{quota}-{label(faults)}.ids")
     if os.path.exists(ids_file):
         os.remove(ids_file)
-    wall, cpu, rss, code = measure(command(name, sim.url, fmt, ids_file, quota))
+    wall, cpu, rss, code = measure(command(name, sim.url, fmt, ids_file, quota),
+                                   TIMEOUT if faults == REALISM else None)
     st = sim.stats()
     sim.stop()
     try:
@@ -118,7 +145,8 @@ def whole_run(name, fmt, faults, quota):
     except FileNotFoundError:
         delivered = []
     return {
-        "tool": name, "format": fmt, "quota": quota, "faults": bool(faults), "exit": code,
+        "tool": name, "format": fmt, "quota": quota, "faults": label(faults), "exit": code,
+        "penalties": st.get("penalties", 0),
         "wall_s": wall, "cpu_s": cpu, "rss_mb": rss,
         "rate_errors": st["rate_errors"], "calls": st["calls_total"],
         "wasted_pct": 100.0 * st["rate_errors"] / max(1, st["calls_total"]),
@@ -142,8 +170,8 @@ def utilisation(name, fmt, faults):
     p.send_signal(signal.SIGKILL)
     p.wait()
     sim.stop()
-    return {"tool": name, "format": fmt, "faults": bool(faults),
-            "units": st["units_spent"], "utilisation": st["units_spent"] / (K * PER_USER),
+    return {"tool": name, "format": fmt, "faults": label(faults),
+            "penalties": st.get("penalties", 0), "units": st["units_spent"], "utilisation": st["units_spent"] / (K * PER_USER),
             "wasted_pct": 100.0 * st["rate_errors"] / max(1, st["calls_total"]),
             "finished_early": p.returncode == 0}
 
@@ -172,7 +200,8 @@ def main():
     results = []
     scenarios = [("off", "", "metadata"), ("off", FAULTS, "metadata"),
                  ("2026", "", "metadata"), ("2026", "", "raw"),
-                 ("2026", FAULTS, "metadata"), ("2026", FAULTS, "raw")]
+                 ("2026", FAULTS, "metadata"), ("2026", FAULTS, "raw"),
+                 ("2026", REALISM, "metadata"), ("2026", REALISM, "raw")]
     print(f"Whole runs: latency 20 ms ± 10 ms; {MESSAGES_OFF} messages with quota off, {MESSAGES} under "
           f"the 2026 quota at speed {SPEED} (window {WINDOW:.0f} s).")
     for quota, faults, fmt in scenarios:
@@ -180,8 +209,9 @@ def main():
         for name in NAMES:
             r = whole_run(name, fmt, faults, quota)
             rows.append(r)
-            print(f"quota {quota:4} {'faults' if faults else 'clean ':6} {fmt:8} {name:16} wall {r['wall_s']:6.1f} s  "
+            print(f"quota {quota:4} {label(faults):7} {fmt:8} {name:16} wall {r['wall_s']:6.1f} s  "
                   f"lost {r['lost']:4d}/{r['listed']}  dup {r['duplicates']}  rate-err {r['wasted_pct']:5.2f}%  "
+                  f"penalties {r['penalties']}  "
                   f"cpu {r['cpu_s']:5.2f} s  rss {r['rss_mb']:6.1f} MB  exit {r['exit']}", flush=True)
         g, best = rows[0], best_baseline(rows)
         print(f"  ratio gmailscript/{best['tool']}: wall {g['wall_s'] / best['wall_s']:.2f}, "
@@ -193,14 +223,14 @@ def main():
     print(f"\nQuota utilisation: units spent in the first {K} windows ({K * WINDOW:.0f} s) "
           f"÷ {K} × {PER_USER}, mailbox larger than that.")
     util = []
-    for faults in ("", FAULTS):
+    for faults in ("", FAULTS, REALISM):
         for fmt in ("metadata", "raw"):
             pair = []
             for name in ("gmailscript", "python 50 rerun"):
                 u = utilisation(name, fmt, faults)
                 pair.append(u)
-                print(f"{'faults' if faults else 'clean ':6} {fmt:8} {name:16} utilisation {100 * u['utilisation']:5.1f}% "
-                      f"({u['units']} units)  rate-err {u['wasted_pct']:5.2f}%"
+                print(f"{label(faults):7} {fmt:8} {name:16} utilisation {100 * u['utilisation']:5.1f}% "
+                      f"({u['units']} units)  rate-err {u['wasted_pct']:5.2f}%  penalties {u['penalties']}"
                       f"{'  (finished early)' if u['finished_early'] else ''}", flush=True)
             print(f"  ratio gmailscript/python 50 rerun: {pair[0]['utilisation'] / max(1e-9, pair[1]['utilisation']):.2f}")
             util += pair

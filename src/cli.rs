@@ -683,15 +683,18 @@ pub struct SimArgs {
     /// How late a `slow` fault answers.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub slow_delay: Duration,
-    /// Service time of each call (batch parts run in parallel), e.g. 20ms.
-    /// Default 0ms.
+    /// Service time of each call (batch parts run in parallel), e.g. 20ms:
+    /// Gmail answers in tens of milliseconds, so a pipeline that waits on
+    /// each answer is slower than on loopback. Default 0ms.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub latency: Option<Duration>,
     /// Uniform jitter around --latency, e.g. 10ms. Default 0ms.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub jitter: Option<Duration>,
     /// Extra service time of a batch request as a whole, on top of its
-    /// slowest part, e.g. 150ms. Default 0ms.
+    /// slowest part, e.g. 150ms: Google's batch endpoint answers only once
+    /// every part is done and the answer assembled, slower than one call.
+    /// Default 0ms.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub batch_latency: Option<Duration>,
     /// Once a user is refused for quota (per minute or per second), lock
@@ -707,19 +710,24 @@ pub struct SimArgs {
     #[arg(long, value_name = "UNITS", value_parser = parse_per_second)]
     pub per_second: Option<Limit>,
     /// Refused calls (quota, concurrency, injected 429) spend their units,
-    /// so a refused batch leaves the budget spent. --charge-refused=false
-    /// turns off the preset's.
+    /// so a refused batch leaves the budget spent, as one public report of
+    /// Gmail describes: a client that retries at once only digs deeper.
+    /// --charge-refused=false turns off the preset's.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub charge_refused: Option<bool>,
     /// A per-user budget of UNITS per quota day (midnight to midnight
-    /// Pacific time on the quota clock); past it, 403 dailyLimitExceeded.
-    /// Off (default) for none.
+    /// Pacific time on the quota clock); past it, 403 dailyLimitExceeded,
+    /// as Google answers a spent daily quota: nothing more goes through
+    /// until the day ends, so a run must stop and resume. Off (default)
+    /// for none.
     #[arg(long, value_name = "UNITS", value_parser = parse_daily_limit)]
     pub daily_limit: Option<Limit>,
     /// Outages, e.g. 2s+10s or 0s+1m,5m+30s: from AT to AT+FOR after it
     /// starts serving (wall clock, not scaled by --speed) every call and batch part
     /// answers 503, or (about 3 exchanges in 10, drawn from the seed) the
-    /// whole exchange is reset.
+    /// whole exchange is reset: Gmail's outages last minutes, not one call
+    /// (one user saw 502 on every call for days), so retries that each
+    /// spend an id's tries would turn the outage into failures.
     #[arg(long, value_name = "AT+FOR[,AT+FOR...]", value_parser = parse_outages)]
     pub outage: Option<Outages>,
     /// Deliver one new message to the default user this often (wall clock),

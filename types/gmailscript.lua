@@ -78,7 +78,7 @@ function Message:has_label(label) end
 ---@field headers? string[] metadata headers to ask for (default From, To, Subject, Date)
 ---@field chunk? integer|fun(stats: ChunkStats): integer calls per batch request, 1-100 (default adaptive from 50); an error a chunk function raises, or a size out of range, stops the run and is re-raised by gmail.batch
 ---@field max_chunk? integer upper bound for the adaptive size (default 50, or the fixed chunk; at most 100)
----@field parallel? integer batch requests in flight at once, 1-16 (default 1)
+---@field parallel? integer batch requests in flight at once, 1-16 (default 1; more, smaller ones while quota pacing cuts chunks short)
 ---@field on_error? fun(err: GmailError, id: string, attempt: integer): Decision?, number? per-failure policy; the optional number is a delay in seconds for "retry" (a number from 0 to 86400, else gmail.batch raises); nil lets the default policy decide. It may call gmail.* (the batch waits for it). An error it raises stops the run and is re-raised by gmail.batch
 ---@field on_message? fun(msg: Message) called once per delivered message; it may call gmail.* (the batch waits for it); an error it raises stops the run and is re-raised by gmail.batch
 ---@field resume? State skip ids already done; record new ones

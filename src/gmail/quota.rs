@@ -169,8 +169,8 @@ struct PacerState {
     /// The short-window bucket (units; negative: in debt), as of `bucket_at`.
     bucket: f64,
     bucket_at: Instant,
-    /// The pacer held a chunk back since the last raise: the limit, not
-    /// the pipeline, is what sets the pace.
+    /// The pacer held a chunk back, or granted less of it than asked,
+    /// since the last raise: the limit, not the pipeline, sets the pace.
     held_back: bool,
     spends: VecDeque<(Instant, u64)>,
     in_window: u64,
@@ -325,7 +325,9 @@ impl Pacer {
         // rate and holds one slice's worth, so no second takes much more
         // than its share; what a slice leaves unspent carries over. An item
         // costlier than the bucket goes alone when it is full, leaving it
-        // in debt that the next slices repay.
+        // in debt that the next slices repay. (A round trip longer than a
+        // slice is met by more small chunks in flight, not bigger ones: a
+        // per-second limit counts what arrives in its second.)
         let rate = allowed as f64 / self.window.as_secs_f64().max(1e-6);
         let cap = (allowed as f64 / f64::from(SLICES)).max(1.0);
         let dt = now.saturating_duration_since(st.bucket_at).as_secs_f64();
@@ -334,6 +336,11 @@ impl Pacer {
         let need = (min as f64).min(cap);
         let grant = if free >= min && st.bucket >= need {
             let room = (st.bucket.max(0.0) as u64).max(min);
+            // Less than the pipeline asked for: the pace is what holds the
+            // run back, as much as a refused reserve (see `maybe_raise`).
+            if room.min(free) < max {
+                st.held_back = true;
+            }
             max.min(free).min(room)
         } else if st.in_window == 0 && st.bucket >= need {
             min
@@ -368,6 +375,14 @@ impl Pacer {
         st.in_window += grant;
         st.spent_total += grant;
         Ok(grant)
+    }
+
+    /// What the bucket holds when full: one slice of the window's budget
+    /// (the most one chunk spends at once); None: no pacing.
+    pub fn slice(&self) -> Option<u64> {
+        let st = self.state.lock().unwrap();
+        let allowed = (st.limit? as f64 * st.share) as u64;
+        Some((allowed / u64::from(SLICES)).max(1))
     }
 
     /// Units that the server did not count after all (refused calls).
@@ -652,6 +667,19 @@ mod tests {
         assert_eq!(p.limit(), Some(learned));
         drive(&p, t0, 30_050, 60_000);
         assert_eq!(p.limit(), Some(learned), "settled");
+    }
+
+    #[test]
+    fn a_pipeline_given_less_than_it_asks_is_held_back_and_raised_each_quarter() {
+        // Every 50 ms the bucket holds 4.9 units: each reserve is granted
+        // (never refused) but short of what was asked. A quarter later the
+        // limit goes up, not a whole window later when the window is full.
+        let p = learner(6000, 60_000);
+        let t0 = p.state.lock().unwrap().raised_at;
+        drive(&p, t0, 0, 15_050);
+        assert_eq!(p.limit(), Some(9000));
+        drive(&p, t0, 15_050, 30_100);
+        assert_eq!(p.limit(), Some(13_500));
     }
 
     #[test]

@@ -347,6 +347,10 @@ struct Pending {
 
 /// Most retries an item is spared by outages; past it they count.
 const MAX_SPARED: u32 = 3;
+/// The breaker judges the last this many chunks, once they hold at least
+/// `OUTAGE_PARTS` parts.
+const RECENT_CHUNKS: usize = 8;
+const OUTAGE_PARTS: usize = 5;
 
 /// The circuit breaker: when most parts of a chunk fail with 5xx or the
 /// exchange breaks, the service is down, not those ids. The pipeline
@@ -492,8 +496,8 @@ impl Runner {
                 }
             }
             // Launch chunks while there is room, work and quota.
-            while st.stop.is_none() && st.chunks.len() < parallel {
-                if !feed.launch(&mut st, &mut cx).await {
+            while st.stop.is_none() && st.room(parallel) > 0 {
+                if !feed.launch(&mut st, &mut cx, parallel).await {
                     break;
                 }
             }
@@ -503,7 +507,7 @@ impl Runner {
             }
             // Wake for a retry coming due or the pacer making room, when a
             // chunk could be launched then.
-            let wake_at = if st.chunks.len() < parallel && st.stop.is_none() {
+            let wake_at = if st.room(parallel) > 0 && st.stop.is_none() {
                 let retry_at = st.waiting.peek().map(|Reverse(w)| w.at);
                 match (feed.pacer_at.filter(|_| !feed.staged.is_empty()), retry_at) {
                     (Some(p), _) => Some(p),
@@ -604,7 +608,7 @@ where
     }
 
     /// Send one chunk if there is work and quota; false when not now.
-    async fn launch(&mut self, st: &mut State, cx: &mut Cx<'_>) -> bool {
+    async fn launch(&mut self, st: &mut State, cx: &mut Cx<'_>, parallel: usize) -> bool {
         let size = self.chunk_size(st, cx);
         self.stage(st, cx, size).await;
         if self.staged.is_empty() || st.stop.is_some() {
@@ -613,7 +617,7 @@ where
         if !self.canary(st, cx).await {
             return false;
         }
-        let Some((n, used)) = self.take_quota(cx.runner, size) else {
+        let Some((n, used)) = self.take_quota(st, cx.runner, size, parallel) else {
             return false;
         };
         if !self.renew_token(st, cx, used).await {
@@ -715,17 +719,31 @@ where
         }
     }
 
-    /// As many of the staged items as the quota takes now: their count and
-    /// units; None (and when to try again) when not even the first fits.
-    fn take_quota(&mut self, runner: &Runner, size: usize) -> Option<(usize, u64)> {
+    /// As many of the staged items as the quota takes now (and the room
+    /// in flight): their count and units; None (and when to try again)
+    /// when not even the first fits.
+    fn take_quota(
+        &mut self,
+        st: &mut State,
+        runner: &Runner,
+        size: usize,
+        parallel: usize,
+    ) -> Option<(usize, u64)> {
         let now = Instant::now();
         let costs: Vec<u64> = self
             .staged
             .iter()
-            .take(size)
+            .take(size.min(st.room(parallel)))
             .map(|p| runner.profile.cost(p.item.request.call))
             .collect();
-        let granted = match runner.pacer.reserve(costs[0], costs.iter().sum()) {
+        // A chunk beyond `parallel` waits for a full slice, so the budget
+        // goes in chunks of a slice, not one call at a time.
+        let total: u64 = costs.iter().sum();
+        let min = match runner.pacer.slice() {
+            Some(slice) if st.chunks.len() >= parallel => total.min(slice).max(costs[0]),
+            _ => costs[0],
+        };
+        let granted = match runner.pacer.reserve(min, total) {
             Ok(g) => g,
             Err(wait) => {
                 if self.pacer_at.is_none() {
@@ -753,6 +771,7 @@ where
         if granted > used {
             runner.pacer.refund(granted - used);
         }
+        st.pacer_cut = n < costs.len();
         Some((n, used))
     }
 
@@ -1078,6 +1097,10 @@ struct State {
     /// The chunk size the policy gave for `last`.
     size_for_last: Option<usize>,
     breaker: Breaker,
+    /// The last launch was cut short by the pacer (see [`State::room`]).
+    pacer_cut: bool,
+    /// Parts sent and parts answered 5xx, of the last chunks (the breaker).
+    recent: VecDeque<(usize, usize)>,
 }
 
 impl State {
@@ -1097,6 +1120,24 @@ impl State {
             stop: None,
             size_for_last: None,
             breaker: Breaker::default(),
+            pacer_cut: false,
+            recent: VecDeque::new(),
+        }
+    }
+
+    /// Parts a launch may add now: any number below `parallel` chunks;
+    /// past it, only while the pacer is what cuts chunks short (it spreads
+    /// the budget in slices shorter than a round trip), and only up to one
+    /// full chunk's parts in flight, so the per-user concurrency is never
+    /// more than `parallel` full chunks would use.
+    fn room(&self, parallel: usize) -> usize {
+        if self.chunks.len() < parallel {
+            usize::MAX
+        } else if self.pacer_cut {
+            let in_flight: usize = self.chunks.values().map(|c| c.stats.sent).sum();
+            self.sizer.max().saturating_sub(in_flight)
+        } else {
+            0
         }
     }
 
@@ -1194,9 +1235,21 @@ impl State {
                 for (p, e) in missing {
                     self.failed_part(cx, chunk, p, e, token.clone()).await;
                 }
-                // Most of the chunk failed with 5xx, or the exchange itself
-                // broke: the service is down, not these ids.
-                let outage = !suspects.is_empty() && (down.is_some() || suspects.len() * 2 > sent);
+                // Most parts of the recent chunks failed with 5xx, or the
+                // exchange itself broke: the service is down, not these ids.
+                // Counted over recent chunks, and only on enough parts: a
+                // chunk of one part that met a passing 5xx is no outage
+                // (the pacer's chunks are small), five such in a row are.
+                self.recent.push_back((sent, suspects.len()));
+                if self.recent.len() > RECENT_CHUNKS {
+                    self.recent.pop_front();
+                }
+                let (parts, failing) = self
+                    .recent
+                    .iter()
+                    .fold((0, 0), |(p, f), (s, x)| (p + s, f + x));
+                let outage = !suspects.is_empty()
+                    && (down.is_some() || (failing * 2 > parts && parts >= OUTAGE_PARTS));
                 if outage {
                     self.outage(cx, chunk, suspects, token).await;
                 } else {
