@@ -163,7 +163,9 @@ struct PacerState {
     /// The last limit that ran without a refusal.
     safe: u64,
     /// Stray refusals lately (see `on_chunk`), and since when.
-    strays: (u32, Instant),
+    /// Stray refusals and calls sent since the instant, over the last
+    /// quarter window.
+    strays: (u32, u32, Instant),
     /// When the share last crept back up.
     crept_at: Instant,
     /// The short-window bucket (units; negative: in debt), as of `bucket_at`.
@@ -234,7 +236,7 @@ impl Pacer {
                 learned: None,
                 raised_at: Instant::now(),
                 safe: limit.unwrap_or(0),
-                strays: (0, Instant::now()),
+                strays: (0, 0, Instant::now()),
                 crept_at: Instant::now(),
                 bucket: f64::MAX,
                 bucket_at: Instant::now(),
@@ -442,9 +444,10 @@ impl Pacer {
 
     /// A chunk came back: `sent` parts, `refused` of them for quota (not
     /// concurrency), the longest Retry-After among them. Many refusals in
-    /// one chunk, or three strays within a quarter window (small chunks
-    /// rarely hold many), mean the quota is spent: slow down. A lone stray
-    /// (a passing 429) is only retried.
+    /// one chunk, or strays that are at least three and a tenth of the
+    /// calls sent within a quarter window, mean the quota is spent: slow
+    /// down. Fewer are passing 429s (random ones do not fall when the pace
+    /// does, so slowing for them only loses the budget): only retried.
     pub fn on_chunk(
         &self,
         sent: usize,
@@ -452,25 +455,27 @@ impl Pacer {
         retry_after: Option<Duration>,
         rtt: Duration,
     ) {
+        let now = Instant::now();
+        let spent = {
+            let mut st = self.state.lock().unwrap();
+            if now.duration_since(st.strays.2) > self.window / 4 {
+                st.strays = (0, 0, now);
+            }
+            st.strays.0 = st.strays.0.saturating_add(refused as u32);
+            st.strays.1 = st.strays.1.saturating_add(sent as u32);
+            let many = refused >= 3 && refused * 4 >= sent;
+            let (strays, calls) = (st.strays.0, st.strays.1);
+            let spent = many || (strays >= 3 && strays.saturating_mul(10) >= calls);
+            if spent {
+                st.strays = (0, 0, now);
+            }
+            spent
+        };
         if refused == 0 {
             self.on_clean(rtt);
             return;
         }
         self.on_refused();
-        let now = Instant::now();
-        let spent = {
-            let mut st = self.state.lock().unwrap();
-            if now.duration_since(st.strays.1) > self.window / 4 {
-                st.strays = (0, now);
-            }
-            st.strays.0 += refused as u32;
-            let many = refused >= 3 && refused * 4 >= sent;
-            let spent = many || st.strays.0 >= 3;
-            if spent {
-                st.strays = (0, now);
-            }
-            spent
-        };
         if spent {
             self.on_rate_error(retry_after);
         }
@@ -583,6 +588,23 @@ mod tests {
         let wait = p.reserve_at(20, 20, at(t0, 60_000)).unwrap_err();
         assert!(wait <= Duration::from_millis(3), "{wait:?}");
         assert_eq!(p.reserve_at(20, 20, at(t0, 60_010)), Ok(20));
+    }
+
+    #[test]
+    fn stray_429s_slow_the_pace_only_when_they_are_a_tenth_of_the_calls() {
+        let rtt = Duration::from_millis(200);
+        // 3% of calls refused at random, in chunks of 50: retried, no slower.
+        let p = Pacer::new(&Profile::Units(6000), MIN);
+        for i in 0..20 {
+            p.on_chunk(50, 1 + i % 2, None, rtt);
+        }
+        assert_eq!(p.share(), TARGET, "random strays are not the quota");
+        // A third of small chunks' calls refused: the pace is too high.
+        let p = Pacer::new(&Profile::Units(6000), MIN);
+        for _ in 0..3 {
+            p.on_chunk(3, 1, None, rtt);
+        }
+        assert!(p.share() < TARGET, "strays that many mean slow down");
     }
 
     #[test]
