@@ -360,3 +360,82 @@ fn a_takeout_mbox_restores_with_its_labels_and_refused_names_renamed() {
     let said = ok(&restore_cmd(&sim, &bob, &mbox, &[]).output().unwrap());
     assert!(said.contains("imported 0, 2 already there"), "{said}");
 }
+
+/// A message of `len` bytes, the same in every run: headers, then lines of
+/// letters that vary (so a chunk sent twice or skipped changes the bytes).
+fn big_message(len: usize, mid: &str) -> Vec<u8> {
+    let mut raw = format!(
+        "From: Big <big@example.org>\r\nTo: alice@example.com\r\nSubject: big\r\nMessage-ID: <{mid}>\r\nDate: Tue, 02 Jan 2024 10:00:00 +0000\r\n\r\n"
+    )
+    .into_bytes();
+    let mut x: u32 = 12345;
+    while raw.len() < len {
+        for _ in 0..76 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            raw.push(b'a' + ((x >> 16) % 26) as u8);
+        }
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.truncate(len);
+    raw
+}
+
+#[test]
+fn a_large_message_goes_resumable_and_a_broken_chunk_resumes_from_the_reported_offset() {
+    use gmailscript::gmail::request::{DateSource, ImportOptions, Request};
+    let sim = SimProcess::start(&["--messages", "5", "--quota", "off"]);
+    let client = common::client(&sim.url);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let opts = ImportOptions {
+        insert: false,
+        label_ids: vec!["INBOX".into()],
+        date: DateSource::Header,
+        never_mark_spam: true,
+    };
+    // 12 MiB: three 4 MiB chunks. The second chunk's exchange breaks after
+    // the simulator kept half of it; then the last one breaks too.
+    for (n, broken_chunk) in [(1, 2), (2, 3)] {
+        let before = sim.stats()["uploads"].clone();
+        let raw = big_message(12 << 20, &format!("big-{n}@example.org"));
+        sim.post(&format!("/_sim/uploads/break?chunk={broken_chunk}"));
+        let got = rt
+            .block_on(client.call_json(&Request::import(raw.clone().into(), &opts)))
+            .unwrap();
+        let id = got["id"].as_str().unwrap();
+        let after = sim.stats()["uploads"].clone();
+        let delta = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
+        assert_eq!(
+            delta("sessions_opened"),
+            1,
+            "resumed, not sent again: {after}"
+        );
+        assert_eq!(delta("chunks_broken"), 1, "{after}");
+        assert!(
+            delta("status_queries") >= 1,
+            "asked where it stood: {after}"
+        );
+        assert_eq!(delta("completed"), 1);
+        // 3 chunks, the broken one, and its rest sent after the status query.
+        assert_eq!(delta("chunks"), 4, "{after}");
+        let v = get_as(&sim, "sim-token", &format!("messages/{id}?format=raw"));
+        let stored = base64::engine::general_purpose::URL_SAFE
+            .decode(v["raw"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(stored.len(), raw.len());
+        assert!(stored == raw, "the same bytes after the broken chunk");
+        let hits = get_as(
+            &sim,
+            "sim-token",
+            &format!("messages?q=rfc822msgid:big-{n}@example.org"),
+        );
+        assert_eq!(hits["messages"].as_array().unwrap().len(), 1);
+    }
+    // A small message still goes as one multipart upload.
+    let before = sim.stats()["uploads"]["sessions_opened"].as_u64().unwrap();
+    rt.block_on(client.call_json(&Request::import(
+        big_message(4096, "small@example.org").into(),
+        &opts,
+    )))
+    .unwrap();
+    assert_eq!(sim.stats()["uploads"]["sessions_opened"], before);
+}
