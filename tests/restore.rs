@@ -439,3 +439,45 @@ fn a_large_message_goes_resumable_and_a_broken_chunk_resumes_from_the_reported_o
     .unwrap();
     assert_eq!(sim.stats()["uploads"]["sessions_opened"], before);
 }
+
+#[test]
+fn localised_system_label_names_are_renamed_and_reported_end_to_end() {
+    // A Takeout from a German or French account names its system labels in
+    // that language; the simulator refuses them as label names.
+    let sim = SimProcess::start(&["--messages", "5", "--quota", "off"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mbox = dir.path().join("takeout.mbox");
+    std::fs::write(
+        &mbox,
+        "From 1@xxx Mon Jan 01 00:00:00 +0000 2024\nX-Gmail-Labels: Posteingang,\"Boîte de réception\",Work\nMessage-ID: <loc1@example.org>\nSubject: eins\n\nHallo\n",
+    )
+    .unwrap();
+    let bob: Value = sim.post("/_sim/tokens?user=bob@example.com");
+    let bob = bob["access_token"].as_str().unwrap().to_string();
+    let said = ok(&restore_cmd(&sim, &bob, &mbox, &[]).output().unwrap());
+    assert!(said.contains("imported 1"), "{said}");
+    assert!(
+        said.contains(
+            "labels Gmail refused, renamed: \"Boîte de réception\" -> \"Boîte de réception (restored)\", \"Posteingang\" -> \"Posteingang (restored)\""
+        ),
+        "{said}"
+    );
+    let names = label_names(&sim, &bob);
+    let one = get_as(&sim, &bob, "messages?q=rfc822msgid:loc1@example.org");
+    let (_, labels, _) = message(
+        &sim,
+        &bob,
+        &names,
+        one["messages"][0]["id"].as_str().unwrap(),
+    );
+    assert_eq!(
+        labels,
+        [
+            "Boîte de réception (restored)",
+            "Posteingang (restored)",
+            "Work"
+        ]
+        .map(String::from)
+        .into()
+    );
+}
