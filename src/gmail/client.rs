@@ -296,6 +296,28 @@ impl Client {
             .is_some_and(|c| *c.borrow())
     }
 
+    /// A client of mailbox `user` with the same server, connections and
+    /// credentials: a service account mints tokens for `user` as its
+    /// subject; one user's token is sent as it is (Gmail then answers 403
+    /// unless that token may act for `user`).
+    pub async fn for_user(&self, user: &str) -> Result<Client, ApiError> {
+        let (tokens, token) = match self.tokens.for_subject(user).await {
+            Some(Ok(t)) => (t, None),
+            Some(Err(e)) => return Err(auth_error(e)),
+            None => (self.tokens.clone(), self.token.lock().unwrap().clone()),
+        };
+        Ok(Client {
+            http: self.http.clone(),
+            config: ClientConfig {
+                user: user.to_string(),
+                ..self.config.clone()
+            },
+            tokens,
+            token: Mutex::new(token),
+            cancel: Mutex::new(self.cancel.lock().unwrap().clone()),
+        })
+    }
+
     /// Wait `d` before retrying what failed with `cause`: at most
     /// `max_wait` (longer: [`wait_too_long`]), and not past a Ctrl-C.
     pub async fn wait_to_retry(&self, d: Duration, cause: &ApiError) -> Result<(), ApiError> {
