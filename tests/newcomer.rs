@@ -100,7 +100,8 @@ fn a_shipped_script_runs_by_name_from_any_folder_and_a_real_file_wins() {
     let err = text(&o.stderr);
     assert!(
         err.contains("script bakup not found")
-            && err.contains("adaptive, autolabel, backup, cleanup, export, restore, stats"),
+            && err
+                .contains("adaptive, autolabel, backup, cleanup, export, migrate, restore, stats"),
         "{err}"
     );
 }

@@ -360,3 +360,322 @@ fn a_takeout_mbox_restores_with_its_labels_and_refused_names_renamed() {
     let said = ok(&restore_cmd(&sim, &bob, &mbox, &[]).output().unwrap());
     assert!(said.contains("imported 0, 2 already there"), "{said}");
 }
+
+/// A message of `len` bytes, the same in every run: headers, then lines of
+/// letters that vary (so a chunk sent twice or skipped changes the bytes).
+fn big_message(len: usize, mid: &str) -> Vec<u8> {
+    let mut raw = format!(
+        "From: Big <big@example.org>\r\nTo: alice@example.com\r\nSubject: big\r\nMessage-ID: <{mid}>\r\nDate: Tue, 02 Jan 2024 10:00:00 +0000\r\n\r\n"
+    )
+    .into_bytes();
+    let mut x: u32 = 12345;
+    while raw.len() < len {
+        for _ in 0..76 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            raw.push(b'a' + ((x >> 16) % 26) as u8);
+        }
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.truncate(len);
+    raw
+}
+
+#[test]
+fn a_large_message_goes_resumable_and_a_broken_chunk_resumes_from_the_reported_offset() {
+    use gmailscript::gmail::request::{DateSource, ImportOptions, Request};
+    let sim = SimProcess::start(&["--messages", "5", "--quota", "off"]);
+    let client = common::client(&sim.url);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let opts = ImportOptions {
+        insert: false,
+        label_ids: vec!["INBOX".into()],
+        date: DateSource::Header,
+        never_mark_spam: true,
+    };
+    // 12 MiB: three 4 MiB chunks. The second chunk's exchange breaks after
+    // the simulator kept half of it; then the last one breaks too.
+    for (n, broken_chunk) in [(1, 2), (2, 3)] {
+        let before = sim.stats()["uploads"].clone();
+        let raw = big_message(12 << 20, &format!("big-{n}@example.org"));
+        sim.post(&format!("/_sim/uploads/break?chunk={broken_chunk}"));
+        let got = rt
+            .block_on(client.call_json(&Request::import(raw.clone().into(), &opts)))
+            .unwrap();
+        let id = got["id"].as_str().unwrap();
+        let after = sim.stats()["uploads"].clone();
+        let delta = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
+        assert_eq!(
+            delta("sessions_opened"),
+            1,
+            "resumed, not sent again: {after}"
+        );
+        assert_eq!(delta("chunks_broken"), 1, "{after}");
+        assert!(
+            delta("status_queries") >= 1,
+            "asked where it stood: {after}"
+        );
+        assert_eq!(delta("completed"), 1);
+        // 3 chunks, the broken one, and its rest sent after the status query.
+        assert_eq!(delta("chunks"), 4, "{after}");
+        let v = get_as(&sim, "sim-token", &format!("messages/{id}?format=raw"));
+        let stored = base64::engine::general_purpose::URL_SAFE
+            .decode(v["raw"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(stored.len(), raw.len());
+        assert!(stored == raw, "the same bytes after the broken chunk");
+        let hits = get_as(
+            &sim,
+            "sim-token",
+            &format!("messages?q=rfc822msgid:big-{n}@example.org"),
+        );
+        assert_eq!(hits["messages"].as_array().unwrap().len(), 1);
+    }
+    // A small message still goes as one multipart upload.
+    let before = sim.stats()["uploads"]["sessions_opened"].as_u64().unwrap();
+    rt.block_on(client.call_json(&Request::import(
+        big_message(4096, "small@example.org").into(),
+        &opts,
+    )))
+    .unwrap();
+    assert_eq!(sim.stats()["uploads"]["sessions_opened"], before);
+}
+
+#[test]
+fn localised_system_label_names_are_renamed_and_reported_end_to_end() {
+    // A Takeout from a German or French account names its system labels in
+    // that language; the simulator refuses them as label names.
+    let sim = SimProcess::start(&["--messages", "5", "--quota", "off"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mbox = dir.path().join("takeout.mbox");
+    std::fs::write(
+        &mbox,
+        "From 1@xxx Mon Jan 01 00:00:00 +0000 2024\nX-Gmail-Labels: Posteingang,\"Boîte de réception\",Work\nMessage-ID: <loc1@example.org>\nSubject: eins\n\nHallo\n",
+    )
+    .unwrap();
+    let bob: Value = sim.post("/_sim/tokens?user=bob@example.com");
+    let bob = bob["access_token"].as_str().unwrap().to_string();
+    let said = ok(&restore_cmd(&sim, &bob, &mbox, &[]).output().unwrap());
+    assert!(said.contains("imported 1"), "{said}");
+    assert!(
+        said.contains(
+            "labels Gmail refused, renamed: \"Boîte de réception\" -> \"Boîte de réception (restored)\", \"Posteingang\" -> \"Posteingang (restored)\""
+        ),
+        "{said}"
+    );
+    let names = label_names(&sim, &bob);
+    let one = get_as(&sim, &bob, "messages?q=rfc822msgid:loc1@example.org");
+    let (_, labels, _) = message(
+        &sim,
+        &bob,
+        &names,
+        one["messages"][0]["id"].as_str().unwrap(),
+    );
+    assert_eq!(
+        labels,
+        [
+            "Boîte de réception (restored)",
+            "Posteingang (restored)",
+            "Work"
+        ]
+        .map(String::from)
+        .into()
+    );
+}
+
+/// A service account key for the simulator, with a throwaway RSA key made
+/// by openssl (as tests/auth.rs does).
+fn service_key(dir: &Path, sim: &SimProcess) -> PathBuf {
+    let pem = dir.join("sa.pem");
+    let made = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&pem)
+        .output()
+        .expect("openssl makes the test's RSA key");
+    assert!(made.status.success(), "{made:?}");
+    let key = dir.join("sa-key.json");
+    std::fs::write(
+        &key,
+        serde_json::json!({
+            "type": "service_account",
+            "project_id": "sim-project",
+            "private_key_id": "0123456789abcdef",
+            "private_key": std::fs::read_to_string(&pem).unwrap(),
+            "client_email": "robot@sim-project.iam.gserviceaccount.com",
+            "client_id": "109876543210",
+            "auth_uri": format!("{}/o/oauth2/auth", sim.url),
+            "token_uri": format!("{}/token", sim.url),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    key
+}
+
+#[test]
+fn migrate_copies_alice_into_bob_once_with_bytes_and_label_names_through_a_kill() {
+    let sim = SimProcess::start(&["--messages", "80", "--latency", "15ms", "--quota", "off"]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    let key = service_key(dir.path(), &sim);
+    let gms = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env("GMAILSCRIPT_CONFIG_DIR", &cfg)
+            .env_remove("GMAILSCRIPT_TOKEN")
+            .env_remove("RUST_LOG")
+            .current_dir(dir.path())
+            .stdin(Stdio::null());
+        c
+    };
+    ok(&gms(&[
+        "auth",
+        "service-account",
+        "--key",
+        key.to_str().unwrap(),
+        "--subject",
+        "alice@example.com",
+        "--scope",
+        "modify",
+        "--account",
+        "corp",
+        "--endpoint",
+        &sim.url,
+    ])
+    .output()
+    .unwrap());
+    let migrate = || {
+        let mut c = gms(&[
+            "run",
+            &script("migrate.lua"),
+            "--account",
+            "corp",
+            "--endpoint",
+            &sim.url,
+            "--quota",
+            "off",
+            "--quiet",
+        ]);
+        c.args(["--", "bob@example.com"]);
+        c
+    };
+
+    let token = |user: &str| {
+        let v: Value = sim.post(&format!("/_sim/tokens?user={user}"));
+        v["access_token"].as_str().unwrap().to_string()
+    };
+    let (alice, bob) = (token("alice@example.com"), token("bob@example.com"));
+    let alice_names = label_names(&sim, &alice);
+    let mut source = Vec::new();
+    let mut page = String::new();
+    loop {
+        let v = get_as(&sim, &alice, &format!("messages?maxResults=500{page}"));
+        for m in v["messages"].as_array().into_iter().flatten() {
+            source.push(message(
+                &sim,
+                &alice,
+                &alice_names,
+                m["id"].as_str().unwrap(),
+            ));
+        }
+        match v["nextPageToken"].as_str() {
+            Some(t) => page = format!("&pageToken={t}"),
+            None => break,
+        }
+    }
+    assert!(source.len() > 50, "{}", source.len());
+    assert!(
+        source.iter().any(|s| s.1.iter().any(|l| l.contains('/')
+            || l.starts_with("Label")
+            || !l.chars().all(|c| c.is_ascii_uppercase() || c == '_'))),
+        "the source has user labels to carry over"
+    );
+    let before = all_ids(&sim, &bob).len();
+
+    // Killed once mid-way, then run to the end.
+    let mut child = migrate()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(&mut child, "some messages migrated", || {
+        all_ids(&sim, &bob).len() >= before + 10
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        all_ids(&sim, &bob).len() < before + source.len(),
+        "the kill landed mid-way"
+    );
+    let said = ok(&migrate().output().unwrap());
+    assert!(
+        said.contains("migrate of alice@example.com into bob@example.com: imported"),
+        "{said}"
+    );
+
+    assert_eq!(
+        all_ids(&sim, &bob).len(),
+        before + source.len(),
+        "every message once: {said}"
+    );
+    let bob_names = label_names(&sim, &bob);
+    for (raw, labels, mid) in &source {
+        let q: String =
+            url::form_urlencoded::byte_serialize(format!("rfc822msgid:{mid}").as_bytes()).collect();
+        let hits = get_as(&sim, &bob, &format!("messages?q={q}&includeSpamTrash=true"));
+        let hits = hits["messages"].as_array().cloned().unwrap_or_default();
+        assert_eq!(hits.len(), 1, "{mid} once in bob's mailbox");
+        let (got_raw, got_labels, _) =
+            message(&sim, &bob, &bob_names, hits[0]["id"].as_str().unwrap());
+        assert!(got_raw == *raw, "{mid}: the same bytes");
+        assert_eq!(&got_labels, labels, "{mid}: the same label names");
+    }
+
+    // Again: nothing sent, nothing fetched from alice.
+    let calls = || {
+        sim.stats()["calls_by_user"]["alice@example.com"]
+            .as_u64()
+            .unwrap()
+    };
+    let calls_before = calls();
+    let said = ok(&migrate().output().unwrap());
+    assert!(
+        said.contains(&format!("imported 0, {} already there", source.len())),
+        "{said}"
+    );
+    assert_eq!(all_ids(&sim, &bob).len(), before + source.len());
+    // The profile, labels.list and one page of messages.list: no message
+    // is fetched again.
+    assert!(
+        calls() - calls_before <= 4,
+        "{} calls to alice's mailbox on a rerun",
+        calls() - calls_before
+    );
+
+    // A fixed token acts for its own mailbox only: Gmail's 403, said plainly.
+    let out = Command::new(BIN)
+        .args([
+            "run",
+            &script("migrate.lua"),
+            "--endpoint",
+            &sim.url,
+            "--quota",
+            "off",
+            "--quiet",
+            "--",
+            "bob@example.com",
+        ])
+        .env("GMAILSCRIPT_TOKEN", &alice)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Delegation denied"), "{err}");
+}

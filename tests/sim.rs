@@ -1622,6 +1622,106 @@ async fn labels_create_makes_user_labels_and_refuses_as_gmail_does() {
     h.stop().await;
 }
 
+async fn send_label(h: &SimHandle, method: &str, id: &str, body: Option<Value>) -> (u16, Value) {
+    let mut rb = client()
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}/gmail/v1/users/me/labels/{id}", h.base_url),
+        )
+        .bearer_auth(TOKEN);
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn labels_update_patch_and_delete_keep_gmails_name_rules() {
+    let h = start(config(5)).await;
+    let (_, a) = post(&h, "labels", json!({"name": "Projects"})).await;
+    let (_, b) = post(&h, "labels", json!({"name": "Archive"})).await;
+    let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    let (_, page) = get(&h, "messages?maxResults=1").await;
+    let msg = page["messages"][0]["id"].as_str().unwrap().to_string();
+    post(
+        &h,
+        &format!("messages/{msg}/modify"),
+        json!({"addLabelIds": [a]}),
+    )
+    .await;
+
+    // update (PUT) needs a name; patch may change it or leave it.
+    let (status, v) = send_label(&h, "PUT", a, Some(json!({"name": "Projects/2024"}))).await;
+    assert_eq!(
+        (status, v["name"].as_str()),
+        (200, Some("Projects/2024")),
+        "{v}"
+    );
+    let (status, v) = send_label(&h, "PUT", a, Some(json!({}))).await;
+    assert_eq!((status, message(&v)), (400, "Invalid label name"), "{v}");
+    let (status, v) = send_label(
+        &h,
+        "PATCH",
+        a,
+        Some(json!({"labelListVisibility": "labelShow"})),
+    )
+    .await;
+    assert_eq!(
+        (status, v["name"].as_str()),
+        (200, Some("Projects/2024")),
+        "{v}"
+    );
+    // Its own name in another case is no conflict; another label's is 409.
+    let (status, v) = send_label(&h, "PATCH", a, Some(json!({"name": "projects/2024"}))).await;
+    assert_eq!(
+        (status, v["name"].as_str()),
+        (200, Some("projects/2024")),
+        "{v}"
+    );
+    let (status, v) = send_label(&h, "PATCH", a, Some(json!({"name": "ARCHIVE"}))).await;
+    assert_eq!((status, reason(&v)), (409, "duplicate"), "{v}");
+    // Reserved and localised system names are refused on rename too.
+    for bad in ["Muted", "Posteingang", "boîte de réception", "SPAM"] {
+        let (status, v) = send_label(&h, "PATCH", b, Some(json!({"name": bad}))).await;
+        assert_eq!(
+            (status, message(&v)),
+            (400, "Invalid label name"),
+            "{bad}: {v}"
+        );
+        let (status, v) = post(&h, "labels", json!({"name": bad})).await;
+        assert_eq!(
+            (status, message(&v)),
+            (400, "Invalid label name"),
+            "{bad}: {v}"
+        );
+    }
+    // System labels are not changed or deleted.
+    let (status, v) = send_label(&h, "PUT", "INBOX", Some(json!({"name": "Mine"}))).await;
+    assert_eq!((status, message(&v)), (400, "Invalid label"), "{v}");
+    let (status, v) = send_label(&h, "DELETE", "INBOX", None).await;
+    assert_eq!(
+        (status, message(&v)),
+        (400, "Invalid delete request"),
+        "{v}"
+    );
+    let (status, _) = send_label(&h, "DELETE", "Label_999", None).await;
+    assert_eq!(status, 404);
+
+    // delete: the label goes, and off the message that had it.
+    let (status, _) = send_label(&h, "DELETE", a, None).await;
+    assert_eq!(status, 204);
+    let (status, _) = get(&h, &format!("labels/{a}")).await;
+    assert_eq!(status, 404);
+    let (_, m) = get(&h, &format!("messages/{msg}?format=minimal")).await;
+    assert!(
+        !m["labelIds"].as_array().unwrap().iter().any(|l| l == a),
+        "{m}"
+    );
+    h.stop().await;
+}
+
 // ---- A Workspace domain: the Directory, suspended users, delegation and
 // the project's budget shared by every user.
 

@@ -259,6 +259,7 @@ function gmail.trash(ids) end
 ---@field parallel? integer uploads in flight, 1..16 (default 4)
 ---@field progress? boolean (default true)
 ---@field total? integer the progress bar's length for an iterator
+---@field user? string import into this mailbox (an address) with the run's credentials: a service account acts for it as subject
 
 ---@class ImportReport: BatchReport
 ---@field already_done integer keys done before this run (recovered included)

@@ -88,9 +88,22 @@ impl AuthError {
 
 pub type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<Secret, AuthError>> + Send + 'a>>;
 
+/// A token source for another mailbox, or None (see [`TokenSource::for_subject`]).
+pub type SubjectFuture<'a> = Pin<
+    Box<
+        dyn Future<Output = Option<Result<std::sync::Arc<dyn TokenSource>, AuthError>>> + Send + 'a,
+    >,
+>;
+
 pub trait TokenSource: Send + Sync {
     /// A token to use now (cached while valid).
     fn token(&self) -> TokenFuture<'_>;
+    /// Tokens of the same credentials for another mailbox: a service
+    /// account's for another subject of its domain. None: these
+    /// credentials are one user's, and their token is the one to send.
+    fn for_subject<'a>(&'a self, _subject: &'a str) -> SubjectFuture<'a> {
+        Box::pin(async { None })
+    }
     /// The server refused `stale` (401): a fresh token. A source that cannot
     /// refresh returns the same token, and the second 401 becomes an error.
     fn refresh(&self, stale: &Secret) -> TokenFuture<'_>;

@@ -58,6 +58,7 @@ pub struct ServiceSource {
     scopes: Vec<String>,
     subject: String,
     client_id: String,
+    key: std::path::PathBuf,
 }
 
 impl ServiceSource {
@@ -74,6 +75,7 @@ impl ServiceSource {
                  or save one: gmailscript auth service-account --key FILE --subject USER --account {account}"
             )));
         };
+        let key_path = key.to_path_buf();
         let key = read_key(key).map_err(|e| AuthError::new(format!("account {account}: {e}")))?;
         let client_id = key.client_id.clone().unwrap_or_default();
         let auth = ServiceAccountAuthenticator::builder(key)
@@ -92,6 +94,7 @@ impl ServiceSource {
             scopes: scopes.to_vec(),
             subject: subject.to_string(),
             client_id,
+            key: key_path,
         })
     }
 
@@ -153,6 +156,15 @@ impl TokenSource for ServiceSource {
     /// Service account tokens are not refreshed but minted anew.
     fn refresh(&self, _stale: &Secret) -> TokenFuture<'_> {
         Box::pin(async move { self.finish(self.auth.force_refreshed_token(&self.scopes).await) })
+    }
+
+    /// The same key and scopes, acting for `subject`.
+    fn for_subject<'a>(&'a self, subject: &'a str) -> super::SubjectFuture<'a> {
+        Box::pin(async move {
+            let s =
+                ServiceSource::open(&self.account, &self.key, Some(subject), &self.scopes).await;
+            Some(s.map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn TokenSource>))
+        })
     }
 }
 

@@ -28,6 +28,25 @@ pub const GOOGLE_BASE_URL: &str = "https://gmail.googleapis.com";
 /// runs out.
 pub const MAX_BODY: usize = 96 << 20;
 
+/// Messages larger than this (5 MiB) go as resumable uploads, in chunks;
+/// smaller ones as one multipart upload.
+pub const RESUMABLE_ABOVE: usize = 5 << 20;
+
+/// The chunk of a resumable upload: 4 MiB, a multiple of the 256 KiB that
+/// Google requires of every chunk but the last.
+pub const UPLOAD_CHUNK: usize = 16 * 256 * 1024;
+
+/// Broken chunk exchanges taken in one upload before it fails as a whole.
+const MAX_BROKEN_CHUNKS: u32 = 5;
+
+/// Whether `uri` is on the server `base` (scheme, host and port).
+fn same_origin(uri: &str, base: &str) -> bool {
+    match (url::Url::parse(uri), url::Url::parse(base)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
+}
+
 /// Error answers are short; only this much of one is read.
 const MAX_ERROR_BODY: usize = 256 << 10;
 
@@ -277,6 +296,28 @@ impl Client {
             .is_some_and(|c| *c.borrow())
     }
 
+    /// A client of mailbox `user` with the same server, connections and
+    /// credentials: a service account mints tokens for `user` as its
+    /// subject; one user's token is sent as it is (Gmail then answers 403
+    /// unless that token may act for `user`).
+    pub async fn for_user(&self, user: &str) -> Result<Client, ApiError> {
+        let (tokens, token) = match self.tokens.for_subject(user).await {
+            Some(Ok(t)) => (t, None),
+            Some(Err(e)) => return Err(auth_error(e)),
+            None => (self.tokens.clone(), self.token.lock().unwrap().clone()),
+        };
+        Ok(Client {
+            http: self.http.clone(),
+            config: ClientConfig {
+                user: user.to_string(),
+                ..self.config.clone()
+            },
+            tokens,
+            token: Mutex::new(token),
+            cancel: Mutex::new(self.cancel.lock().unwrap().clone()),
+        })
+    }
+
     /// Wait `d` before retrying what failed with `cause`: at most
     /// `max_wait` (longer: [`wait_too_long`]), and not past a Ctrl-C.
     pub async fn wait_to_retry(&self, d: Duration, cause: &ApiError) -> Result<(), ApiError> {
@@ -439,6 +480,9 @@ impl Client {
     async fn call_once(&self, req: &Request, token: &Secret) -> Result<Bytes, ApiError> {
         let method = reqwest::Method::from_bytes(req.verb.as_bytes())
             .map_err(|_| ApiError::invalid(format!("bad HTTP method {}", req.verb)))?;
+        if let Some(media) = req.media.as_ref().filter(|m| m.len() > RESUMABLE_ABOVE) {
+            return self.resumable(req, token, media).await;
+        }
         let target = match &req.media {
             Some(_) => req.upload_path_and_query(&self.config.user),
             None => req.path_and_query(&self.config.user),
@@ -469,6 +513,130 @@ impl Client {
             return Err(error_answer(resp).await);
         }
         read_body(resp, self.config.max_body, false).await
+    }
+
+    /// A resumable upload (`uploadType=resumable`): open a session with the
+    /// metadata, then PUT the bytes in [`UPLOAD_CHUNK`]s. A chunk whose
+    /// exchange breaks (or meets a 5xx) is not sent again blindly: the
+    /// session is asked where it stands (`Content-Range: bytes */TOTAL`)
+    /// and the upload goes on from the offset it reports. A session that
+    /// is gone (404, 410) is a network error, so the whole import is sent
+    /// again by the caller's retry.
+    async fn resumable(
+        &self,
+        req: &Request,
+        token: &Secret,
+        media: &Bytes,
+    ) -> Result<Bytes, ApiError> {
+        let total = media.len();
+        let meta = req.body.clone().unwrap_or_else(|| serde_json::json!({}));
+        let open = format!(
+            "/upload{}&uploadType=resumable",
+            req.path_and_query(&self.config.user)
+        );
+        let resp = self
+            .http
+            .post(self.url(&open))
+            .bearer_auth(token.expose())
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/json; charset=UTF-8",
+            )
+            .header("X-Upload-Content-Type", "message/rfc822")
+            .header("X-Upload-Content-Length", total.to_string())
+            .body(meta.to_string())
+            .send()
+            .await
+            .map_err(|e| network_error(&e))?;
+        if !resp.status().is_success() {
+            return Err(error_answer(resp).await);
+        }
+        let session = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+            .ok_or_else(|| {
+                ApiError::network(
+                    "the resumable upload was opened without a session URI (no Location)",
+                )
+            })?;
+        // The session URI is sent the token: only if it is the server asked.
+        if !same_origin(&session, &self.config.base_url) {
+            return Err(ApiError::invalid(format!(
+                "the upload session URI is on another server than {}; not sending the token there",
+                self.config.base_url
+            )));
+        }
+        let mut offset = 0usize;
+        let mut ask = false;
+        let mut broken = 0u32;
+        let exchanges = total.div_ceil(UPLOAD_CHUNK) * 3 + 2 * MAX_BROKEN_CHUNKS as usize;
+        for _ in 0..exchanges {
+            let rb = self.http.put(&session).bearer_auth(token.expose());
+            let rb = if ask {
+                rb.header(reqwest::header::CONTENT_RANGE, format!("bytes */{total}"))
+                    .body(Vec::new())
+            } else {
+                let end = (offset + UPLOAD_CHUNK).min(total);
+                rb.header(
+                    reqwest::header::CONTENT_RANGE,
+                    format!("bytes {offset}-{}/{total}", end - 1),
+                )
+                .body(media.slice(offset..end))
+            };
+            let failed = match rb.send().await {
+                Err(e) => network_error(&e),
+                Ok(resp) => match resp.status().as_u16() {
+                    200 | 201 => return read_body(resp, self.config.max_body, false).await,
+                    308 => {
+                        let range = resp
+                            .headers()
+                            .get(reqwest::header::RANGE)
+                            .and_then(|v| v.to_str().ok());
+                        let kept = match range {
+                            None => 0,
+                            Some(r) => r
+                                .strip_prefix("bytes=0-")
+                                .and_then(|n| n.trim().parse::<usize>().ok())
+                                .and_then(|n| n.checked_add(1))
+                                .filter(|k| *k <= total)
+                                .ok_or_else(|| {
+                                    ApiError::network(format!(
+                                        "the upload session answered a Range that is not of this upload: {:?}",
+                                        cut(r, 60)
+                                    ))
+                                })?,
+                        };
+                        offset = kept;
+                        // Everything kept but no answer yet: ask again.
+                        ask = kept == total;
+                        continue;
+                    }
+                    404 | 410 => {
+                        return Err(ApiError::network(format!(
+                            "the upload session is gone (HTTP {}); the message is sent again",
+                            resp.status().as_u16()
+                        )))
+                    }
+                    s if s >= 500 => error_answer(resp).await,
+                    _ => return Err(error_answer(resp).await),
+                },
+            };
+            broken += 1;
+            if broken > MAX_BROKEN_CHUNKS {
+                return Err(failed);
+            }
+            tracing::debug!(
+                "upload of {total} bytes broke at {offset} ({failed}); asking the session where it stands"
+            );
+            self.wait_to_retry(Duration::from_millis(100 << broken.min(6)), &failed)
+                .await?;
+            ask = true;
+        }
+        Err(ApiError::network(format!(
+            "the resumable upload of {total} bytes did not finish in {exchanges} exchanges"
+        )))
     }
 
     /// Send one batch; its answer is read part by part from the returned

@@ -27,8 +27,9 @@ use mlua::{Function, Lua, Table, Value};
 use serde_json::json;
 
 use crate::gmail::request::{DateSource, ImportOptions, ListQuery, Request};
-use crate::gmail::runner::{Answer, Item, Report, RunOptions, Sink};
-use crate::gmail::{ApiError, ErrorClass};
+use crate::gmail::runner::{Answer, Item, Report, RunOptions, Runner, Sink};
+use crate::gmail::{ApiError, Client, ErrorClass};
+use std::sync::Arc;
 
 use super::batch::{note_outcome, report_table, LuaPolicy, Raised};
 use super::opts::{display, Opts};
@@ -46,6 +47,7 @@ const NAMES: &[&str] = &[
     "parallel",
     "progress",
     "total",
+    "user",
 ];
 
 /// How a refused label name is renamed (docs/lua-api.md says so).
@@ -92,16 +94,20 @@ impl Source {
         }
     }
 
-    /// The next item, checked; `n` counts items for error messages.
-    fn next(&mut self, n: usize) -> mlua::Result<Option<Entry>> {
-        let v = match self {
+    /// The next item of a list, or the iterator to call for it.
+    fn next(&mut self) -> Result<Value, Function> {
+        match self {
             Source::List(l, i) => {
                 let v = l.get(*i).cloned();
                 *i += 1;
-                v.unwrap_or(Value::Nil)
+                Ok(v.unwrap_or(Value::Nil))
             }
-            Source::Func(f) => f.call::<Value>(())?,
-        };
+            Source::Func(f) => Err(f.clone()),
+        }
+    }
+
+    /// An item checked; `n` counts items for error messages.
+    fn entry(v: Value, n: usize) -> mlua::Result<Option<Entry>> {
         let t = match v {
             Value::Nil => return Ok(None),
             Value::Table(t) => t,
@@ -194,12 +200,20 @@ struct Labels {
     /// Names with nothing to set (Takeout's "Opened", "Draft", ...), and
     /// missing ones when create_labels is false.
     left_off: BTreeSet<String>,
+    /// Another mailbox's client (the `user` option); None: the run's.
+    other: Option<Arc<Client>>,
 }
 
 impl Labels {
-    async fn load(lua: &Lua, create: bool, dry_run: bool) -> Result<Labels, ApiError> {
-        let list = super::labels::labels(lua).await?;
+    async fn load(
+        lua: &Lua,
+        create: bool,
+        dry_run: bool,
+        other: Option<Arc<Client>>,
+    ) -> Result<Labels, ApiError> {
+        let list = list_labels(lua, other.as_ref()).await?;
         Ok(Labels {
+            other,
             by_name: list
                 .into_iter()
                 .map(|l| (l.name.to_lowercase(), l.id))
@@ -253,11 +267,14 @@ impl Labels {
         }
         let ctx = super::ctx(lua);
         // Invalidated: gmail.labels() after this run sees the new ones.
-        *ctx.labels.borrow_mut() = None;
+        if self.other.is_none() {
+            *ctx.labels.borrow_mut() = None;
+        }
+        let client = self.other.clone().unwrap_or_else(|| ctx.client().clone());
         let mut want = name.to_string();
         for _ in 0..3 {
             let req = Request::raw("POST", "labels", Vec::new(), Some(json!({ "name": want })));
-            match ctx.client().call_json_retrying(&req, &ctx.backoff).await {
+            match client.call_json_retrying(&req, &ctx.backoff).await {
                 Ok(v) => {
                     let id = v["id"].as_str().unwrap_or("").to_string();
                     if id.is_empty() {
@@ -274,8 +291,10 @@ impl Labels {
                 }
                 // Taken (another client, a case difference): use the one there.
                 Err(e) if e.status == 409 => {
-                    let list = super::labels::labels(lua).await?;
-                    *ctx.labels.borrow_mut() = None;
+                    let list = list_labels(lua, self.other.as_ref()).await?;
+                    if self.other.is_none() {
+                        *ctx.labels.borrow_mut() = None;
+                    }
                     if let Some(l) = list.iter().find(|l| l.name.eq_ignore_ascii_case(&want)) {
                         self.by_name.insert(want.to_lowercase(), l.id.clone());
                         if want != name {
@@ -321,17 +340,46 @@ fn message_id(raw: &[u8]) -> Option<String> {
     None
 }
 
-/// The id of the message whose Message-ID is `mid`, if Gmail holds one.
-async fn lookup(lua: &Lua, mid: &str) -> Result<Option<String>, ApiError> {
+/// The mailbox's labels: the run's (cached, as gmail.labels has them), or
+/// another mailbox's, asked each time.
+async fn list_labels(
+    lua: &Lua,
+    other: Option<&Arc<Client>>,
+) -> Result<Vec<super::labels::LabelInfo>, ApiError> {
+    let Some(client) = other else {
+        return super::labels::labels(lua).await;
+    };
     let ctx = super::ctx(lua);
+    let v = client
+        .call_json_retrying(&Request::list_labels(), &ctx.backoff)
+        .await?;
+    Ok(v["labels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| super::labels::LabelInfo {
+            id: l["id"].as_str().unwrap_or("").to_string(),
+            name: l["name"].as_str().unwrap_or("").to_string(),
+            system: l["type"] == "system",
+        })
+        .collect())
+}
+
+/// The id of the message whose Message-ID is `mid`, if Gmail holds one.
+async fn lookup(
+    lua: &Lua,
+    other: Option<&Arc<Client>>,
+    mid: &str,
+) -> Result<Option<String>, ApiError> {
+    let ctx = super::ctx(lua);
+    let client = other.unwrap_or(ctx.client());
     let q = ListQuery {
         q: Some(format!("rfc822msgid:{mid}")),
         include_spam_trash: true,
         page_size: 2,
         ..ListQuery::default()
     };
-    let v = ctx
-        .client()
+    let v = client
         .call_json_retrying(&Request::list_messages(&q, None), &ctx.backoff)
         .await?;
     Ok(v["messages"][0]["id"].as_str().map(String::from))
@@ -356,16 +404,23 @@ fn state_err(e: String) -> mlua::Error {
 /// The next entry to send, past those done or resolved.
 async fn next_entry(lua: &Lua, sh: &Rc<RefCell<Shared>>) -> mlua::Result<Option<Entry>> {
     loop {
-        let entry = {
+        let (n, next) = {
             let mut s = sh.borrow_mut();
             s.n += 1;
-            let n = s.n;
-            s.source.next(n)?
+            (s.n, s.source.next())
         };
+        // An iterator may call Gmail itself (scripts/migrate.lua fetches
+        // each message), so it is called as async.
+        let v = match next {
+            Ok(v) => v,
+            Err(f) => f.call_async::<Value>(()).await?,
+        };
+        let entry = Source::entry(v, n)?;
         let Some(entry) = entry else {
             return Ok(None);
         };
         let state = sh.borrow().state.clone();
+        let other = sh.borrow().labels.other.clone();
         if let Some(state) = &state {
             if state.is_done(&entry.key).map_err(state_err)? {
                 sh.borrow_mut().already_done += 1;
@@ -375,7 +430,7 @@ async fn next_entry(lua: &Lua, sh: &Rc<RefCell<Shared>>) -> mlua::Result<Option<
             if state.get(&pending).map_err(state_err)?.is_some() {
                 // Sent before, answer never recorded.
                 match message_id(&entry.raw) {
-                    Some(mid) => match lookup(lua, &mid).await {
+                    Some(mid) => match lookup(lua, other.as_ref(), &mid).await {
                         Ok(Some(id)) => {
                             state.mark_done(&entry.key).map_err(state_err)?;
                             state
@@ -544,8 +599,35 @@ pub async fn import(lua: Lua, (items, opts): (Value, Option<Value>)) -> mlua::Re
         .integer("total", 0, u32::MAX.into())?
         .map(|n| n as u64)
         .or(source.len());
+    let user = o.string("user")?;
+    if let Some(u) = &user {
+        let ok = u.len() <= 254
+            && u.split_once('@')
+                .is_some_and(|(a, d)| !a.is_empty() && !d.is_empty())
+            && !u.contains(['/', '?', '#', ' ']);
+        if !ok {
+            return Err(o.error("user", "an email address", &o.raw("user")?));
+        }
+    }
     let ctx = super::ctx(&lua);
-    let labels = Labels::load(&lua, create, ctx.dry_run)
+    // Another mailbox: its own client and, since the quota is per mailbox,
+    // its own pacer.
+    let other = match &user {
+        None => None,
+        Some(u) => Some(Arc::new(ctx.client().for_user(u).await.map_err(|e| {
+            mlua::Error::runtime(format!(
+                "gmail.import: no access to the mailbox of {u}: {e}"
+            ))
+        })?)),
+    };
+    let other_runner = other.as_ref().map(|c| {
+        Runner::new(
+            c.clone(),
+            ctx.runner.profile.clone(),
+            ctx.runner.pacer.window(),
+        )
+    });
+    let labels = Labels::load(&lua, create, ctx.dry_run, other)
         .await
         .map_err(|e| mlua::Error::runtime(format!("gmail.import: cannot list labels: {e}")))?;
     let sh = Rc::new(RefCell::new(Shared {
@@ -662,8 +744,9 @@ pub async fn import(lua: Lua, (items, opts): (Value, Option<Value>)) -> mlua::Re
         ..RunOptions::default()
     };
     let running = ctx.running();
-    let mut report = ctx
-        .runner
+    let mut report = other_runner
+        .as_ref()
+        .unwrap_or(&ctx.runner)
         .run(
             Box::pin(stream.fuse()),
             &mut policy,

@@ -44,6 +44,9 @@ enum Op {
     ListLabels,
     GetLabel(String),
     CreateLabel,
+    UpdateLabel(String),
+    PatchLabel(String),
+    DeleteLabel(String),
     History,
     /// messages.import / messages.insert (see import.rs).
     Import(super::import::Kind),
@@ -66,6 +69,9 @@ impl Op {
             Op::ListLabels => "labels.list",
             Op::GetLabel(_) => "labels.get",
             Op::CreateLabel => "labels.create",
+            Op::UpdateLabel(_) => "labels.update",
+            Op::PatchLabel(_) => "labels.patch",
+            Op::DeleteLabel(_) => "labels.delete",
             Op::History => "history.list",
             Op::Import(super::import::Kind::Import) => "messages.import",
             Op::Import(super::import::Kind::Insert) => "messages.insert",
@@ -115,7 +121,8 @@ impl Op {
             Op::ListThreads => "ListThreadsResponse",
             Op::GetThread(_) => "Thread",
             Op::ListLabels => "ListLabelsResponse",
-            Op::GetLabel(_) | Op::CreateLabel => "Label",
+            Op::GetLabel(_) | Op::CreateLabel | Op::UpdateLabel(_) | Op::PatchLabel(_) => "Label",
+            Op::DeleteLabel(_) => return None,
             Op::History => "ListHistoryResponse",
         })
     }
@@ -141,6 +148,9 @@ impl Op {
                 | Op::Untrash(_)
                 | Op::Delete(_)
                 | Op::CreateLabel
+                | Op::UpdateLabel(_)
+                | Op::PatchLabel(_)
+                | Op::DeleteLabel(_)
                 | Op::Import(_)
         )
     }
@@ -167,6 +177,9 @@ fn route(method: &str, segs: &[String]) -> Option<Op> {
         ("GET", ["labels"]) => Op::ListLabels,
         ("GET", ["labels", id]) => Op::GetLabel(id.to_string()),
         ("POST", ["labels"]) => Op::CreateLabel,
+        ("PUT", ["labels", id]) => Op::UpdateLabel(id.to_string()),
+        ("PATCH", ["labels", id]) => Op::PatchLabel(id.to_string()),
+        ("DELETE", ["labels", id]) => Op::DeleteLabel(id.to_string()),
         ("GET", ["history"]) => Op::History,
         _ => return None,
     };
@@ -997,6 +1010,22 @@ fn string_list(v: &Value, field: &str) -> Result<Vec<String>, ApiReply> {
     }
 }
 
+fn label_refusal(e: super::mailbox::LabelRefused) -> ApiReply {
+    use super::mailbox::LabelRefused;
+    match e {
+        LabelRefused::Exists => errors::google_error(
+            409,
+            "ALREADY_EXISTS",
+            "global",
+            "duplicate",
+            "Label name exists or conflicts",
+        ),
+        LabelRefused::Invalid => errors::invalid("Invalid label name"),
+        LabelRefused::NotFound => errors::not_found(),
+        LabelRefused::System => errors::invalid("Invalid label"),
+    }
+}
+
 fn minimal_ref(m: &SimMessage) -> Value {
     json!({"id": m.id, "threadId": m.thread_id, "labelIds": m.label_ids})
 }
@@ -1068,17 +1097,37 @@ fn execute_mut(mb: &mut Mailbox, op: &Op, body: &[u8]) -> Reply {
         Op::CreateLabel => {
             let b = body_json(body)?;
             let name = b["name"].as_str().unwrap_or("");
-            let l = mb.create_label(name).map_err(|e| match e {
-                super::mailbox::LabelRefused::Exists => errors::google_error(
-                    409,
-                    "ALREADY_EXISTS",
-                    "global",
-                    "duplicate",
-                    "Label name exists or conflicts",
-                ),
-                super::mailbox::LabelRefused::Invalid => errors::invalid("Invalid label name"),
+            let l = mb.create_label(name).map_err(label_refusal)?;
+            Ok(ApiReply::ok(label_json(&l)))
+        }
+        Op::UpdateLabel(id) | Op::PatchLabel(id) => {
+            let b = body_json(body)?;
+            let name = match b.get("name") {
+                Some(Value::String(n)) => Some(n.as_str()),
+                None | Some(Value::Null) => None,
+                Some(_) => return Err(errors::invalid("Invalid label name")),
+            };
+            // update replaces the label: a name is required.
+            if name.is_none() && matches!(op, Op::UpdateLabel(_)) {
+                return Err(errors::invalid("Invalid label name"));
+            }
+            if let Some(other) = b["id"].as_str().filter(|i| i != id) {
+                return Err(errors::invalid(&format!(
+                    "The label id in the body ({other}) is not the one in the URL ({id})"
+                )));
+            }
+            let l = mb.rename_label(id, name).map_err(|e| match e {
+                super::mailbox::LabelRefused::System => errors::invalid("Invalid label"),
+                e => label_refusal(e),
             })?;
             Ok(ApiReply::ok(label_json(&l)))
+        }
+        Op::DeleteLabel(id) => {
+            mb.delete_label(id).map_err(|e| match e {
+                super::mailbox::LabelRefused::System => errors::invalid("Invalid delete request"),
+                e => label_refusal(e),
+            })?;
+            Ok(ApiReply::no_content())
         }
         _ => unreachable!("reads go through execute"),
     }

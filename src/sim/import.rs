@@ -49,8 +49,8 @@ pub struct Options {
     pub deleted: bool,
 }
 
-/// The `uploadType`s the simple upload path takes. `resumable` has its own
-/// path in the discovery document (`/resumable/upload/...`), not served here.
+/// The `uploadType` of an upload; `resumable` is served before this
+/// (src/sim/resumable.rs), so here it can only be a mistake.
 fn upload_type(query: &str) -> Option<String> {
     url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "uploadType")
@@ -86,7 +86,7 @@ pub fn from_upload(
         Some("multipart") => multipart_related(content_type, body)?,
         Some("resumable") => {
             return Err(errors::bad_request(
-                "Resumable uploads go to /resumable/upload/gmail/v1/...; this path takes uploadType=media or multipart.",
+                "Resumable uploads open a session with POST and send the bytes to its Location.",
             ))
         }
         Some(other) => {

@@ -17,6 +17,7 @@ pub mod mailbox;
 pub mod mbox;
 pub mod quota;
 pub mod render;
+pub mod resumable;
 pub mod search;
 pub mod server;
 pub mod stats;
@@ -214,6 +215,8 @@ pub struct Sim {
     pub quota: quota::Quota,
     pub faults: faults::Faults,
     pub stats: stats::Stats,
+    /// Open resumable upload sessions.
+    pub uploads: resumable::Uploads,
     /// The calendar for mail dates, searches by age, new mail and history.
     /// Never the wall clock: that would make the mailbox move with the day.
     pub clock: SimClock,
@@ -351,6 +354,7 @@ impl Sim {
             }),
             faults: faults::Faults::new(config.faults.clone(), config.seed, config.slow_delay),
             stats: stats::Stats::default(),
+            uploads: resumable::Uploads::default(),
             users,
             directory,
             clock: SimClock::new(config.start_ms),

@@ -276,6 +276,8 @@ async fn serve(sim: Arc<Sim>, req: Request<Incoming>) -> Result<Response<Body>, 
     let authorization = header(&req, "authorization").map(String::from);
     let content_type = header(&req, "content-type").unwrap_or("").to_string();
     let method_override = header(&req, "x-http-method-override").map(String::from);
+    let content_range = header(&req, "content-range").map(String::from);
+    let upload_length = header(&req, "x-upload-content-length").map(String::from);
     let gzip_wanted = wants_gzip(&req);
     let body = match Limited::new(req.into_body(), limit).collect().await {
         Ok(b) => b.to_bytes(),
@@ -320,6 +322,16 @@ async fn serve(sim: Arc<Sim>, req: Request<Incoming>) -> Result<Response<Body>, 
     }
     let mut body = body.to_vec();
     if upload {
+        let asked = Resumable {
+            method: &method,
+            target: &target,
+            content_range: content_range.as_deref(),
+            upload_length: upload_length.as_deref(),
+            authorization: authorization.as_deref(),
+        };
+        if let Some(r) = resumable(&sim, asked, &body).await? {
+            return Ok(r);
+        }
         // An upload is served as the plain JSON form of the same call.
         match super::import::from_upload(&target, &content_type, &body) {
             Ok((t, b)) => {
@@ -370,6 +382,123 @@ async fn serve(sim: Arc<Sim>, req: Request<Incoming>) -> Result<Response<Body>, 
     } else {
         response
     })
+}
+
+/// The parts of a request a resumable upload looks at.
+struct Resumable<'a> {
+    method: &'a str,
+    target: &'a str,
+    content_range: Option<&'a str>,
+    upload_length: Option<&'a str>,
+    authorization: Option<&'a str>,
+}
+
+/// `uploadType=resumable` (see [`super::resumable`]): opening a session,
+/// or a PUT to one. None: not a resumable upload.
+async fn resumable(
+    sim: &Sim,
+    r: Resumable<'_>,
+    body: &[u8],
+) -> Result<Option<Response<Body>>, Reset> {
+    use super::resumable::Put;
+    let (path, query) = r.target.split_once('?').unwrap_or((r.target, ""));
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    if !params
+        .iter()
+        .any(|(k, v)| k == "uploadType" && v == "resumable")
+    {
+        return Ok(None);
+    }
+    let pretty = pretty(r.target);
+    let upload_id = params
+        .iter()
+        .find(|(k, _)| k == "upload_id")
+        .map(|(_, v)| v.clone());
+    let Some(id) = upload_id else {
+        if r.method != "POST" {
+            return Ok(Some(reply_response(
+                &errors::bad_request("A resumable upload session is opened with POST"),
+                pretty,
+            )));
+        }
+        if sim.in_outage() {
+            return Ok(Some(reply_response(&errors::server_error(503), pretty)));
+        }
+        // Credentials are checked when the session opens.
+        if r.authorization.is_none() {
+            return Ok(Some(reply_response(&errors::login_required(), pretty)));
+        }
+        if sim.auth.principal(r.authorization).is_none() {
+            return Ok(Some(reply_response(&errors::unauthenticated(), pretty)));
+        }
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params.iter().filter(|(k, _)| k != "uploadType") {
+            q.append_pair(k, v);
+        }
+        let q = q.finish();
+        let rest = path.strip_prefix("/upload").unwrap_or(path);
+        let api_target = if q.is_empty() {
+            rest.to_string()
+        } else {
+            format!("{rest}?{q}")
+        };
+        return Ok(Some(
+            match sim
+                .uploads
+                .open(&api_target, body, r.upload_length, r.authorization)
+            {
+                Err(reply) => reply_response(&reply, pretty),
+                Ok(id) => {
+                    let base = sim.base_url.get().map(String::as_str).unwrap_or("");
+                    let location = format!("{base}{path}?{query}&upload_id={id}");
+                    let mut resp = full(200, "text/plain; charset=utf-8", Vec::new());
+                    if let Ok(v) = HeaderValue::from_str(&location) {
+                        resp.headers_mut().insert(hyper::header::LOCATION, v);
+                    }
+                    resp
+                }
+            },
+        ));
+    };
+    if r.method != "PUT" && r.method != "POST" {
+        return Ok(Some(reply_response(
+            &errors::bad_request("The bytes of a resumable upload go with PUT"),
+            pretty,
+        )));
+    }
+    // `--faults reset:P` strikes chunk exchanges too, keyed by what is sent.
+    let key = format!("PUT {id} {}", r.content_range.unwrap_or(""));
+    let reset = sim.faults.decide(Scope::Outer, &key) == Some(Fault::Reset);
+    match sim
+        .uploads
+        .put(&id, r.content_range, body, r.authorization, reset)
+    {
+        Put::Reply(reply) => Ok(Some(reply_response(&reply, pretty))),
+        Put::Break => {
+            sim.stats.outer_fault("reset");
+            Err(Reset)
+        }
+        Put::Complete {
+            target,
+            body,
+            authorization,
+        } => {
+            let reply = api::handle(
+                sim,
+                Call {
+                    method: "POST",
+                    target: &target,
+                    authorization: authorization.as_deref(),
+                    body: &body,
+                },
+            )
+            .await;
+            sim.uploads.finish(&id, &reply);
+            Ok(Some(reply_response(&reply, pretty)))
+        }
+    }
 }
 
 /// An exchange's answer, and whether to break it off halfway.
@@ -622,6 +751,7 @@ fn stats_snapshot(sim: &Sim) -> Value {
                 }),
                 sim.quota.peak_in_flight(),
             );
+    v["uploads"] = sim.uploads.snapshot();
     v["users_total"] = json!(sim.users.len());
     v["mailboxes_generated"] = json!(sim.mailboxes_generated());
     v["project"] = json!({
@@ -704,6 +834,14 @@ async fn other(
             }
         }
         ("GET", "/_sim/stats") => json(200, stats_snapshot(sim)),
+        ("POST", "/_sim/uploads/break") => {
+            let n = form(b"", query)
+                .get("chunk")
+                .and_then(|c| c.parse::<u64>().ok())
+                .unwrap_or(1);
+            sim.uploads.break_chunk(n);
+            json(200, json!({}))
+        }
         ("POST", "/_sim/stats/reset") => {
             sim.stats.reset();
             json(200, json!({}))

@@ -571,3 +571,35 @@ def test_import_and_insert_with_a_media_upload(sim):
         ))
     assert e.value.resp.status == 400
     assert "Invalid label" in str(e.value)
+
+
+def test_import_with_a_resumable_upload_in_chunks(sim):
+    # MediaIoBaseUpload(resumable=True): the client opens a session
+    # (uploadType=resumable, 200 with Location), PUTs 256 KiB chunks,
+    # reads each 308's Range, and gets the Message with the last chunk.
+    import io
+    from googleapiclient.http import MediaIoBaseUpload
+
+    svc = service(sim.url)
+    body = b"".join(b"line %06d of a message sent in chunks\r\n" % i for i in range(24000))
+    raw = (
+        b"From: Ann <ann@example.org>\r\nTo: alice@example.com\r\nSubject: py resumable\r\n"
+        b"Message-ID: <py-resumable-1@example.org>\r\n\r\n" + body
+    )
+    assert len(raw) > 3 * 256 * 1024
+    before = sim.stats()["uploads"]
+    media = MediaIoBaseUpload(io.BytesIO(raw), mimetype="message/rfc822", chunksize=256 * 1024, resumable=True)
+    req = svc.users().messages().import_(userId="me", body={"labelIds": ["INBOX"]}, media_body=media)
+    req.uri = req.uri.replace("https://", "http://", 1)
+    got, progress = None, []
+    while got is None:
+        status, got = req.next_chunk()
+        if status:
+            progress.append(status.resumable_progress)
+    assert progress == [256 * 1024 * k for k in range(1, len(raw) // (256 * 1024) + 1)]
+    after = sim.stats()["uploads"]
+    assert after["sessions_opened"] == before["sessions_opened"] + 1
+    assert after["completed"] == before["completed"] + 1
+    full = svc.users().messages().get(userId="me", id=got["id"], format="raw").execute()
+    assert base64.urlsafe_b64decode(full["raw"]) == raw
+    assert full["labelIds"] == ["INBOX"]
