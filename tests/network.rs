@@ -731,3 +731,84 @@ fn an_outage_longer_than_max_wait_stops_cleanly() {
     );
     assert!(stderr.contains("run again later"), "{stderr}");
 }
+
+/// A history that answers the same record under a new page token for ever
+/// is a loop: the watch hands the change out once, says the paging loops,
+/// and goes on polling (it does not spin on the pages).
+#[test]
+fn a_watch_on_a_history_that_repeats_its_records_says_it_loops() {
+    use std::io::BufRead;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let pages = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = pages.clone();
+    let server = Hostile::start(move |req: &Req| {
+        if req.path().ends_with("/profile") {
+            return Reply::json(
+                200,
+                serde_json::json!({"emailAddress": "me@x", "historyId": "5"}),
+            );
+        }
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        Reply::json(
+            200,
+            serde_json::json!({
+                "history": [{"id": "9", "messagesAdded": [{"message": {"id": "18c0000000000001", "threadId": "t"}}]}],
+                "historyId": "9",
+                "nextPageToken": format!("p{n}"),
+            }),
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("watch.lua");
+    std::fs::write(
+        &path,
+        r#"for c in gmail.watch{ every = "100ms" } do print("change " .. c.id) io.stdout:flush() end"#,
+    )
+    .unwrap();
+    let mut child = command(&server, &path, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Lines of stderr as they come, so a watch that never says it can
+    // fail the test after a minute instead of hanging it.
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(err).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = String::new();
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains("paging loops") {
+                    break;
+                }
+            }
+            Err(e) => {
+                let _ = child.kill();
+                panic!("never said the paging loops ({e}): {seen}");
+            }
+        }
+    }
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{seen}");
+    assert_eq!(
+        tagged(&stdout, "change "),
+        vec!["18c0000000000001"],
+        "{stdout}"
+    );
+}

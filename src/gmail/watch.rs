@@ -317,8 +317,6 @@ impl Watcher {
     fn fill(&mut self, start: &str, page: &Value) -> Result<(), ApiError> {
         let records = page["history"].as_array();
         let next = page["nextPageToken"].as_str().map(String::from);
-        self.guard
-            .check("history.list", records.map_or(0, Vec::len), next.as_deref())?;
         let mut queued = 0;
         for record in records.into_iter().flatten() {
             let Some(r) = history_id(&record["id"]) else {
@@ -352,6 +350,9 @@ impl Watcher {
             }
             self.tail = Mark::at(r);
         }
+        // Judged on what was new: pages that only repeat records already
+        // queued, under ever new tokens, are a loop like empty ones.
+        self.guard.check("history.list", queued, next.as_deref())?;
         match next {
             Some(token) => self.poll = Some((start.to_string(), token)),
             None => {
