@@ -241,8 +241,9 @@ impl Params {
     }
 }
 
-/// Parameters every Google API method takes (discovery document gmail.v1).
-const SYSTEM_PARAMS: &[&str] = &[
+/// Parameters every Google API method takes (discovery document gmail.v1;
+/// the Directory's are the same).
+pub(super) const SYSTEM_PARAMS: &[&str] = &[
     "$.xgafv",
     "access_token",
     "alt",

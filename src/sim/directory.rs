@@ -30,19 +30,7 @@ pub const ORG_UNITS: [&str; 3] = ["/Sales", "/Engineering", "/Support"];
 
 const PREFIX: &str = "/admin/directory/v1/";
 
-const SYSTEM_PARAMS: &[&str] = &[
-    "$.xgafv",
-    "access_token",
-    "alt",
-    "callback",
-    "fields",
-    "key",
-    "oauth_token",
-    "prettyPrint",
-    "quotaUser",
-    "uploadType",
-    "upload_protocol",
-];
+use super::api::SYSTEM_PARAMS;
 
 const LIST_PARAMS: &[&str] = &[
     "customFieldMask",

@@ -17,12 +17,12 @@
 //! import is a new message.
 
 use base64::Engine as _;
-use mail_parser::{Address, MessageParser, MimeHeaders};
+use mail_parser::{MessageParser, MimeHeaders};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
 use super::errors::{self, ApiReply};
-use super::generate::{mailbox_str, message_id_for};
+use super::generate::message_id_for;
 use super::mailbox::{Body, Mailbox, SimMessage};
 use super::render::{snippet, split_headers};
 
@@ -234,17 +234,6 @@ struct Parsed {
     spam_flag: bool,
 }
 
-fn addresses(a: &Address<'_>) -> String {
-    a.iter()
-        .filter_map(|x| {
-            let addr = x.address().unwrap_or("");
-            let name = x.name().unwrap_or("");
-            (!addr.is_empty() || !name.is_empty()).then(|| mailbox_str(name, addr))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn parse(raw: &[u8]) -> Parsed {
     let spam_flag = split_headers(raw)
         .iter()
@@ -278,11 +267,11 @@ fn parse(raw: &[u8]) -> Parsed {
             .map(str::to_string)
             .filter(|m| !m.is_empty()),
         parents,
-        from: msg.from().map(addresses).unwrap_or_default(),
+        from: msg.from().map(super::mbox::addresses).unwrap_or_default(),
         to: [msg.to(), msg.cc(), msg.bcc()]
             .into_iter()
             .flatten()
-            .map(addresses)
+            .map(super::mbox::addresses)
             .filter(|s| !s.is_empty())
             .collect::<Vec<_>>()
             .join(", "),

@@ -232,7 +232,8 @@ fn read_entry(
     entry
 }
 
-fn addresses(a: &Address<'_>) -> String {
+/// Addresses as the simulator keeps them: `Name <addr>`, comma-separated.
+pub(super) fn addresses(a: &Address<'_>) -> String {
     a.iter()
         .filter_map(|x| {
             let addr = x.address().unwrap_or("");
