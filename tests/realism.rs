@@ -109,8 +109,11 @@ fn learned_units(data: &Path) -> u64 {
 fn a_client_told_nothing_learns_a_legacy_quota_keeps_it_and_the_next_run_starts_there() {
     // A legacy server allows 15,000 units a window at 5 a get: 3,000 gets,
     // which the 2026 costs the client counts in (20 a get) make 60,000. The
-    // client starts at the 2026 budget, 6,000, a tenth of it.
-    let sim = Sim::start(&["--quota", "legacy", "--speed", "20", "--messages", "8000"]);
+    // client starts at the 2026 budget, 6,000, a tenth of it. A 6 s window
+    // asks 500 gets a second of the pipeline: one slower than the limit is
+    // never held back by the pace, and so has nothing to learn (twice that,
+    // as this test once asked, left a loaded debug build little margin).
+    let sim = Sim::start(&["--quota", "legacy", "--speed", "10", "--messages", "4000"]);
     let data = tempfile::tempdir().unwrap();
     let ids = data.path().join("ids.txt");
     let want = listed(&sim);
@@ -118,7 +121,7 @@ fn a_client_told_nothing_learns_a_legacy_quota_keeps_it_and_the_next_run_starts_
         &sim,
         data.path(),
         "bench/fetch.lua",
-        &["--quota-window", "3s", "-v"],
+        &["--quota-window", "6s", "-v"],
         &["metadata", ids.to_str().unwrap()],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -140,14 +143,17 @@ fn a_client_told_nothing_learns_a_legacy_quota_keeps_it_and_the_next_run_starts_
     );
 
     // The second run starts at the learned pace: it says so, probes no more
-    // (quota.json unchanged) and is refused nothing.
+    // (quota.json unchanged) and is refused nothing. It starts once the
+    // server's window (6 s) no longer holds what the first run spent: a
+    // run that follows another at once shares its minute with it.
+    std::thread::sleep(std::time::Duration::from_millis(6_200));
     sim.post("/_sim/stats/reset");
     let before = std::fs::read(data.path().join("quota.json")).unwrap();
     let out = run(
         &sim,
         data.path(),
         "bench/fetch.lua",
-        &["--quota-window", "3s", "-v"],
+        &["--quota-window", "6s", "-v"],
         &["metadata", ids.to_str().unwrap()],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
