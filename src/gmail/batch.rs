@@ -1208,66 +1208,6 @@ HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n{}\r\n--B--";
         assert_eq!(out.finish, Err(BatchError::Truncated { parts: 0 }));
     }
 
-    /// A realistic `format=metadata` answer: ~1.5 KB of JSON per part.
-    fn metadata_batch(parts: usize, boundary: &str) -> Vec<u8> {
-        let mut out = Vec::new();
-        for i in 0..parts {
-            let json = format!(
-                r#"{{"id":"18c{i:013x}","threadId":"18c{i:013x}","labelIds":["CATEGORY_UPDATES","INBOX","UNREAD"],"snippet":"{snippet}","payload":{{"partId":"","headers":[{{"name":"From","value":"Example Sender <sender@example.com>"}},{{"name":"Subject","value":"Your weekly report for the week of November 20 is ready to view"}},{{"name":"Date","value":"Mon, 27 Nov 2023 17:10:00 +0000"}},{{"name":"To","value":"someone@example.org"}},{{"name":"Message-ID","value":"<CAF{i:020}@mail.example.com>"}}]}},"sizeEstimate":{size},"historyId":"{h}","internalDate":"1701105000000"}}"#,
-                snippet = "Lorem ipsum dolor sit amet, consectetur adipiscing elit sed do eiusmod tempor. ".repeat(11),
-                size = 10_000 + i,
-                h = 900_000 + i,
-            );
-            out.extend_from_slice(
-                format!(
-                    "--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <response-{i}>\r\n\r\n\
-                     HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=UTF-8\r\nVary: Origin\r\n\
-                     Vary: X-Origin\r\nVary: Referer\r\n\r\n{json}\r\n"
-                )
-                .as_bytes(),
-            );
-        }
-        out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-        out
-    }
-
-    #[test]
-    #[ignore = "speed measurement; run with --release -- --ignored --nocapture"]
-    fn decode_speed() {
-        let boundary = "batch_k3Pq9xYzAbCdEfGhIjKlMnOpQr";
-        let ct = format!("multipart/mixed; boundary={boundary}");
-        let data = metadata_batch(100, boundary);
-        println!(
-            "batch of 100 parts: {} bytes ({} per part)",
-            data.len(),
-            data.len() / 100
-        );
-        for run in 0..5 {
-            let start = std::time::Instant::now();
-            let mut parts = 0usize;
-            let mut body_bytes = 0usize;
-            for _ in 0..100 {
-                let mut dec = Decoder::new(&ct).unwrap();
-                for chunk in data.chunks(16 * 1024) {
-                    dec.push(chunk);
-                    while let Some(p) = dec.next_part().unwrap() {
-                        body_bytes += p.body.len();
-                        parts += 1;
-                    }
-                }
-                dec.finish().unwrap();
-            }
-            let secs = start.elapsed().as_secs_f64();
-            assert_eq!(parts, 10_000);
-            println!(
-                "run {run}: {parts} parts in {:.1} ms = {:.0} parts/s, {:.0} MB/s of body",
-                secs * 1e3,
-                parts as f64 / secs,
-                body_bytes as f64 / secs / 1e6
-            );
-        }
-    }
-
     #[test]
     fn an_empty_part_before_the_close_is_malformed_not_a_panic() {
         // Found by cargo fuzz (batch_decoder).

@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use mlua::{Lua, Table, Value};
@@ -252,6 +252,25 @@ struct MboxReader {
 }
 
 impl MboxReader {
+    /// The next line into `line` and its offset; None at the end. A line
+    /// is read at most MAX_FILE + 1 bytes at a time (a file without line
+    /// breaks must not be read whole), so the size check below sees it.
+    fn read_line(&mut self, line: &mut Vec<u8>) -> mlua::Result<Option<u64>> {
+        line.clear();
+        let n = (&mut self.file)
+            .take(MAX_FILE + 1)
+            .read_until(b'\n', line)
+            .map_err(|e| err("input.mbox", &self.path, e))?;
+        if n == 0 {
+            self.done = true;
+            return Ok(None);
+        }
+        let at = self.offset;
+        self.offset += n as u64;
+        self.line_no += 1;
+        Ok(Some(at))
+    }
+
     /// The next message: its offset and bytes (From line removed, mboxrd
     /// `>From ` unquoted, the separating blank line dropped).
     fn next(&mut self) -> mlua::Result<Option<(u64, Vec<u8>)>> {
@@ -263,18 +282,9 @@ impl MboxReader {
             if let Some(at) = self.next_from.take() {
                 break at;
             }
-            line.clear();
-            let n = self
-                .file
-                .read_until(b'\n', &mut line)
-                .map_err(|e| err("input.mbox", &self.path, e))?;
-            if n == 0 {
-                self.done = true;
+            let Some(at) = self.read_line(&mut line)? else {
                 return Ok(None);
-            }
-            let at = self.offset;
-            self.offset += n as u64;
-            self.line_no += 1;
+            };
             if line.starts_with(b"From ") {
                 break at;
             }
@@ -287,19 +297,7 @@ impl MboxReader {
             }
         };
         let mut msg = Vec::new();
-        loop {
-            line.clear();
-            let n = self
-                .file
-                .read_until(b'\n', &mut line)
-                .map_err(|e| err("input.mbox", &self.path, e))?;
-            if n == 0 {
-                self.done = true;
-                break;
-            }
-            let at = self.offset;
-            self.offset += n as u64;
-            self.line_no += 1;
+        while let Some(at) = self.read_line(&mut line)? {
             if line.starts_with(b"From ") {
                 self.next_from = Some(at);
                 break;

@@ -332,9 +332,6 @@ mod tests {
         fn path(&self) -> &Path {
             Path::new("x")
         }
-        fn resume_point(&self) -> Option<u64> {
-            None
-        }
     }
 
     /// A maildir opened without `resume` is still flushed before any state

@@ -90,9 +90,6 @@ impl Writer for Eml {
     fn path(&self) -> &Path {
         &self.root
     }
-    fn resume_point(&self) -> Option<u64> {
-        None
-    }
 }
 
 impl Drop for Eml {

@@ -137,9 +137,6 @@ impl Writer for Maildir {
     fn path(&self) -> &Path {
         &self.root
     }
-    fn resume_point(&self) -> Option<u64> {
-        None
-    }
 
     fn relabel(&mut self, id: &str, labels: &[String]) -> Result<bool, OutputError> {
         let Some(old) = self.index.get(id).cloned() else {

@@ -43,7 +43,9 @@ pub trait Writer: Send {
     fn path(&self) -> &Path;
     /// For append formats (jsonl, mbox): bytes durably written so far, to
     /// store as a resume point; None for one-file-per-message formats.
-    fn resume_point(&self) -> Option<u64>;
+    fn resume_point(&self) -> Option<u64> {
+        None
+    }
     /// Bring a stored message's labels up to date where the format keeps
     /// them outside the message (Maildir flags). True if it changed.
     fn relabel(&mut self, _id: &str, _labels: &[String]) -> Result<bool, OutputError> {

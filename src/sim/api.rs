@@ -294,15 +294,21 @@ pub fn method_override(
 /// Split `target` into decoded path segments after `/gmail/v1/users/`, and
 /// the query string.
 pub fn split_target(target: &str) -> Option<(Vec<String>, &str)> {
+    path_segments(target, "/gmail/v1/users/")
+}
+
+/// The percent-decoded path segments of `target` after `prefix`, and its
+/// query string. A path keeps `+` as it is (only a query means a space by
+/// it): `users/alice+news@example.com` names alice+news.
+pub fn path_segments<'a>(target: &'a str, prefix: &str) -> Option<(Vec<String>, &'a str)> {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let rest = path.strip_prefix("/gmail/v1/users/")?;
+    let rest = path.strip_prefix(prefix)?;
     let segs = rest
         .split('/')
         .map(|s| {
-            url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
         })
         .collect();
     Some((segs, query))
@@ -1131,5 +1137,22 @@ fn execute_mut(mb: &mut Mailbox, op: &Op, body: &[u8]) -> Reply {
             Ok(ApiReply::no_content())
         }
         _ => unreachable!("reads go through execute"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_segments;
+
+    #[test]
+    fn path_segments_are_percent_decoded_and_keep_plus() {
+        let (segs, query) = path_segments(
+            "/gmail/v1/users/a+news%40x.com/messages/1%2F2?q=a+b",
+            "/gmail/v1/users/",
+        )
+        .unwrap();
+        assert_eq!(segs, ["a+news@x.com", "messages", "1/2"]);
+        assert_eq!(query, "q=a+b");
+        assert!(path_segments("/other/users/me", "/gmail/v1/users/").is_none());
     }
 }

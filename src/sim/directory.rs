@@ -213,16 +213,7 @@ fn page_offset(token: &str) -> Option<usize> {
 /// Answer a Directory call.
 pub fn handle(sim: &Sim, method: &str, target: &str, authorization: Option<&str>) -> ApiReply {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let rest = path.strip_prefix(PREFIX).unwrap_or("");
-    let segs: Vec<String> = rest
-        .split('/')
-        .map(|s| {
-            url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        })
-        .collect();
+    let segs = super::api::path_segments(path, PREFIX).map_or_else(|| vec![String::new()], |s| s.0);
     let (name, key) = match (method, segs.as_slice()) {
         ("GET", [users]) if users == "users" => ("directory.users.list", None),
         ("GET", [users, key]) if users == "users" && !key.is_empty() => {

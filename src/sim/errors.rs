@@ -358,18 +358,11 @@ pub fn suspended(kind: super::SuspendedError) -> ApiReply {
 /// (the 400 "Invalid Input" body in googleapis/google-api-ruby-client#468,
 /// 2023).
 pub fn directory_error(code: u16, reason: &str, message: &str) -> ApiReply {
-    ApiReply {
-        status: code,
-        headers: Vec::new(),
-        page: None,
-        body: Some(json!({
-            "error": {
-                "code": code,
-                "message": message,
-                "errors": [{ "message": message, "domain": "global", "reason": reason }],
-            }
-        })),
+    let mut reply = google_error(code, "", "global", reason, message);
+    if let Some(e) = reply.body.as_mut().and_then(|b| b["error"].as_object_mut()) {
+        e.remove("status");
     }
+    reply
 }
 
 /// A caller who is not an administrator, a service account without a

@@ -683,35 +683,4 @@ no date header, no trailing newline";
         let distinct: HashSet<_> = threads.values().collect();
         assert_eq!(distinct.len(), threads.len());
     }
-
-    /// `cargo test --release -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn bench_load() {
-        let mb = crate::sim::generate::generate(1, 5_000, "me@example.com", 1_767_225_600_000);
-        let dir = std::env::temp_dir().join(format!("mbox-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("big.mbox");
-        let mut out = std::io::BufWriter::new(File::create(&path).unwrap());
-        for m in mb.messages.values() {
-            use std::io::Write;
-            out.write_all(b"From 1@xxx Mon Jan 01 00:00:00 +0000 2024\r\n")
-                .unwrap();
-            out.write_all(&m.raw()).unwrap();
-            out.write_all(b"\r\n").unwrap();
-        }
-        drop(out);
-        drop(mb);
-        let bytes = std::fs::metadata(&path).unwrap().len() as f64;
-        let start = std::time::Instant::now();
-        let back = load_mbox(&path, "me@example.com").unwrap();
-        let secs = start.elapsed().as_secs_f64();
-        std::fs::remove_dir_all(&dir).unwrap();
-        println!(
-            "load_mbox: {} messages, {:.0} MB in {secs:.2} s ({:.0} MB/s)",
-            back.messages.len(),
-            bytes / 1e6,
-            bytes / 1e6 / secs
-        );
-    }
 }

@@ -618,47 +618,4 @@ mod tests {
         }
         assert!(attachments > 10);
     }
-
-    /// `cargo test --release -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn bench_metadata() {
-        let mb = generate(1, 20_000, "me@example.com", NOW);
-        let wanted = [
-            "From".to_string(),
-            "Subject".to_string(),
-            "Date".to_string(),
-        ];
-        for (label, headers) in [("all headers", &[][..]), ("From/Subject/Date", &wanted[..])] {
-            let start = std::time::Instant::now();
-            let mut n = 0;
-            for m in mb.messages.values() {
-                let v = message_json(m, Format::Metadata, headers);
-                n += serde_json::to_vec(&v).unwrap().len();
-            }
-            let secs = start.elapsed().as_secs_f64();
-            println!(
-                "metadata ({label}): {:.0} msgs/s, {} bytes avg JSON",
-                mb.messages.len() as f64 / secs,
-                n / mb.messages.len()
-            );
-        }
-        let start = std::time::Instant::now();
-        let some: Vec<_> = mb.messages.values().take(2_000).collect();
-        for m in &some {
-            std::hint::black_box(message_json(m, Format::Full, &[]));
-        }
-        println!(
-            "full: {:.0} msgs/s",
-            some.len() as f64 / start.elapsed().as_secs_f64()
-        );
-        let start = std::time::Instant::now();
-        for m in &some {
-            std::hint::black_box(message_json(m, Format::Raw, &[]));
-        }
-        println!(
-            "raw: {:.0} msgs/s",
-            some.len() as f64 / start.elapsed().as_secs_f64()
-        );
-    }
 }

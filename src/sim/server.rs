@@ -886,9 +886,10 @@ async fn other(
 fn admin_user(sim: &Sim, method: &str, path: &str, query: &str) -> Option<Response<Body>> {
     let rest = path.strip_prefix("/_sim/users/")?;
     let (email, action) = rest.rsplit_once('/')?;
-    let email = url::form_urlencoded::parse(format!("e={email}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())?;
+    let email = percent_encoding::percent_decode_str(email)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
     if method != "POST" {
         return None;
     }

@@ -678,13 +678,12 @@ fn nesting_is_bounded() {
     }
 }
 
-/// Run with `cargo test --release -- --ignored`.
+/// A query of every kind of term matches each of many similar messages.
 #[test]
-#[ignore = "timing; meaningful only in release"]
-fn matches_100k_messages_quickly() {
+fn a_compound_query_matches_each_of_many_messages() {
     let mut mb = mailbox();
     let template = mb.messages["m2"].clone();
-    let messages: Vec<SimMessage> = (0..100_000)
+    let messages: Vec<SimMessage> = (0..5_000)
         .map(|i| {
             let mut m = template.clone();
             m.id = format!("{i:016x}");
@@ -700,12 +699,8 @@ fn matches_100k_messages_quickly() {
          newer_than:1y larger:1K \"report number\" -is:unread",
     )
     .unwrap();
-    let start = std::time::Instant::now();
     let n = messages.iter().filter(|m| q.matches(m, &mb, now())).count();
-    let took = start.elapsed();
-    assert_eq!(n, 100_000);
-    assert!(took.as_millis() < 100, "took {took:?}");
-    eprintln!("100k messages in {took:?}");
+    assert_eq!(n, 5_000);
 }
 
 #[test]
