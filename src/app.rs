@@ -29,6 +29,28 @@ pub struct Connection {
     pub sim: Option<crate::sim::SimHandle>,
 }
 
+impl Connection {
+    /// The Lua host's settings for this connection (`run` and the REPL).
+    pub fn host_config(
+        &self,
+        dry_run: bool,
+        quiet: bool,
+        verbose: u8,
+        cancel: watch::Receiver<bool>,
+    ) -> HostConfig {
+        HostConfig {
+            client: self.client.clone(),
+            profile: self.profile.clone(),
+            window: self.window,
+            pacer: self.pacer.clone(),
+            dry_run,
+            quiet,
+            verbose,
+            cancel,
+        }
+    }
+}
+
 pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
     let user = c.user.clone().unwrap_or_else(|| "me".to_string());
     if c.sim {
@@ -438,17 +460,8 @@ async fn run_script(args: RunArgs, verbose: u8, outcome_out: &mut Outcome) -> an
     let script = crate::scripts::Script::resolve(&args.script)?;
     tracing::info!("running {}", script.describe());
     let conn = connect(&args.conn).await?;
-    let host = Host::new(HostConfig {
-        client: conn.client.clone(),
-        profile: conn.profile.clone(),
-        window: conn.window,
-        pacer: conn.pacer.clone(),
-        dry_run: args.dry_run,
-        quiet: args.quiet,
-        verbose,
-        cancel: watch_interrupts(),
-    })
-    .map_err(|e| anyhow::anyhow!("cannot set up Lua: {e}"))?;
+    let host = Host::new(conn.host_config(args.dry_run, args.quiet, verbose, watch_interrupts()))
+        .map_err(|e| anyhow::anyhow!("cannot set up Lua: {e}"))?;
     let local = tokio::task::LocalSet::new();
     let result = local.run_until(host.run_script(&script, &args.args)).await;
     let mut outcome = host.ctx.outcome.borrow().clone();

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use crate::app::{connect, Connection};
 use crate::cli::ReplArgs;
 use crate::exit::{EXIT_OK, EXIT_USAGE};
-use crate::lua::{Host, HostConfig, ScriptError};
+use crate::lua::{Host, ScriptError};
 
 use complete::ReplHelper;
 
@@ -39,18 +39,10 @@ pub async fn run(args: ReplArgs, verbose: u8) -> anyhow::Result<u8> {
     }
     let conn = connect(&args.conn).await?;
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let host = Host::new(HostConfig {
-        client: conn.client.clone(),
-        profile: conn.profile.clone(),
-        window: conn.window,
-        pacer: conn.pacer.clone(),
-        dry_run: args.dry_run,
-        quiet: false,
-        verbose,
-        // Turned by a first Ctrl-C during a batch; back off for each entry.
-        cancel: cancel_rx,
-    })
-    .map_err(|e| anyhow::anyhow!("cannot set up Lua: {e}"))?;
+    // The receiver turns on a first Ctrl-C during a batch; back off for
+    // each entry.
+    let host = Host::new(conn.host_config(args.dry_run, false, verbose, cancel_rx))
+        .map_err(|e| anyhow::anyhow!("cannot set up Lua: {e}"))?;
     let terminal = std::io::stdin().is_terminal();
     let mut session = Session {
         modules: help::modules(&host.lua),
