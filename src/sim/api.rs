@@ -1037,19 +1037,25 @@ fn minimal_ref(m: &SimMessage) -> Value {
     json!({"id": m.id, "threadId": m.thread_id, "labelIds": m.label_ids})
 }
 
+/// A modify body's `addLabelIds` and `removeLabelIds`, each label known.
+fn label_changes(mb: &Mailbox, b: &Value) -> Result<(Vec<String>, Vec<String>), ApiReply> {
+    let (add, remove) = (
+        string_list(b, "addLabelIds")?,
+        string_list(b, "removeLabelIds")?,
+    );
+    for ids in [&add, &remove] {
+        mb.check_labels(ids)
+            .map_err(|e| errors::invalid(&e.to_string()))?;
+    }
+    Ok((add, remove))
+}
+
 fn execute_mut(mb: &mut Mailbox, op: &Op, body: &[u8]) -> Reply {
     match op {
         Op::Modify(id) => {
             check_id(id)?;
             let b = body_json(body)?;
-            let (add, remove) = (
-                string_list(&b, "addLabelIds")?,
-                string_list(&b, "removeLabelIds")?,
-            );
-            mb.check_labels(&add)
-                .map_err(|e| errors::invalid(&e.to_string()))?;
-            mb.check_labels(&remove)
-                .map_err(|e| errors::invalid(&e.to_string()))?;
+            let (add, remove) = label_changes(mb, &b)?;
             let m = mb.modify(id, &add, &remove).ok_or_else(errors::not_found)?;
             Ok(ApiReply::ok(minimal_ref(m)))
         }
@@ -1065,14 +1071,7 @@ fn execute_mut(mb: &mut Mailbox, op: &Op, body: &[u8]) -> Reply {
             for id in &ids {
                 check_id(id)?;
             }
-            let (add, remove) = (
-                string_list(&b, "addLabelIds")?,
-                string_list(&b, "removeLabelIds")?,
-            );
-            mb.check_labels(&add)
-                .map_err(|e| errors::invalid(&e.to_string()))?;
-            mb.check_labels(&remove)
-                .map_err(|e| errors::invalid(&e.to_string()))?;
+            let (add, remove) = label_changes(mb, &b)?;
             for id in &ids {
                 // Ids no longer in the mailbox are passed over, as Gmail does.
                 mb.modify(id, &add, &remove);

@@ -172,18 +172,7 @@ fn multipart_related(content_type: &str, body: &[u8]) -> Result<(Value, Vec<u8>)
     }
     let (meta_head, meta_body) = split_part(parts[0]);
     let (media_head, media) = split_part(parts[1]);
-    let ct = |h: &[(String, String)]| {
-        h.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-            .map(|(_, v)| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            })
-            .unwrap_or_default()
-    };
+    let ct = |h: &[(String, String)]| super::render::content_type(h).unwrap_or_default();
     if !ct(&meta_head).starts_with("application/json") {
         return Err(bad("the first part must be application/json metadata"));
     }

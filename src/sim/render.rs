@@ -345,6 +345,13 @@ pub fn split_headers(raw: &[u8]) -> Vec<(String, String)> {
 
 /// Lowercased type/subtype from Content-Type, text/plain by default.
 fn mime_type(headers: &[(String, String)]) -> String {
+    content_type(headers)
+        .filter(|t| t.contains('/') && !t.contains(char::is_whitespace))
+        .unwrap_or_else(|| "text/plain".to_string())
+}
+
+/// Content-Type without its parameters, lowercased, as written.
+pub(super) fn content_type(headers: &[(String, String)]) -> Option<String> {
     headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
@@ -355,8 +362,6 @@ fn mime_type(headers: &[(String, String)]) -> String {
                 .trim()
                 .to_ascii_lowercase()
         })
-        .filter(|t| t.contains('/') && !t.contains(char::is_whitespace))
-        .unwrap_or_else(|| "text/plain".to_string())
 }
 
 #[cfg(test)]
