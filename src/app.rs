@@ -472,7 +472,7 @@ async fn run_script(args: RunArgs, verbose: u8, outcome_out: &mut Outcome) -> an
 }
 
 /// The exit code and summary line for how the script's work went.
-pub(crate) fn exit_code(o: &Outcome) -> u8 {
+fn exit_code(o: &Outcome) -> u8 {
     if watch_ended(o) {
         eprintln!("gmailscript: stopped; the watch's mark is saved (run again to go on from it)");
         return EXIT_OK;

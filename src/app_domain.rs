@@ -216,10 +216,7 @@ pub(crate) fn read_users_file(path: &Path) -> Result<Vec<String>, UsageError> {
 
 /// The shard this process takes: `--shard I/N`, or JOB_COMPLETION_INDEX
 /// (0-based, as a Kubernetes Indexed Job sets it) of `--shards N`.
-pub(crate) fn shard_of(
-    shard: Option<Shard>,
-    shards: Option<u32>,
-) -> Result<Option<Shard>, UsageError> {
+fn shard_of(shard: Option<Shard>, shards: Option<u32>) -> Result<Option<Shard>, UsageError> {
     shard_from(shard, shards, std::env::var("JOB_COMPLETION_INDEX").ok())
 }
 
@@ -254,7 +251,7 @@ fn shard_from(
 
 /// Whether `email` falls in `shard`: a stable hash (FNV-1a of the
 /// lower-case address), the same on every machine and every run.
-pub(crate) fn in_shard(email: &str, shard: &Shard) -> bool {
+fn in_shard(email: &str, shard: &Shard) -> bool {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in email.to_lowercase().bytes() {
         h ^= u64::from(b);

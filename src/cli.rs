@@ -95,42 +95,42 @@ pub(crate) struct ConnArgs {
     /// Faults to inject, e.g. 500:0.02,503:0.01,429:0.03,reset:0.005,truncate:0.002
     /// (default none; --sim-realism gmail sets 502:0.002,504:0.001).
     #[arg(long, value_parser = parse_faults, requires = "sim")]
-    pub(crate) sim_faults: Option<crate::sim::faults::FaultSpec>,
+    sim_faults: Option<crate::sim::faults::FaultSpec>,
     /// The simulator's --realism: `gmail` turns on the plausible worst of
     /// Gmail together (see `gmailscript sim --help`); the other --sim-*
     /// options override its values.
     #[arg(long, value_enum, value_name = "PRESET", requires = "sim")]
-    pub(crate) sim_realism: Option<Realism>,
+    sim_realism: Option<Realism>,
     /// The simulator's --rate-penalty: a user refused for quota is locked
     /// out this long (quota clock), e.g. 15m; 0s: none.
     #[arg(long, value_name = "DURATION", value_parser = parse_penalty, requires = "sim")]
-    pub(crate) sim_rate_penalty: Option<Duration>,
+    sim_rate_penalty: Option<Duration>,
     /// The simulator's --per-second: units per user per second of the quota
     /// clock, on top of the minute's budget (at least 50), or off.
     #[arg(long, value_name = "UNITS", value_parser = parse_per_second, requires = "sim")]
-    pub(crate) sim_per_second: Option<Limit>,
+    sim_per_second: Option<Limit>,
     /// The simulator's --charge-refused: refused calls spend their units
     /// (=false turns off the preset's).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", requires = "sim")]
-    pub(crate) sim_charge_refused: Option<bool>,
+    sim_charge_refused: Option<bool>,
     /// The simulator's --daily-limit: units per user per quota day, or off.
     #[arg(long, value_name = "UNITS", value_parser = parse_daily_limit, requires = "sim")]
-    pub(crate) sim_daily_limit: Option<Limit>,
+    sim_daily_limit: Option<Limit>,
     /// The simulator's --outage AT+FOR[,AT+FOR...]: from AT to AT+FOR after
     /// start (wall clock) every call answers 503 or its exchange is reset.
     #[arg(long, value_name = "AT+FOR", value_parser = parse_outages, requires = "sim")]
-    pub(crate) sim_outage: Option<Outages>,
+    sim_outage: Option<Outages>,
     /// The simulator's --deliver-every: new mail for the default user this
     /// often (wall clock), e.g. 5s, for trying gmail.watch offline.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "sim")]
-    pub(crate) sim_deliver_every: Option<Duration>,
+    sim_deliver_every: Option<Duration>,
     /// The simulator's --domain: serve admin@DOMAIN (the default user, whom
     /// the run acts as) and user1@DOMAIN ... (--sim-domain-users).
     #[arg(long, value_name = "DOMAIN", value_parser = parse_domain, requires = "sim")]
-    pub(crate) sim_domain: Option<String>,
+    sim_domain: Option<String>,
     /// The simulator's --domain-users: user1 ... userN besides admin@.
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = parse_domain_users, requires = "sim_domain")]
-    pub(crate) sim_domain_users: usize,
+    sim_domain_users: usize,
     /// The simulator's --suspended: suspended users, comma-separated.
     #[arg(
         long,
@@ -138,11 +138,11 @@ pub(crate) struct ConnArgs {
         value_name = "EMAIL,...",
         requires = "sim"
     )]
-    pub(crate) sim_suspended: Vec<String>,
+    sim_suspended: Vec<String>,
     /// The simulator's --project-quota: units per project per minute
     /// (quota clock) shared by every user; default 1,200,000.
     #[arg(long, value_name = "UNITS", value_parser = parse_project_quota, requires = "sim")]
-    pub(crate) sim_project_quota: Option<u64>,
+    sim_project_quota: Option<u64>,
     /// The simulator's quota profile: 2026, legacy or off.
     #[arg(long, default_value = "2026", value_parser = parse_profile, requires = "sim")]
     pub(crate) sim_quota: crate::sim::quota::Rules,
@@ -444,7 +444,7 @@ fn parse_project_budget(s: &str) -> Result<ProjectQuota, String> {
     Ok(ProjectQuota(Some(n)))
 }
 
-pub(crate) fn parse_shard(s: &str) -> Result<Shard, String> {
+fn parse_shard(s: &str) -> Result<Shard, String> {
     let err = || format!("{s:?} is not a shard; write I/N with 1 <= I <= N, e.g. 2/4");
     let (i, n) = s.trim().split_once('/').ok_or_else(err)?;
     let index: u32 = i.trim().parse().map_err(|_| err())?;
@@ -606,23 +606,23 @@ Stop with Ctrl-C.")]
 pub struct SimArgs {
     /// Port on 127.0.0.1; 0 picks a free one.
     #[arg(long, default_value_t = 0)]
-    pub(crate) port: u16,
+    port: u16,
     /// Seed for the generated mailboxes and for fault decisions.
     #[arg(long, default_value_t = 1)]
-    pub(crate) seed: u64,
+    seed: u64,
     /// Messages generated for each user.
     #[arg(long, default_value_t = 1000)]
-    pub(crate) messages: usize,
+    messages: usize,
     /// Users with Gmail, comma-separated; the first is the default user (`me`).
     /// Default me@example.com,alice@example.com,bob@example.com; with
     /// --domain, more users besides the domain's.
     #[arg(long, value_delimiter = ',', value_name = "EMAIL,...")]
-    pub(crate) users: Option<Vec<String>>,
+    users: Option<Vec<String>>,
     /// Users who exist but have no Gmail: their calls answer 400
     /// failedPrecondition "Mail service not enabled"; in the directory with
     /// isMailboxSetup false. Default nogmail@example.com; none with --domain.
     #[arg(long, value_delimiter = ',', value_name = "EMAIL,...")]
-    pub(crate) no_gmail_users: Option<Vec<String>>,
+    no_gmail_users: Option<Vec<String>>,
     /// Serve a Workspace domain: admin@DOMAIN (the default user, the
     /// domain's administrator: the only one the Directory answers) and
     /// user1@DOMAIN ... userN@DOMAIN (--domain-users), each with --messages
@@ -632,96 +632,96 @@ pub struct SimArgs {
     /// of them as `sub` get a token for that mailbox; another `sub`
     /// answers 400 invalid_grant "Invalid email or User ID".
     #[arg(long, value_name = "DOMAIN", value_parser = parse_domain)]
-    pub(crate) domain: Option<String>,
+    domain: Option<String>,
     /// Users of --domain besides admin@: user1 ... userN. Org units go round
     /// by number: user1 /Sales, user2 /Engineering, user3 /Support, user4
     /// /Sales ...; admin@ is in /.
     #[arg(long, value_name = "N", default_value_t = 10, requires = "domain", value_parser = parse_domain_users)]
-    pub(crate) domain_users: usize,
+    domain_users: usize,
     /// Suspended users, comma-separated (added if not among the users):
     /// in the directory with suspended true; tokens are still issued and
     /// ids, labels, history and the profile still answer, but every call
     /// that reads a message (messages.get, threads.get, attachments) or
     /// changes anything fails, as --suspended-error says.
     #[arg(long, value_delimiter = ',', value_name = "EMAIL,...")]
-    pub(crate) suspended: Vec<String>,
+    suspended: Vec<String>,
     /// How a suspended user's message calls fail: backend (500
     /// backendError, which looks transient and never heals, as
     /// got-your-back#114 saw) or forbidden (403 "The caller does not have
     /// permission", got-your-back#258). Either costs the call's units.
     #[arg(long, value_enum, value_name = "KIND", default_value = "backend")]
-    pub(crate) suspended_error: SuspendedErrorArg,
+    suspended_error: SuspendedErrorArg,
     /// Units per project per minute (quota clock), shared by every user:
     /// default 1,200,000 (Gmail's); lower it so a test or benchmark with a
     /// few users meets the project's limit (429 or 403 rateLimitExceeded
     /// "... limit 'Queries per minute' ..." with Retry-After). At least 50.
     #[arg(long, value_name = "UNITS", value_parser = parse_project_quota)]
-    pub(crate) project_quota: Option<u64>,
+    project_quota: Option<u64>,
     /// Quota profile: 2026 (6,000 units/user/min; get costs 20), legacy
     /// (15,000; get costs 5), or off (no quota limit at all, per-second and
     /// daily included).
     #[arg(long, default_value = "2026", value_parser = parse_profile)]
-    pub(crate) quota: crate::sim::quota::Rules,
+    quota: crate::sim::quota::Rules,
     /// Run the quota clock N times faster: the per-minute window lasts 60/N
     /// seconds, so utilisation figures stay comparable. The per-second
     /// window, a --rate-penalty and the quota day shrink likewise.
     #[arg(long, default_value_t = 1.0)]
-    pub(crate) speed: f64,
+    speed: f64,
     /// Calls in flight per user (batch parts count one each) before
     /// "429 Too many concurrent requests for user".
     #[arg(long, default_value_t = 50)]
-    pub(crate) concurrency: u32,
+    concurrency: u32,
     /// Most calls in one batch request (Gmail: 100; some accounts see 50).
     #[arg(long, default_value_t = 100)]
-    pub(crate) max_batch: usize,
+    max_batch: usize,
     /// Injected faults, e.g. 500:0.02,503:0.01,429:0.03,reset:0.005,truncate:0.002,slow:0.01
     /// (KIND:PROBABILITY; KIND is an HTTP status 400-599, reset, truncate or slow).
     /// 502 and 504 answer Google's front-end HTML page, other statuses JSON.
     /// Default none.
     #[arg(long, value_parser = parse_faults)]
-    pub(crate) faults: Option<crate::sim::faults::FaultSpec>,
+    faults: Option<crate::sim::faults::FaultSpec>,
     /// How late a `slow` fault answers.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
-    pub(crate) slow_delay: Duration,
+    slow_delay: Duration,
     /// Service time of each call (batch parts run in parallel), e.g. 20ms:
     /// Gmail answers in tens of milliseconds, so a pipeline that waits on
     /// each answer is slower than on loopback. Default 0ms.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub(crate) latency: Option<Duration>,
+    latency: Option<Duration>,
     /// Uniform jitter around --latency, e.g. 10ms. Default 0ms.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub(crate) jitter: Option<Duration>,
+    jitter: Option<Duration>,
     /// Extra service time of a batch request as a whole, on top of its
     /// slowest part, e.g. 150ms: Google's batch endpoint answers only once
     /// every part is done and the answer assembled, slower than one call.
     /// Default 0ms.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub(crate) batch_latency: Option<Duration>,
+    batch_latency: Option<Duration>,
     /// Once a user is refused for quota (per minute or per second), lock
     /// that user out for DURATION on the quota clock (divided by --speed):
     /// every call answers "User-rate limit exceeded.  Retry after <time>"
     /// with a Retry-After header, as Gmail's lockouts do (reported ~15
     /// minutes, sometimes hours). 0s: none (default).
     #[arg(long, value_name = "DURATION", value_parser = parse_penalty)]
-    pub(crate) rate_penalty: Option<Duration>,
+    rate_penalty: Option<Duration>,
     /// A per-user budget of UNITS per second of the quota clock, on top of
     /// the per-minute one (the legacy documentation's 250/s moving
     /// average). At least 50; off (default) for none.
     #[arg(long, value_name = "UNITS", value_parser = parse_per_second)]
-    pub(crate) per_second: Option<Limit>,
+    per_second: Option<Limit>,
     /// Refused calls (quota, concurrency, injected 429) spend their units,
     /// so a refused batch leaves the budget spent, as one public report of
     /// Gmail describes: a client that retries at once only digs deeper.
     /// --charge-refused=false turns off the preset's.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub(crate) charge_refused: Option<bool>,
+    charge_refused: Option<bool>,
     /// A per-user budget of UNITS per quota day (midnight to midnight
     /// Pacific time on the quota clock); past it, 403 dailyLimitExceeded,
     /// as Google answers a spent daily quota: nothing more goes through
     /// until the day ends, so a run must stop and resume. Off (default)
     /// for none.
     #[arg(long, value_name = "UNITS", value_parser = parse_daily_limit)]
-    pub(crate) daily_limit: Option<Limit>,
+    daily_limit: Option<Limit>,
     /// Outages, e.g. 2s+10s or 0s+1m,5m+30s: from AT to AT+FOR after it
     /// starts serving (wall clock, not scaled by --speed) every call and batch part
     /// answers 503, or (about 3 exchanges in 10, drawn from the seed) the
@@ -729,45 +729,45 @@ pub struct SimArgs {
     /// (one user saw 502 on every call for days), so retries that each
     /// spend an id's tries would turn the outage into failures.
     #[arg(long, value_name = "AT+FOR[,AT+FOR...]", value_parser = parse_outages)]
-    pub(crate) outage: Option<Outages>,
+    outage: Option<Outages>,
     /// Deliver one new message to the default user this often (wall clock),
     /// e.g. 5s: mail arriving, for trying gmail.watch; the same as POST
     /// /_sim/users/EMAIL/deliver.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub(crate) deliver_every: Option<Duration>,
+    deliver_every: Option<Duration>,
     /// A preset: `gmail` turns on the plausible worst of Gmail together:
     /// --rate-penalty 15m --per-second 250 --charge-refused
     /// --faults 502:0.002,504:0.001 --latency 40ms --jitter 20ms
     /// --batch-latency 150ms. Options given explicitly override its values.
     #[arg(long, value_enum, value_name = "PRESET")]
-    pub(crate) realism: Option<Realism>,
+    realism: Option<Realism>,
     /// Load the default user's mailbox from an mbox file (Google Takeout's
     /// format; X-Gmail-Labels gives labels) instead of generating it.
     #[arg(long)]
-    pub(crate) mbox: Option<PathBuf>,
+    mbox: Option<PathBuf>,
     /// Access token always accepted for the default user.
     #[arg(long, default_value = crate::sim::DEFAULT_TOKEN)]
-    pub(crate) token: String,
+    token: String,
     /// Lifetime of tokens issued by the token endpoint, e.g. 3600s or 2s.
     #[arg(long, default_value = "3600s", value_parser = parse_duration)]
-    pub(crate) token_lifetime: Duration,
+    token_lifetime: Duration,
     /// History records kept (the newest messages' arrivals among them, so a
     /// message's historyId is a valid start); a startHistoryId older than
     /// those answers 404.
     #[arg(long, default_value_t = 10_000)]
-    pub(crate) history_retain: usize,
+    history_retain: usize,
     /// The simulator's today (YYYY-MM-DD, UTC). Its clock starts at that
     /// midnight and runs with real time; mail is dated over the three years
     /// before it, and older_than:/newer_than:, new mail and internalDate
     /// follow it. The real date never matters, so a seed gives the same
     /// mailbox on any day.
     #[arg(long, value_name = "YYYY-MM-DD", default_value = DEFAULT_SIM_DATE, value_parser = parse_sim_date)]
-    pub(crate) date: i64,
+    date: i64,
 }
 
 /// `--suspended-error` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum SuspendedErrorArg {
+enum SuspendedErrorArg {
     /// 500 backendError.
     Backend,
     /// 403 forbidden.
@@ -828,14 +828,14 @@ fn parse_project_quota(s: &str) -> Result<u64, String> {
 
 /// Presets of `--realism`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Realism {
+enum Realism {
     /// The plausible worst of Gmail at once.
     Gmail,
 }
 
 /// What `--realism gmail` sets, as the options it stands for. The help
 /// texts and README list the same; a test checks they agree.
-pub(crate) const REALISM_GMAIL: &[(&str, &str)] = &[
+const REALISM_GMAIL: &[(&str, &str)] = &[
     ("rate-penalty", "15m"),
     ("per-second", "250"),
     ("charge-refused", "true"),
@@ -847,35 +847,35 @@ pub(crate) const REALISM_GMAIL: &[(&str, &str)] = &[
 
 /// A budget of units, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Limit(pub Option<u64>);
+struct Limit(pub Option<u64>);
 
 /// `--outage` spans.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Outages(pub Vec<crate::sim::faults::Outage>);
+struct Outages(pub Vec<crate::sim::faults::Outage>);
 
 /// The simulator options a preset sets and explicit options override; None
 /// where neither says.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Tuning {
-    pub(crate) faults: Option<crate::sim::faults::FaultSpec>,
-    pub(crate) latency: Option<Duration>,
-    pub(crate) jitter: Option<Duration>,
-    pub(crate) batch_latency: Option<Duration>,
-    pub(crate) rate_penalty: Option<Duration>,
-    pub(crate) per_second: Option<Limit>,
-    pub(crate) charge_refused: Option<bool>,
-    pub(crate) daily_limit: Option<Limit>,
-    pub(crate) outages: Option<Outages>,
-    pub(crate) deliver_every: Option<Duration>,
+    faults: Option<crate::sim::faults::FaultSpec>,
+    latency: Option<Duration>,
+    jitter: Option<Duration>,
+    batch_latency: Option<Duration>,
+    rate_penalty: Option<Duration>,
+    per_second: Option<Limit>,
+    charge_refused: Option<bool>,
+    daily_limit: Option<Limit>,
+    outages: Option<Outages>,
+    deliver_every: Option<Duration>,
     /// `--sim-domain` and its number of users.
-    pub(crate) domain: Option<(String, usize)>,
-    pub(crate) suspended: Option<Vec<String>>,
-    pub(crate) project_quota: Option<u64>,
+    domain: Option<(String, usize)>,
+    suspended: Option<Vec<String>>,
+    project_quota: Option<u64>,
 }
 
 impl Tuning {
     /// The preset's values.
-    pub(crate) fn preset(realism: Realism) -> Tuning {
+    fn preset(realism: Realism) -> Tuning {
         match realism {
             Realism::Gmail => {
                 let mut t = Tuning::default();
@@ -906,7 +906,7 @@ impl Tuning {
     }
 
     /// These values where given, else `under`'s.
-    pub(crate) fn over(self, under: Tuning) -> Tuning {
+    fn over(self, under: Tuning) -> Tuning {
         Tuning {
             faults: self.faults.or(under.faults),
             latency: self.latency.or(under.latency),
@@ -925,7 +925,7 @@ impl Tuning {
     }
 
     /// Explicit values over the preset's, if any.
-    pub(crate) fn resolve(self, realism: Option<Realism>) -> Tuning {
+    fn resolve(self, realism: Option<Realism>) -> Tuning {
         match realism {
             Some(r) => self.over(Tuning::preset(r)),
             None => self,
@@ -999,7 +999,7 @@ impl ConnArgs {
 
 impl SimArgs {
     /// The tuning options as given, the preset resolved.
-    pub(crate) fn tuning(&self) -> Tuning {
+    fn tuning(&self) -> Tuning {
         Tuning {
             faults: self.faults.clone(),
             latency: self.latency,

@@ -4,7 +4,7 @@
 
 pub mod app;
 pub mod app_auth;
-pub(crate) mod app_domain;
+mod app_domain;
 pub mod app_info;
 pub mod auth;
 pub mod cli;

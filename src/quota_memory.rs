@@ -10,16 +10,16 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// Overrides the data directory (tests; a shared machine).
-pub(crate) const DATA_DIR_ENV: &str = "GMAILSCRIPT_DATA_DIR";
+const DATA_DIR_ENV: &str = "GMAILSCRIPT_DATA_DIR";
 const FILE: &str = "quota.json";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub(crate) struct Entry {
+struct Entry {
     /// Units per window, counted at the 2026 costs.
-    pub(crate) units: u64,
-    pub(crate) window_ms: u64,
+    units: u64,
+    window_ms: u64,
     /// When it was learned, RFC 3339.
-    pub(crate) learned_at: String,
+    learned_at: String,
 }
 
 #[derive(Debug, Clone)]

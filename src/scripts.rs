@@ -70,7 +70,7 @@ fn find_in(set: &'static [(&'static str, &'static str)], name: &Path) -> Option<
 
 /// The first sentence of the comment block a script opens with (the lines
 /// up to the first blank comment line, joined).
-pub(crate) fn purpose(source: &str) -> String {
+fn purpose(source: &str) -> String {
     let mut text = String::new();
     for line in source.lines() {
         let Some(comment) = line.trim_start().strip_prefix("--") else {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{AuthError, Secret};
 
 /// Overrides where accounts live (tests, or several separate setups).
-pub(crate) const CONFIG_DIR_ENV: &str = "GMAILSCRIPT_CONFIG_DIR";
+const CONFIG_DIR_ENV: &str = "GMAILSCRIPT_CONFIG_DIR";
 /// The account used when `--account` is not given.
 pub(crate) const DEFAULT_ACCOUNT: &str = "default";
 
@@ -72,7 +72,7 @@ pub(crate) fn login_hint(name: &str) -> String {
 }
 
 /// How to set an account up again, for error messages.
-pub(crate) fn setup_hint(name: &str, kind: Option<&Kind>) -> String {
+fn setup_hint(name: &str, kind: Option<&Kind>) -> String {
     match kind {
         Some(Kind::Installed { .. }) => login_hint(name),
         Some(Kind::ServiceAccount { .. }) => format!(
@@ -118,7 +118,7 @@ pub(crate) struct AccountStore {
 }
 
 impl AccountStore {
-    pub(crate) fn at(root: impl Into<PathBuf>) -> AccountStore {
+    fn at(root: impl Into<PathBuf>) -> AccountStore {
         AccountStore { root: root.into() }
     }
 
@@ -140,7 +140,7 @@ impl AccountStore {
         self.root.join("accounts")
     }
 
-    pub(crate) fn dir(&self, name: &str) -> Result<PathBuf, AuthError> {
+    fn dir(&self, name: &str) -> Result<PathBuf, AuthError> {
         check_name(name)?;
         Ok(self.accounts().join(name))
     }
@@ -312,7 +312,7 @@ pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<(), AuthError> {
 
 /// Other systems: the user's profile folder is private already.
 #[cfg(not(unix))]
-pub(crate) fn set_mode(_path: &Path, _mode: u32) -> Result<(), AuthError> {
+fn set_mode(_path: &Path, _mode: u32) -> Result<(), AuthError> {
     Ok(())
 }
 

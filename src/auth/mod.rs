@@ -70,7 +70,7 @@ pub struct AuthError {
 
 impl AuthError {
     /// A refusal, or a local problem (a missing file): not retried.
-    pub(crate) fn new(message: impl Into<String>) -> AuthError {
+    fn new(message: impl Into<String>) -> AuthError {
         AuthError {
             message: message.into(),
             transient: false,
@@ -78,7 +78,7 @@ impl AuthError {
     }
 
     /// The token endpoint was out of reach; the login itself may be fine.
-    pub(crate) fn transient(message: impl Into<String>) -> AuthError {
+    fn transient(message: impl Into<String>) -> AuthError {
         AuthError {
             message: message.into(),
             transient: true,
@@ -89,7 +89,7 @@ impl AuthError {
 pub type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<Secret, AuthError>> + Send + 'a>>;
 
 /// A token source for another mailbox, or None (see [`TokenSource::for_subject`]).
-pub(crate) type SubjectFuture<'a> = Pin<
+type SubjectFuture<'a> = Pin<
     Box<
         dyn Future<Output = Option<Result<std::sync::Arc<dyn TokenSource>, AuthError>>> + Send + 'a,
     >,

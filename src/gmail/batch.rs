@@ -13,7 +13,7 @@ use memchr::{memchr, memmem};
 /// Parts larger than this are refused rather than buffered: a `format=raw`
 /// message is at most ~50 MB, ~67 MB once base64url-encoded, so anything far
 /// beyond that is a broken or hostile stream, not mail.
-pub(crate) const DEFAULT_MAX_PART_LEN: usize = 256 << 20;
+const DEFAULT_MAX_PART_LEN: usize = 256 << 20;
 
 /// Longest run of spaces/tabs accepted after a boundary on a delimiter line;
 /// bounds the work spent re-checking a candidate delimiter on every push.
@@ -146,7 +146,7 @@ pub struct InnerResponse {
     pub(crate) content_id: Option<String>,
     pub(crate) status: u16,
     /// Inner response headers, names as sent; folded values are joined.
-    pub(crate) headers: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
     pub(crate) body: Bytes,
 }
 

@@ -26,15 +26,15 @@ pub(crate) const GOOGLE_BASE_URL: &str = "https://gmail.googleapis.com";
 /// the discovery document) is ~67 MB as base64url in JSON; this leaves room
 /// for that and refuses an endless or bomb-sized body long before memory
 /// runs out.
-pub(crate) const MAX_BODY: usize = 96 << 20;
+const MAX_BODY: usize = 96 << 20;
 
 /// Messages larger than this (5 MiB) go as resumable uploads, in chunks;
 /// smaller ones as one multipart upload.
-pub(crate) const RESUMABLE_ABOVE: usize = 5 << 20;
+const RESUMABLE_ABOVE: usize = 5 << 20;
 
 /// The chunk of a resumable upload: 4 MiB, a multiple of the 256 KiB that
 /// Google requires of every chunk but the last.
-pub(crate) const UPLOAD_CHUNK: usize = 16 * 256 * 1024;
+const UPLOAD_CHUNK: usize = 16 * 256 * 1024;
 
 /// Broken chunk exchanges taken in one upload before it fails as a whole.
 const MAX_BROKEN_CHUNKS: u32 = 5;
@@ -52,11 +52,11 @@ const MAX_ERROR_BODY: usize = 256 << 10;
 
 /// Google refuses URLs much over 8 KB; a longer one is our own mistake
 /// (a huge id), to be reported, not sent and retried.
-pub(crate) const MAX_URL_LEN: usize = 8 << 10;
+const MAX_URL_LEN: usize = 8 << 10;
 
 /// A listing whose pages come back empty this many times in a row, each
 /// with a next-page token, is looping, not paging.
-pub(crate) const MAX_EMPTY_PAGES: u32 = 20;
+const MAX_EMPTY_PAGES: u32 = 20;
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -802,14 +802,14 @@ fn cut(s: &str, n: usize) -> String {
 /// Message ids seen by one listing. Gmail's ids are 16 hex digits, kept
 /// as the number they spell (8 bytes each, exact); any other id as text.
 #[derive(Default)]
-pub(crate) struct SeenIds {
+struct SeenIds {
     hex: HashSet<u64>,
     other: HashSet<Box<str>>,
 }
 
 impl SeenIds {
     /// True the first time `id` is seen.
-    pub(crate) fn insert(&mut self, id: &str) -> bool {
+    fn insert(&mut self, id: &str) -> bool {
         match u64::from_str_radix(id, 16) {
             // Only the canonical spelling, so "0a" and "a" stay two ids.
             Ok(n) if id.len() == 16 && id.bytes().all(|b| !b.is_ascii_uppercase()) => {
@@ -903,7 +903,7 @@ type PageFuture<T> = std::pin::Pin<
 
 /// A stream over paged results: `fetch(page_token)` gives one page's items
 /// and the next token. Pages are fetched only as items are consumed.
-pub(crate) fn paged<T, F, Fut>(fetch: F) -> impl Stream<Item = Result<T, ApiError>> + Send + 'static
+fn paged<T, F, Fut>(fetch: F) -> impl Stream<Item = Result<T, ApiError>> + Send + 'static
 where
     T: Send + 'static,
     F: Fn(Option<String>) -> Fut + Send + Sync + 'static,

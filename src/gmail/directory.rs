@@ -25,8 +25,8 @@ pub(crate) struct DirUser {
     pub(crate) email: String,
     pub(crate) suspended: bool,
     /// false: Google has no mailbox for them (no licence, or not yet made).
-    pub(crate) mailbox: bool,
-    pub(crate) org_unit: String,
+    mailbox: bool,
+    org_unit: String,
 }
 
 /// What to list.

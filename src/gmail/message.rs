@@ -19,7 +19,7 @@ use serde::{de, Deserialize, Deserializer};
 use super::{html, rfc822};
 
 /// The format a message was fetched in, inferred from the fields present.
-pub(crate) use super::request::Format;
+use super::request::Format;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
@@ -37,13 +37,13 @@ pub enum MessageError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
     /// Gmail's part id: "" for the root, "0", "1", "0.1", ...
-    pub(crate) part_id: String,
-    pub(crate) filename: String,
-    pub(crate) mime_type: String,
+    part_id: String,
+    filename: String,
+    mime_type: String,
     /// Decoded size in bytes.
-    pub(crate) size: u64,
+    size: u64,
     /// For fetching the body with messages.attachments.get (full format).
-    pub(crate) attachment_id: Option<String>,
+    attachment_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -10,13 +10,13 @@ pub mod batch;
 pub mod chunk;
 pub mod client;
 pub(crate) mod directory;
-pub(crate) mod error;
+mod error;
 pub(crate) mod history;
-pub(crate) mod html;
+mod html;
 pub mod message;
 pub mod quota;
 pub mod request;
-pub(crate) mod rfc822;
+mod rfc822;
 pub mod runner;
 pub(crate) mod watch;
 

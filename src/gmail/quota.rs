@@ -398,7 +398,7 @@ impl Pacer {
 
     /// The quota ran out (a chunk met many rate errors): lower the ceiling,
     /// and honour Retry-After.
-    pub(crate) fn on_rate_error(&self, retry_after: Option<Duration>) {
+    fn on_rate_error(&self, retry_after: Option<Duration>) {
         let learned = {
             let mut st = self.state.lock().unwrap();
             let learned = self.settle(&mut st).then_some(st.limit).flatten();
@@ -469,7 +469,7 @@ impl Pacer {
     /// A call was refused for quota (not for concurrency). While learning,
     /// that is the limit found: just under what the window holds now, the
     /// refused calls refunded (the server did not count them).
-    pub(crate) fn on_refused(&self) {
+    fn on_refused(&self) {
         let learned = {
             let mut st = self.state.lock().unwrap();
             self.settle(&mut st).then_some(st.limit).flatten()
@@ -511,7 +511,7 @@ impl Pacer {
 
     /// A chunk came back without rate errors: creep back toward the target.
     /// `rtt` widens the margin so the pacer's window trails the server's.
-    pub(crate) fn on_clean(&self, rtt: Duration) {
+    fn on_clean(&self, rtt: Duration) {
         self.on_clean_at(rtt, Instant::now())
     }
 

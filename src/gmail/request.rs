@@ -30,7 +30,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub(crate) const NAMES: &'static [&'static str] = &["minimal", "metadata", "full", "raw"];
+    const NAMES: &'static [&'static str] = &["minimal", "metadata", "full", "raw"];
 
     pub(crate) fn parse(s: &str) -> Option<Format> {
         match s {
@@ -56,7 +56,7 @@ pub struct Request {
     pub(crate) verb: &'static str,
     /// Path below `users/{user}/`, segments already percent-encoded.
     pub(crate) path: String,
-    pub(crate) query: Vec<(String, String)>,
+    query: Vec<(String, String)>,
     pub(crate) body: Option<Value>,
     /// The message or thread this call is about: its answer must carry
     /// this id, or it is not the answer asked for.
@@ -115,7 +115,7 @@ impl Request {
         self
     }
 
-    pub(crate) fn param(mut self, k: &str, v: impl Into<String>) -> Request {
+    fn param(mut self, k: &str, v: impl Into<String>) -> Request {
         self.query.push((k.to_string(), v.into()));
         self
     }
@@ -174,7 +174,7 @@ impl Request {
     }
 
     /// At most [`BATCH_MODIFY_MAX`] ids; see [`Request::batch_modify_chunks`].
-    pub(crate) fn batch_modify(ids: &[String], add: &[String], remove: &[String]) -> Request {
+    fn batch_modify(ids: &[String], add: &[String], remove: &[String]) -> Request {
         let mut r = Request::new(
             Method::MessagesBatchModify,
             "POST",

@@ -28,8 +28,8 @@ use super::request::Request;
 /// and of the record `partial` names, its first `n` changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Mark {
-    pub(crate) done: u64,
-    pub(crate) partial: Option<(u64, u32)>,
+    done: u64,
+    partial: Option<(u64, u32)>,
 }
 
 impl Mark {

@@ -126,7 +126,7 @@ async fn labels_fn(lua: Lua, _: ()) -> mlua::Result<(Value, Value)> {
 }
 
 /// `gmail.history(start)`: changes page by page.
-pub(crate) struct HistoryIter {
+struct HistoryIter {
     start: String,
     buffered: RefCell<VecDeque<Change>>,
     next_page: RefCell<Option<String>>,

@@ -21,7 +21,7 @@ use super::opts::Opts;
 /// Where backup.lua keeps each message's label names beside a Maildir:
 /// JSON lines `{"id": "...", "labels": ["INBOX", "Work/2024"]}`, the last
 /// line for an id winning.
-pub(crate) const LABELS_FILE: &str = ".gmailscript-labels.jsonl";
+const LABELS_FILE: &str = ".gmailscript-labels.jsonl";
 
 /// The most a message read from disk may be (Gmail's import limit is
 /// 150 MiB; a bigger file is still read so that import names the limit).

@@ -7,26 +7,26 @@
 //! tables (`error`), requests from Lua values (`request`), labels, messages,
 //! and the progress bar (`progress`).
 
-pub(crate) mod batch;
-pub(crate) mod coroutine;
-pub(crate) mod error;
-pub(crate) mod gmail;
-pub(crate) mod import;
-pub(crate) mod input;
-pub(crate) mod json;
-pub(crate) mod labels;
-pub(crate) mod log;
+mod batch;
+mod coroutine;
+mod error;
+mod gmail;
+mod import;
+mod input;
+mod json;
+mod labels;
+mod log;
 pub(crate) mod message;
-pub(crate) mod mutate;
-pub(crate) mod opts;
-pub(crate) mod output;
+mod mutate;
+mod opts;
+mod output;
 pub(crate) mod progress;
-pub(crate) mod request;
-pub(crate) mod require;
-pub(crate) mod retry;
-pub(crate) mod store;
-pub(crate) mod time;
-pub(crate) mod watch;
+mod request;
+mod require;
+mod retry;
+mod store;
+mod time;
+mod watch;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -89,11 +89,11 @@ pub(crate) struct Outcome {
 /// Shared by every module through the Lua state's app data.
 pub(crate) struct Ctx {
     pub(crate) runner: Runner,
-    pub(crate) dry_run: bool,
-    pub(crate) quiet: bool,
-    pub(crate) verbose: u8,
-    pub(crate) backoff: Backoff,
-    pub(crate) cancel: signal::Receiver<bool>,
+    dry_run: bool,
+    quiet: bool,
+    verbose: u8,
+    backoff: Backoff,
+    cancel: signal::Receiver<bool>,
     pub(crate) outcome: RefCell<Outcome>,
     /// labels.list, fetched once when a name must be resolved.
     pub(crate) labels: RefCell<Option<Vec<labels::LabelInfo>>>,
@@ -108,12 +108,12 @@ pub(crate) struct Ctx {
     hooked: RefCell<Vec<mlua::Thread>>,
     /// One of many mailboxes of a `--users` run: a batch's bar is not drawn
     /// but kept in `batch_bar`, for the run's line of this mailbox.
-    pub(crate) folded: std::cell::Cell<bool>,
+    folded: std::cell::Cell<bool>,
     pub(crate) batch_bar: RefCell<Option<indicatif::ProgressBar>>,
 }
 
 /// Counts one engine run for as long as it lives.
-pub(crate) struct Running(Arc<AtomicUsize>);
+struct Running(Arc<AtomicUsize>);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -162,13 +162,13 @@ impl Ctx {
         Hooked(self, true)
     }
 
-    pub(crate) fn client(&self) -> &Arc<Client> {
+    fn client(&self) -> &Arc<Client> {
         &self.runner.client
     }
     pub(crate) fn cancelled(&self) -> bool {
         *self.cancel.borrow()
     }
-    pub(crate) fn running(&self) -> Running {
+    fn running(&self) -> Running {
         self.running.fetch_add(1, Ordering::SeqCst);
         Running(self.running.clone())
     }
@@ -190,7 +190,7 @@ pub async fn call_callback<R: mlua::FromLuaMulti>(
     r
 }
 
-pub(crate) fn ctx(lua: &Lua) -> Rc<Ctx> {
+fn ctx(lua: &Lua) -> Rc<Ctx> {
     lua.app_data_ref::<Rc<Ctx>>()
         .expect("the host sets its context before running scripts")
         .clone()
@@ -200,7 +200,7 @@ pub(crate) fn ctx(lua: &Lua) -> Rc<Ctx> {
 #[derive(Debug, Clone)]
 pub struct ScriptError {
     pub(crate) message: String,
-    pub(crate) traceback: Option<String>,
+    traceback: Option<String>,
 }
 
 impl ScriptError {
@@ -281,7 +281,7 @@ impl Host {
     }
 
     /// Load and run a script file with `arg` set, to its end.
-    pub(crate) async fn run_file(&self, path: &Path, args: &[String]) -> Result<(), ScriptError> {
+    async fn run_file(&self, path: &Path, args: &[String]) -> Result<(), ScriptError> {
         let source = std::fs::read(path).map_err(|e| ScriptError {
             message: format!("cannot read {}: {e}", path.display()),
             traceback: None,

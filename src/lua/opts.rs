@@ -19,7 +19,7 @@ pub(crate) const MAX_WAIT_SECS: u64 = 86_400;
 
 /// What a number from Lua had to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Want {
+enum Want {
     /// A number (not a string) of seconds from 0 to [`MAX_WAIT_SECS`].
     Seconds,
     /// A whole number within `min..=max`.
@@ -40,7 +40,7 @@ impl fmt::Display for Want {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("must be {want}, got {got}")]
 pub(crate) struct Refused {
-    pub(crate) want: Want,
+    want: Want,
     /// The value as an error message shows it ([`got`]).
     pub(crate) got: String,
 }
@@ -69,7 +69,7 @@ pub(crate) fn seconds(v: &Value) -> Result<Duration, Refused> {
 
 /// A whole number within `min..=max`: an integer, or a float with no
 /// fraction that is exactly within range (no saturating cast).
-pub(crate) fn whole(v: &Value, min: i64, max: i64) -> Result<i64, Refused> {
+fn whole(v: &Value, min: i64, max: i64) -> Result<i64, Refused> {
     // 2^63: the first float past i64::MAX (i64::MAX as f64 rounds up to it).
     const LIMIT: f64 = 9_223_372_036_854_775_808.0;
     let n = match v {
@@ -310,7 +310,7 @@ pub(crate) fn short(s: &str) -> String {
 /// A float as Lua's `tostring` gives it (`%.14g`, with `.0` on a whole
 /// number): `1e+300`, `0.5`, `3.0`, `nan`. Rust's own formatting writes
 /// 1e300 as 301 digits.
-pub(crate) fn lua_number(n: f64) -> String {
+fn lua_number(n: f64) -> String {
     if n.is_nan() {
         return if n.is_sign_negative() { "-nan" } else { "nan" }.into();
     }

@@ -14,7 +14,7 @@ use super::message::LuaMessage;
 use super::opts::Opts;
 use super::store::{output_key, LuaState, SharedWriter};
 
-pub(crate) struct LuaOutput {
+struct LuaOutput {
     /// None once closed: dropping the writer releases its file lock.
     writer: RefCell<Option<SharedWriter>>,
     kind: &'static str,

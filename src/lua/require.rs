@@ -20,7 +20,7 @@ pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
 }
 
 /// The user's module folder: `lua/` in the config directory.
-pub(crate) fn user_dir() -> Option<PathBuf> {
+fn user_dir() -> Option<PathBuf> {
     crate::auth::cache::config_dir().map(|d| d.join("lua"))
 }
 

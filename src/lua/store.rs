@@ -205,7 +205,7 @@ impl LuaState {
     }
 
     /// Commit, then release the file.
-    pub(crate) fn close(&self) -> Result<(), String> {
+    fn close(&self) -> Result<(), String> {
         let mut inner = self.0.borrow_mut();
         if inner.store.is_none() {
             return Ok(());

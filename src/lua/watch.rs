@@ -21,7 +21,7 @@ const MARK_KEY: &str = "watch.mark";
 const MIN_EVERY: Duration = Duration::from_millis(100);
 const DEFAULT_EVERY: Duration = Duration::from_secs(30);
 
-pub(crate) struct WatchIter {
+struct WatchIter {
     watcher: RefCell<Option<Watcher>>,
     state: Option<LuaState>,
     /// The mark as last committed to the state.

@@ -13,7 +13,7 @@ use rustyline::{Context, Helper};
 use super::show::{is_identifier, keywords};
 use crate::lua::message::{LuaMessage, FIELDS, METHODS};
 
-pub(crate) const COMMANDS: &[&str] = &[":help", ":quit"];
+const COMMANDS: &[&str] = &[":help", ":quit"];
 
 /// The editor's helper: it reads the live Lua state on each Tab.
 pub(crate) struct ReplHelper {
@@ -50,7 +50,7 @@ impl Helper for ReplHelper {}
 
 /// Where the word being completed starts in `before` (the line up to the
 /// cursor), and what it may become, sorted.
-pub(crate) fn complete(lua: &Lua, before: &str) -> (usize, Vec<String>) {
+fn complete(lua: &Lua, before: &str) -> (usize, Vec<String>) {
     let trimmed = before.trim_start();
     if trimmed.starts_with(':') {
         return command(before);

@@ -187,10 +187,10 @@ fn route(method: &str, segs: &[String]) -> Option<Op> {
 }
 
 /// Query parameters, repeated ones kept in order.
-pub(crate) struct Params(Vec<(String, String)>);
+struct Params(Vec<(String, String)>);
 
 impl Params {
-    pub(crate) fn parse(query: &str) -> Params {
+    fn parse(query: &str) -> Params {
         Params(
             url::form_urlencoded::parse(query.as_bytes())
                 .into_owned()
@@ -293,7 +293,7 @@ pub(crate) fn method_override(
 
 /// Split `target` into decoded path segments after `/gmail/v1/users/`, and
 /// the query string.
-pub(crate) fn split_target(target: &str) -> Option<(Vec<String>, &str)> {
+fn split_target(target: &str) -> Option<(Vec<String>, &str)> {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let rest = path.strip_prefix("/gmail/v1/users/")?;
     let segs = rest

@@ -12,16 +12,15 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 pub(crate) const SCOPE_FULL: &str = "https://mail.google.com/";
-pub(crate) const SCOPE_MODIFY: &str = "https://www.googleapis.com/auth/gmail.modify";
-pub(crate) const SCOPE_READONLY: &str = "https://www.googleapis.com/auth/gmail.readonly";
-pub(crate) const SCOPE_METADATA: &str = "https://www.googleapis.com/auth/gmail.metadata";
+const SCOPE_MODIFY: &str = "https://www.googleapis.com/auth/gmail.modify";
+const SCOPE_READONLY: &str = "https://www.googleapis.com/auth/gmail.readonly";
+const SCOPE_METADATA: &str = "https://www.googleapis.com/auth/gmail.metadata";
 /// The Admin SDK Directory scopes `users.list` and `users.get` take
 /// (discovery document admin.directory_v1), besides cloud-platform.
-pub(crate) const SCOPE_DIRECTORY_USER: &str =
-    "https://www.googleapis.com/auth/admin.directory.user";
-pub(crate) const SCOPE_DIRECTORY_USER_READONLY: &str =
+const SCOPE_DIRECTORY_USER: &str = "https://www.googleapis.com/auth/admin.directory.user";
+const SCOPE_DIRECTORY_USER_READONLY: &str =
     "https://www.googleapis.com/auth/admin.directory.user.readonly";
-pub(crate) const SCOPE_CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+const SCOPE_CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 pub(crate) const SCOPE_INSERT: &str = "https://www.googleapis.com/auth/gmail.insert";
 
 /// Who an access token acts for.

@@ -232,7 +232,7 @@ pub(crate) struct PartReply<'a> {
     pub(crate) body: &'a [u8],
 }
 
-pub(crate) fn reason_phrase(status: u16) -> &'static str {
+fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
         204 => "No Content",

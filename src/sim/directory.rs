@@ -23,10 +23,10 @@ use super::stats::CallEnd;
 use super::{Sim, User};
 
 /// The customer id `my_customer` stands for.
-pub(crate) const CUSTOMER_ID: &str = "C0sim0000";
+const CUSTOMER_ID: &str = "C0sim0000";
 
 /// Org units by a user's index (index 0, the administrator, is in `/`).
-pub(crate) const ORG_UNITS: [&str; 3] = ["/Sales", "/Engineering", "/Support"];
+const ORG_UNITS: [&str; 3] = ["/Sales", "/Engineering", "/Support"];
 
 const PREFIX: &str = "/admin/directory/v1/";
 
@@ -54,7 +54,7 @@ pub(crate) fn is_directory(path: &str) -> bool {
 }
 
 /// A user's org unit.
-pub(crate) fn org_unit(index: u64) -> &'static str {
+fn org_unit(index: u64) -> &'static str {
     match index {
         0 => "/",
         i => ORG_UNITS[((i - 1) % ORG_UNITS.len() as u64) as usize],
@@ -63,7 +63,7 @@ pub(crate) fn org_unit(index: u64) -> &'static str {
 
 /// The directory's resource for `u`, in Google's shape (the fields
 /// `projection=basic` gives that a domain run can use).
-pub(crate) fn user_resource(sim: &Sim, u: &User) -> Value {
+fn user_resource(sim: &Sim, u: &User) -> Value {
     let local = u.email.split('@').next().unwrap_or("");
     let domain = u.email.split('@').nth(1).unwrap_or("");
     let cap = |s: &str| {

@@ -187,7 +187,7 @@ pub(crate) fn server_error(code: u16) -> ApiReply {
 /// Google's front end's error page. The 502 page is copied in shape from
 /// public reports; the 504 page is not seen in them, so it is the same page
 /// with Google's usual title for the status (an assumption).
-pub(crate) fn front_end_page(code: u16) -> ApiReply {
+fn front_end_page(code: u16) -> ApiReply {
     let (title, text) = match code {
         502 => (
             "Server Error",

@@ -23,7 +23,7 @@ pub(crate) enum Fault {
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FaultSpec {
-    pub(crate) entries: Vec<(Fault, f64)>,
+    entries: Vec<(Fault, f64)>,
 }
 
 impl FaultSpec {
@@ -148,7 +148,7 @@ const OUTAGE_SALT: u64 = 0x6f75_7461_6765;
 /// The share of exchanges an outage resets instead of answering 503. Which
 /// one Gmail's outages give is not known (one report saw 502 for days,
 /// googleapis/google-api-ruby-client#23641); a client must survive both.
-pub(crate) const OUTAGE_RESET_SHARE: f64 = 0.3;
+const OUTAGE_RESET_SHARE: f64 = 0.3;
 
 /// `--outage AT+FOR`: from AT to AT+FOR after the simulator started (wall
 /// clock), every call and batch part answers 503, or the whole exchange is

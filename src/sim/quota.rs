@@ -54,7 +54,7 @@ impl Rules {
     }
 
     /// Units per project per minute.
-    pub(crate) fn per_project(self) -> u64 {
+    fn per_project(self) -> u64 {
         match self {
             Rules::Off => u64::MAX,
             _ => 1_200_000,
@@ -66,7 +66,7 @@ impl Rules {
     pub(crate) const DEAREST: u64 = 50;
 
     /// Quota units one call of `method` costs (Google's method names).
-    pub(crate) fn cost(self, method: &str) -> u64 {
+    fn cost(self, method: &str) -> u64 {
         let legacy = self == Rules::Legacy;
         match method {
             "messages.get" | "messages.attachments.get" => {
@@ -273,13 +273,13 @@ impl UserState {
 
 #[derive(Debug)]
 pub struct Quota {
-    pub(crate) profile: Rules,
+    profile: Rules,
     /// The per-minute window on the wall clock (60 s / speed).
     pub window: Duration,
     /// The per-second window on the wall clock (1 s / speed).
     pub(crate) second: Duration,
-    pub(crate) concurrency: u32,
-    pub(crate) limits: Limits,
+    concurrency: u32,
+    limits: Limits,
     /// The lockout on the wall clock (penalty / speed).
     penalty: Option<Duration>,
     started: Instant,
@@ -323,7 +323,7 @@ impl Quota {
     }
 
     /// [`Quota::admit`] at a given instant (tests drive the clock).
-    pub(crate) fn admit_at(&self, user: &str, method: &str, now: Instant) -> Result<u64, Refused> {
+    fn admit_at(&self, user: &str, method: &str, now: Instant) -> Result<u64, Refused> {
         let cost = self.profile.cost(method);
         let mut st = self.state.lock().unwrap();
         let QuotaState {

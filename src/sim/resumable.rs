@@ -23,7 +23,7 @@ use super::errors::{self, ApiReply};
 use super::import::MAX_SIZE;
 
 /// Google's chunk unit.
-pub(crate) const UNIT: usize = 256 * 1024;
+const UNIT: usize = 256 * 1024;
 
 /// Sessions kept at once; the oldest goes first (each can hold a message).
 const MAX_SESSIONS: usize = 32;

@@ -40,7 +40,7 @@ const DAY_MS: i64 = 86_400_000;
 const SPAN_MS: i64 = 3 * 365 * DAY_MS;
 
 /// Gmail's system labels, in the order labels.list returns them.
-pub(crate) const SYSTEM_LABELS: [&str; 14] = [
+const SYSTEM_LABELS: [&str; 14] = [
     "CHAT",
     "SENT",
     "INBOX",

@@ -81,7 +81,7 @@ impl Query {
     }
 
     #[cfg(test)]
-    pub(crate) fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.root.is_none()
     }
 }
