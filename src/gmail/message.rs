@@ -292,7 +292,8 @@ impl Message {
         self.internal_date_ms as f64 / 1000.0
     }
 
-    /// Parts with a file name, in tree order.
+    /// Parts with a file name, in tree order. Not offered to Lua yet
+    /// (`lua/message.rs`); the unit tests and the fuzz target use it.
     pub fn attachments(&self) -> Vec<Attachment> {
         let mut out = Vec::new();
         if let Some(root) = &self.payload {
