@@ -20,18 +20,18 @@ use crate::lua::{Host, HostConfig, Outcome};
 use crate::quota_memory::QuotaMemory;
 
 /// What a run talks to; keeps an in-process simulator alive.
-pub struct Connection {
-    pub client: Arc<Client>,
-    pub profile: Profile,
-    pub window: Duration,
+pub(crate) struct Connection {
+    pub(crate) client: Arc<Client>,
+    pub(crate) profile: Profile,
+    pub(crate) window: Duration,
     /// With `--quota auto`: a learning pacer that remembers what it finds.
-    pub pacer: Option<Arc<Pacer>>,
-    pub sim: Option<crate::sim::SimHandle>,
+    pub(crate) pacer: Option<Arc<Pacer>>,
+    pub(crate) sim: Option<crate::sim::SimHandle>,
 }
 
 impl Connection {
     /// The Lua host's settings for this connection (`run` and the REPL).
-    pub fn host_config(
+    pub(crate) fn host_config(
         &self,
         dry_run: bool,
         quiet: bool,
@@ -51,7 +51,7 @@ impl Connection {
     }
 }
 
-pub async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
+pub(crate) async fn connect(c: &ConnArgs) -> anyhow::Result<Connection> {
     let user = c.user.clone().unwrap_or_else(|| "me".to_string());
     if c.sim {
         let speed = c.sim_speed;
@@ -485,7 +485,7 @@ async fn run_script(args: RunArgs, verbose: u8, outcome_out: &mut Outcome) -> an
 }
 
 /// The exit code and summary line for how the script's work went.
-pub fn exit_code(o: &Outcome) -> u8 {
+fn exit_code(o: &Outcome) -> u8 {
     if watch_ended(o) {
         eprintln!("gmailscript: stopped; the watch's mark is saved (run again to go on from it)");
         return EXIT_OK;

@@ -34,7 +34,7 @@ pub async fn auth(args: AuthArgs) -> anyhow::Result<u8> {
 }
 
 /// The account runs use without `--account`, if it exists.
-pub fn default_account() -> Result<Option<String>, UsageError> {
+pub(crate) fn default_account() -> Result<Option<String>, UsageError> {
     let store = AccountStore::open()?;
     Ok(store
         .load(DEFAULT_ACCOUNT)?
@@ -43,7 +43,7 @@ pub fn default_account() -> Result<Option<String>, UsageError> {
 
 /// The token source of a saved account. `user` (`--user`) is the subject a
 /// service account acts for, instead of the saved one.
-pub async fn account_tokens(
+pub(crate) async fn account_tokens(
     name: &str,
     user: Option<&str>,
 ) -> Result<Arc<dyn TokenSource>, UsageError> {
@@ -67,17 +67,17 @@ pub async fn account_tokens(
 
 /// A saved service account, for a `--users` run: its key and the subject
 /// it saved (the administrator who lists the domain's users).
-pub struct Delegation {
+pub(crate) struct Delegation {
     name: String,
     key: PathBuf,
-    pub subject: Option<String>,
+    pub(crate) subject: Option<String>,
     scopes: Vec<String>,
 }
 
 impl Delegation {
     /// The service account saved as `name`; a user's own login cannot act
     /// for other mailboxes, so it is refused, saying what to do.
-    pub fn open(name: &str) -> Result<Delegation, UsageError> {
+    pub(crate) fn open(name: &str) -> Result<Delegation, UsageError> {
         let store = AccountStore::open()?;
         let account = store.load(name)?.ok_or_else(|| {
             UsageError(format!(
@@ -98,7 +98,7 @@ impl Delegation {
     }
 
     /// Tokens acting for `subject`, with the account's scopes, or `scopes`.
-    pub async fn tokens(
+    pub(crate) async fn tokens(
         &self,
         subject: &str,
         scopes: Option<&[String]>,

@@ -172,7 +172,7 @@ async fn setup(args: &RunArgs) -> anyhow::Result<Setup> {
 
 /// `--users @FILE`: one address a line; blank lines and `#` comments are
 /// ignored; a bad address is named with its file and line.
-pub fn read_users_file(path: &Path) -> Result<Vec<String>, UsageError> {
+pub(crate) fn read_users_file(path: &Path) -> Result<Vec<String>, UsageError> {
     let shown = path.display();
     let meta = std::fs::metadata(path)
         .map_err(|e| UsageError(format!("--users @{shown}: cannot read it: {e}")))?;
@@ -216,7 +216,7 @@ pub fn read_users_file(path: &Path) -> Result<Vec<String>, UsageError> {
 
 /// The shard this process takes: `--shard I/N`, or JOB_COMPLETION_INDEX
 /// (0-based, as a Kubernetes Indexed Job sets it) of `--shards N`.
-pub fn shard_of(shard: Option<Shard>, shards: Option<u32>) -> Result<Option<Shard>, UsageError> {
+fn shard_of(shard: Option<Shard>, shards: Option<u32>) -> Result<Option<Shard>, UsageError> {
     shard_from(shard, shards, std::env::var("JOB_COMPLETION_INDEX").ok())
 }
 
@@ -251,7 +251,7 @@ fn shard_from(
 
 /// Whether `email` falls in `shard`: a stable hash (FNV-1a of the
 /// lower-case address), the same on every machine and every run.
-pub fn in_shard(email: &str, shard: &Shard) -> bool {
+fn in_shard(email: &str, shard: &Shard) -> bool {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in email.to_lowercase().bytes() {
         h ^= u64::from(b);
@@ -482,7 +482,7 @@ async fn list_directory(args: &RunArgs, s: &Setup) -> anyhow::Result<Vec<DirUser
         .map_err(|e| UsageError(format!("cannot list the domain's users: {e}")).into())
 }
 
-pub async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: RunArgs, verbose: u8) -> anyhow::Result<u8> {
     let script = crate::scripts::Script::resolve(&args.script)?;
     let shard = shard_of(args.domain.shard, args.domain.shards)?;
     let mut report = args.report.as_deref().map(Report::create).transpose()?;

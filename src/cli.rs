@@ -61,14 +61,14 @@ pub enum Command {
 pub struct ScriptsArgs {
     /// Print this shipped script's source instead of the list.
     #[arg(value_name = "NAME")]
-    pub name: Option<PathBuf>,
+    pub(crate) name: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_enum)]
-    pub shell: clap_complete::Shell,
+    pub(crate) shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -76,61 +76,61 @@ pub struct ManArgs {
     /// Write gmailscript.1 and a page per subcommand (gmailscript-run.1, ...)
     /// into this folder instead of printing gmailscript.1.
     #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
 }
 
 /// Where to connect: the built-in simulator, a running one, or an account.
 #[derive(Debug, Clone, Args)]
-pub struct ConnArgs {
+pub(crate) struct ConnArgs {
     /// Start a simulator in this process and run against it (no Google
     /// account needed). Its quota clock runs --sim-speed times faster.
     #[arg(long, conflicts_with_all = ["endpoint", "account"])]
-    pub sim: bool,
+    pub(crate) sim: bool,
     /// Messages in the simulated mailbox.
     #[arg(long, default_value_t = 1000, requires = "sim")]
-    pub sim_messages: usize,
+    pub(crate) sim_messages: usize,
     /// Seed of the simulated mailbox and its faults.
     #[arg(long, default_value_t = 1, requires = "sim")]
-    pub sim_seed: u64,
+    pub(crate) sim_seed: u64,
     /// Faults to inject, e.g. 500:0.02,503:0.01,429:0.03,reset:0.005,truncate:0.002
     /// (default none; --sim-realism gmail sets 502:0.002,504:0.001).
     #[arg(long, value_parser = parse_faults, requires = "sim")]
-    pub sim_faults: Option<crate::sim::faults::FaultSpec>,
+    sim_faults: Option<crate::sim::faults::FaultSpec>,
     /// The simulator's --realism: `gmail` turns on the plausible worst of
     /// Gmail together (see `gmailscript sim --help`); the other --sim-*
     /// options override its values.
     #[arg(long, value_enum, value_name = "PRESET", requires = "sim")]
-    pub sim_realism: Option<Realism>,
+    sim_realism: Option<Realism>,
     /// The simulator's --rate-penalty: a user refused for quota is locked
     /// out this long (quota clock), e.g. 15m; 0s: none.
     #[arg(long, value_name = "DURATION", value_parser = parse_penalty, requires = "sim")]
-    pub sim_rate_penalty: Option<Duration>,
+    sim_rate_penalty: Option<Duration>,
     /// The simulator's --per-second: units per user per second of the quota
     /// clock, on top of the minute's budget (at least 50), or off.
     #[arg(long, value_name = "UNITS", value_parser = parse_per_second, requires = "sim")]
-    pub sim_per_second: Option<Limit>,
+    sim_per_second: Option<Limit>,
     /// The simulator's --charge-refused: refused calls spend their units
     /// (=false turns off the preset's).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", requires = "sim")]
-    pub sim_charge_refused: Option<bool>,
+    sim_charge_refused: Option<bool>,
     /// The simulator's --daily-limit: units per user per quota day, or off.
     #[arg(long, value_name = "UNITS", value_parser = parse_daily_limit, requires = "sim")]
-    pub sim_daily_limit: Option<Limit>,
+    sim_daily_limit: Option<Limit>,
     /// The simulator's --outage AT+FOR[,AT+FOR...]: from AT to AT+FOR after
     /// start (wall clock) every call answers 503 or its exchange is reset.
     #[arg(long, value_name = "AT+FOR", value_parser = parse_outages, requires = "sim")]
-    pub sim_outage: Option<Outages>,
+    sim_outage: Option<Outages>,
     /// The simulator's --deliver-every: new mail for the default user this
     /// often (wall clock), e.g. 5s, for trying gmail.watch offline.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "sim")]
-    pub sim_deliver_every: Option<Duration>,
+    sim_deliver_every: Option<Duration>,
     /// The simulator's --domain: serve admin@DOMAIN (the default user, whom
     /// the run acts as) and user1@DOMAIN ... (--sim-domain-users).
     #[arg(long, value_name = "DOMAIN", value_parser = parse_domain, requires = "sim")]
-    pub sim_domain: Option<String>,
+    sim_domain: Option<String>,
     /// The simulator's --domain-users: user1 ... userN besides admin@.
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = parse_domain_users, requires = "sim_domain")]
-    pub sim_domain_users: usize,
+    sim_domain_users: usize,
     /// The simulator's --suspended: suspended users, comma-separated.
     #[arg(
         long,
@@ -138,31 +138,31 @@ pub struct ConnArgs {
         value_name = "EMAIL,...",
         requires = "sim"
     )]
-    pub sim_suspended: Vec<String>,
+    sim_suspended: Vec<String>,
     /// The simulator's --project-quota: units per project per minute
     /// (quota clock) shared by every user; default 1,200,000.
     #[arg(long, value_name = "UNITS", value_parser = parse_project_quota, requires = "sim")]
-    pub sim_project_quota: Option<u64>,
+    sim_project_quota: Option<u64>,
     /// The simulator's quota profile: 2026, legacy or off.
     #[arg(long, default_value = "2026", value_parser = parse_profile, requires = "sim")]
-    pub sim_quota: crate::sim::quota::Rules,
+    pub(crate) sim_quota: crate::sim::quota::Rules,
     /// How many times faster the simulator's quota clock runs (the pacing
     /// follows it), so a demo of minutes of quota takes seconds.
     #[arg(long, default_value_t = 30.0, requires = "sim")]
-    pub sim_speed: f64,
+    pub(crate) sim_speed: f64,
     /// How late the simulator's `slow` fault answers, e.g. 30s.
     #[arg(long, default_value = "3s", value_parser = parse_duration, requires = "sim")]
-    pub sim_slow_delay: Duration,
+    pub(crate) sim_slow_delay: Duration,
     /// The simulator's today (YYYY-MM-DD, UTC): its mail is dated over the
     /// three years before it. Default 2026-06-01, whatever the real date.
     #[arg(long, value_name = "YYYY-MM-DD", default_value = DEFAULT_SIM_DATE, value_parser = parse_sim_date, requires = "sim")]
-    pub sim_date: i64,
+    pub(crate) sim_date: i64,
     /// A running Gmail API (a `gmailscript sim`, say) to talk to; the access
     /// token comes from the GMAILSCRIPT_TOKEN environment variable (removed
     /// before the script runs), or from --account if given: then only an
     /// https:// URL, or http:// to this machine (127.0.0.1, ::1, localhost).
     #[arg(long, value_name = "URL")]
-    pub endpoint: Option<String>,
+    pub(crate) endpoint: Option<String>,
     /// Quota to pace for with --endpoint or an account. auto: start at the
     /// 2026 pace (6,000 units a minute), raise it while no call is refused,
     /// settle just under the first refusal and remember that for this
@@ -171,30 +171,30 @@ pub struct ConnArgs {
     /// 2026, legacy or a number of units per window: pace to that, learn
     /// nothing. off: no pacing.
     #[arg(long, default_value = "auto", value_parser = parse_client_profile)]
-    pub quota: crate::gmail::quota::Profile,
+    pub(crate) quota: crate::gmail::quota::Profile,
     /// The quota window to pace for. Default: 60s (Gmail's), or, with an
     /// --endpoint that is a gmailscript simulator on this machine, the
     /// window it announces (60s divided by its --speed).
     #[arg(long, value_parser = parse_duration)]
-    pub quota_window: Option<Duration>,
+    pub(crate) quota_window: Option<Duration>,
     /// A saved account (see `gmailscript auth status`); default: the account
     /// named `default`, if there is one.
     #[arg(long, value_name = "NAME")]
-    pub account: Option<String>,
+    pub(crate) account: Option<String>,
     /// The mailbox to act on (default: the token's own, `me`). With a
     /// service account, the user it acts for (instead of its saved
     /// subject), so one key serves many mailboxes.
     #[arg(long, value_name = "EMAIL")]
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// The longest wait for Gmail before a retry (a Retry-After, a quota
     /// penalty). A longer one stops the run cleanly (state saved, exit 3),
     /// saying when to run again. Up to 30 days.
     #[arg(long, default_value = "15m", value_parser = parse_max_wait, value_name = "DURATION")]
-    pub max_wait: Duration,
+    pub(crate) max_wait: Duration,
     /// A call or batch that receives no byte for this long is broken off
     /// and retried as a network error (1s to 1h).
     #[arg(long, default_value = "60s", value_parser = parse_idle_timeout, value_name = "DURATION")]
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
 }
 
 /// For `run` with a script argument before `--` (`run export.lua --sim
@@ -292,29 +292,29 @@ fn parse_idle_timeout(s: &str) -> Result<Duration, String> {
 Exit codes: 0 all done (with --users: every mailbox ok); 1 some items failed (recorded), or with --users some mailboxes failed or were skipped; 2 usage or script error; 3 stopped (the policy's abort, a listing or storage failure, a wait longer than --max-wait); 130 interrupted.")]
 pub struct RunArgs {
     /// The Lua script to run.
-    pub script: PathBuf,
+    pub(crate) script: PathBuf,
     #[command(flatten)]
-    pub conn: ConnArgs,
+    pub(crate) conn: ConnArgs,
     /// Mutations print what they would change and change nothing.
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// No progress display and no info logs.
     #[arg(short, long)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
     /// Write a summary of the run to FILE when it ends: one JSON line
     /// (user, status, counts, exit code, error, times; docs/report.md).
     #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
+    pub(crate) report: Option<PathBuf>,
     #[command(flatten)]
-    pub domain: DomainArgs,
+    pub(crate) domain: DomainArgs,
     /// Arguments for the script (after --), in its `arg` table.
     #[arg(last = true)]
-    pub args: Vec<String>,
+    pub(crate) args: Vec<String>,
 }
 
 /// A run over many mailboxes of a Workspace domain (docs/scaling.md).
 #[derive(Debug, Clone, Args)]
-pub struct DomainArgs {
+pub(crate) struct DomainArgs {
     /// Run the script once per mailbox, each in its own Lua state with
     /// `gmail.user` set to its address: `all` (the domain's users, listed
     /// through the Admin SDK Directory as the service account's subject),
@@ -322,41 +322,41 @@ pub struct DomainArgs {
     /// ignored). Needs a service account with domain-wide delegation
     /// (--account) or --sim.
     #[arg(long, value_name = "all|EMAIL,...|@FILE", value_parser = parse_users, conflicts_with = "user")]
-    pub users: Option<UsersArg>,
+    pub(crate) users: Option<UsersArg>,
     /// With --users all: suspended users too (left out by default, as GAM
     /// does; their message calls fail).
     #[arg(long, requires = "users")]
-    pub include_suspended: bool,
+    pub(crate) include_suspended: bool,
     /// With --users all: a Directory query, e.g. orgUnitPath=/Sales or
     /// "email:sales*" (Google's users.list `query`).
     #[arg(long, value_name = "QUERY", requires = "users")]
-    pub users_query: Option<String>,
+    pub(crate) users_query: Option<String>,
     /// Mailboxes processed at once (1 to 1000). Each waits on its own
     /// per-user quota without holding back the others; GAM users keep about
     /// 20.
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000), requires = "users")]
-    pub parallel_users: u32,
+    pub(crate) parallel_users: u32,
     /// Units per minute the whole Cloud project may spend, shared by every
     /// mailbox of the run (Gmail's per-project limit: 1,200,000); with
     /// --shard, each shard takes its share. off: no project budget.
     #[arg(long, value_name = "UNITS", default_value = "1200000", value_parser = parse_project_budget, requires = "users")]
-    pub project_quota: ProjectQuota,
+    pub(crate) project_quota: ProjectQuota,
     /// Take shard I of N (1-based): the users whose address hashes to it
     /// (stable across runs and machines) and 1/N of --project-quota, so N
     /// processes cover a domain with no coordinator. Default: from
     /// JOB_COMPLETION_INDEX (a Kubernetes Indexed Job, 0-based) when
     /// --shards N is given.
     #[arg(long, value_name = "I/N", value_parser = parse_shard, requires = "users")]
-    pub shard: Option<Shard>,
+    pub(crate) shard: Option<Shard>,
     /// The number of shards, for a shard index taken from
     /// JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000), requires = "users", conflicts_with = "shard")]
-    pub shards: Option<u32>,
+    pub(crate) shards: Option<u32>,
 }
 
 /// What `--users` names.
 #[derive(Debug, Clone, PartialEq)]
-pub enum UsersArg {
+pub(crate) enum UsersArg {
     All,
     List(Vec<String>),
     File(PathBuf),
@@ -364,17 +364,17 @@ pub enum UsersArg {
 
 /// `--project-quota`: units per minute, or none.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ProjectQuota(pub Option<u64>);
+pub(crate) struct ProjectQuota(pub Option<u64>);
 
 /// Shard `index` (1-based) of `count`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Shard {
-    pub index: u32,
-    pub count: u32,
+pub(crate) struct Shard {
+    pub(crate) index: u32,
+    pub(crate) count: u32,
 }
 
 /// Why `s` is not an address a mailbox can have; None when it is one.
-pub fn bad_address(s: &str) -> Option<&'static str> {
+pub(crate) fn bad_address(s: &str) -> Option<&'static str> {
     let Some((local, domain)) = s.split_once('@') else {
         return Some("no @");
     };
@@ -444,7 +444,7 @@ fn parse_project_budget(s: &str) -> Result<ProjectQuota, String> {
     Ok(ProjectQuota(Some(n)))
 }
 
-pub fn parse_shard(s: &str) -> Result<Shard, String> {
+fn parse_shard(s: &str) -> Result<Shard, String> {
     let err = || format!("{s:?} is not a shard; write I/N with 1 <= I <= N, e.g. 2/4");
     let (i, n) = s.trim().split_once('/').ok_or_else(err)?;
     let index: u32 = i.trim().parse().map_err(|_| err())?;
@@ -467,13 +467,13 @@ batch cleanly (twice: at once) or cancels any other call; Ctrl-D quits. With sta
 read from it; the exit code is then 2 if any failed, else 0.")]
 pub struct ReplArgs {
     #[command(flatten)]
-    pub conn: ConnArgs,
+    pub(crate) conn: ConnArgs,
     /// Mutations print what they would change and change nothing.
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Run this script first, then prompt with its globals.
     #[arg(short = 'i', value_name = "SCRIPT")]
-    pub script: Option<PathBuf>,
+    pub(crate) script: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -488,11 +488,11 @@ Accounts live in the user's config directory (~/.config/gmailscript on Linux; \
 GMAILSCRIPT_CONFIG_DIR overrides it), readable only by the user. See docs/accounts.md.")]
 pub struct AuthArgs {
     #[command(subcommand)]
-    pub command: AuthCommand,
+    pub(crate) command: AuthCommand,
 }
 
 #[derive(Debug, Clone, Subcommand)]
-pub enum AuthCommand {
+pub(crate) enum AuthCommand {
     /// Log in to a Google account in the browser and save its tokens.
     #[command(
         after_help = "Needs an OAuth client of type Desktop app: in the Google Cloud console \
@@ -522,7 +522,7 @@ A service account without a subject has no mailbox: Gmail answers `400 Precondit
 
 /// What an account may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ScopeArg {
+pub(crate) enum ScopeArg {
     /// Read mail and labels (gmail.readonly).
     Readonly,
     /// Also label, archive and trash (gmail.modify).
@@ -532,7 +532,7 @@ pub enum ScopeArg {
 }
 
 impl ScopeArg {
-    pub fn url(self) -> &'static str {
+    pub(crate) fn url(self) -> &'static str {
         match self {
             ScopeArg::Readonly => crate::auth::SCOPE_READONLY,
             ScopeArg::Modify => crate::auth::SCOPE_MODIFY,
@@ -542,49 +542,49 @@ impl ScopeArg {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct LoginArgs {
+pub(crate) struct LoginArgs {
     /// Name to save the account under.
     #[arg(long, value_name = "NAME", default_value = crate::auth::cache::DEFAULT_ACCOUNT)]
-    pub account: String,
+    pub(crate) account: String,
     /// The OAuth client's JSON (Desktop app). Default: the file this
     /// account used before, else client_secret.json in the config directory.
     #[arg(long, value_name = "FILE")]
-    pub client_secret: Option<PathBuf>,
+    pub(crate) client_secret: Option<PathBuf>,
     /// What gmailscript may do with the mailbox.
     #[arg(long, value_enum, default_value = "readonly")]
-    pub scope: ScopeArg,
+    pub(crate) scope: ScopeArg,
     /// Only print the address; open no browser (tests).
     #[arg(long, hide = true)]
-    pub no_browser: bool,
+    pub(crate) no_browser: bool,
     /// Gmail API base URL to read the profile from (a simulator's, in tests).
     #[arg(long, hide = true, value_name = "URL")]
-    pub endpoint: Option<String>,
+    pub(crate) endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct ServiceAccountArgs {
+pub(crate) struct ServiceAccountArgs {
     /// The service account's key (JSON, from the Cloud console).
     #[arg(long, value_name = "FILE")]
-    pub key: PathBuf,
+    pub(crate) key: PathBuf,
     /// The user of the domain to act for (a run's --user overrides it).
     #[arg(long, value_name = "USER")]
-    pub subject: Option<String>,
+    pub(crate) subject: Option<String>,
     /// Name to save the account under.
     #[arg(long, value_name = "NAME", default_value = crate::auth::cache::DEFAULT_ACCOUNT)]
-    pub account: String,
+    pub(crate) account: String,
     /// What gmailscript may do; the same scopes must be delegated.
     #[arg(long, value_enum, default_value = "readonly")]
-    pub scope: ScopeArg,
+    pub(crate) scope: ScopeArg,
     /// Gmail API base URL to read the profile from (a simulator's, in tests).
     #[arg(long, hide = true, value_name = "URL")]
-    pub endpoint: Option<String>,
+    pub(crate) endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct LogoutArgs {
+pub(crate) struct LogoutArgs {
     /// The account to forget.
     #[arg(long, value_name = "NAME", default_value = crate::auth::cache::DEFAULT_ACCOUNT)]
-    pub account: String,
+    pub(crate) account: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -606,23 +606,23 @@ Stop with Ctrl-C.")]
 pub struct SimArgs {
     /// Port on 127.0.0.1; 0 picks a free one.
     #[arg(long, default_value_t = 0)]
-    pub port: u16,
+    port: u16,
     /// Seed for the generated mailboxes and for fault decisions.
     #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    seed: u64,
     /// Messages generated for each user.
     #[arg(long, default_value_t = 1000)]
-    pub messages: usize,
+    messages: usize,
     /// Users with Gmail, comma-separated; the first is the default user (`me`).
     /// Default me@example.com,alice@example.com,bob@example.com; with
     /// --domain, more users besides the domain's.
     #[arg(long, value_delimiter = ',', value_name = "EMAIL,...")]
-    pub users: Option<Vec<String>>,
+    users: Option<Vec<String>>,
     /// Users who exist but have no Gmail: their calls answer 400
     /// failedPrecondition "Mail service not enabled"; in the directory with
     /// isMailboxSetup false. Default nogmail@example.com; none with --domain.
     #[arg(long, value_delimiter = ',', value_name = "EMAIL,...")]
-    pub no_gmail_users: Option<Vec<String>>,
+    no_gmail_users: Option<Vec<String>>,
     /// Serve a Workspace domain: admin@DOMAIN (the default user, the
     /// domain's administrator: the only one the Directory answers) and
     /// user1@DOMAIN ... userN@DOMAIN (--domain-users), each with --messages
@@ -632,96 +632,96 @@ pub struct SimArgs {
     /// of them as `sub` get a token for that mailbox; another `sub`
     /// answers 400 invalid_grant "Invalid email or User ID".
     #[arg(long, value_name = "DOMAIN", value_parser = parse_domain)]
-    pub domain: Option<String>,
+    domain: Option<String>,
     /// Users of --domain besides admin@: user1 ... userN. Org units go round
     /// by number: user1 /Sales, user2 /Engineering, user3 /Support, user4
     /// /Sales ...; admin@ is in /.
     #[arg(long, value_name = "N", default_value_t = 10, requires = "domain", value_parser = parse_domain_users)]
-    pub domain_users: usize,
+    domain_users: usize,
     /// Suspended users, comma-separated (added if not among the users):
     /// in the directory with suspended true; tokens are still issued and
     /// ids, labels, history and the profile still answer, but every call
     /// that reads a message (messages.get, threads.get, attachments) or
     /// changes anything fails, as --suspended-error says.
     #[arg(long, value_delimiter = ',', value_name = "EMAIL,...")]
-    pub suspended: Vec<String>,
+    suspended: Vec<String>,
     /// How a suspended user's message calls fail: backend (500
     /// backendError, which looks transient and never heals, as
     /// got-your-back#114 saw) or forbidden (403 "The caller does not have
     /// permission", got-your-back#258). Either costs the call's units.
     #[arg(long, value_enum, value_name = "KIND", default_value = "backend")]
-    pub suspended_error: SuspendedErrorArg,
+    suspended_error: SuspendedErrorArg,
     /// Units per project per minute (quota clock), shared by every user:
     /// default 1,200,000 (Gmail's); lower it so a test or benchmark with a
     /// few users meets the project's limit (429 or 403 rateLimitExceeded
     /// "... limit 'Queries per minute' ..." with Retry-After). At least 50.
     #[arg(long, value_name = "UNITS", value_parser = parse_project_quota)]
-    pub project_quota: Option<u64>,
+    project_quota: Option<u64>,
     /// Quota profile: 2026 (6,000 units/user/min; get costs 20), legacy
     /// (15,000; get costs 5), or off (no quota limit at all, per-second and
     /// daily included).
     #[arg(long, default_value = "2026", value_parser = parse_profile)]
-    pub quota: crate::sim::quota::Rules,
+    quota: crate::sim::quota::Rules,
     /// Run the quota clock N times faster: the per-minute window lasts 60/N
     /// seconds, so utilisation figures stay comparable. The per-second
     /// window, a --rate-penalty and the quota day shrink likewise.
     #[arg(long, default_value_t = 1.0)]
-    pub speed: f64,
+    speed: f64,
     /// Calls in flight per user (batch parts count one each) before
     /// "429 Too many concurrent requests for user".
     #[arg(long, default_value_t = 50)]
-    pub concurrency: u32,
+    concurrency: u32,
     /// Most calls in one batch request (Gmail: 100; some accounts see 50).
     #[arg(long, default_value_t = 100)]
-    pub max_batch: usize,
+    max_batch: usize,
     /// Injected faults, e.g. 500:0.02,503:0.01,429:0.03,reset:0.005,truncate:0.002,slow:0.01
     /// (KIND:PROBABILITY; KIND is an HTTP status 400-599, reset, truncate or slow).
     /// 502 and 504 answer Google's front-end HTML page, other statuses JSON.
     /// Default none.
     #[arg(long, value_parser = parse_faults)]
-    pub faults: Option<crate::sim::faults::FaultSpec>,
+    faults: Option<crate::sim::faults::FaultSpec>,
     /// How late a `slow` fault answers.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
-    pub slow_delay: Duration,
+    slow_delay: Duration,
     /// Service time of each call (batch parts run in parallel), e.g. 20ms:
     /// Gmail answers in tens of milliseconds, so a pipeline that waits on
     /// each answer is slower than on loopback. Default 0ms.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub latency: Option<Duration>,
+    latency: Option<Duration>,
     /// Uniform jitter around --latency, e.g. 10ms. Default 0ms.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub jitter: Option<Duration>,
+    jitter: Option<Duration>,
     /// Extra service time of a batch request as a whole, on top of its
     /// slowest part, e.g. 150ms: Google's batch endpoint answers only once
     /// every part is done and the answer assembled, slower than one call.
     /// Default 0ms.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub batch_latency: Option<Duration>,
+    batch_latency: Option<Duration>,
     /// Once a user is refused for quota (per minute or per second), lock
     /// that user out for DURATION on the quota clock (divided by --speed):
     /// every call answers "User-rate limit exceeded.  Retry after <time>"
     /// with a Retry-After header, as Gmail's lockouts do (reported ~15
     /// minutes, sometimes hours). 0s: none (default).
     #[arg(long, value_name = "DURATION", value_parser = parse_penalty)]
-    pub rate_penalty: Option<Duration>,
+    rate_penalty: Option<Duration>,
     /// A per-user budget of UNITS per second of the quota clock, on top of
     /// the per-minute one (the legacy documentation's 250/s moving
     /// average). At least 50; off (default) for none.
     #[arg(long, value_name = "UNITS", value_parser = parse_per_second)]
-    pub per_second: Option<Limit>,
+    per_second: Option<Limit>,
     /// Refused calls (quota, concurrency, injected 429) spend their units,
     /// so a refused batch leaves the budget spent, as one public report of
     /// Gmail describes: a client that retries at once only digs deeper.
     /// --charge-refused=false turns off the preset's.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub charge_refused: Option<bool>,
+    charge_refused: Option<bool>,
     /// A per-user budget of UNITS per quota day (midnight to midnight
     /// Pacific time on the quota clock); past it, 403 dailyLimitExceeded,
     /// as Google answers a spent daily quota: nothing more goes through
     /// until the day ends, so a run must stop and resume. Off (default)
     /// for none.
     #[arg(long, value_name = "UNITS", value_parser = parse_daily_limit)]
-    pub daily_limit: Option<Limit>,
+    daily_limit: Option<Limit>,
     /// Outages, e.g. 2s+10s or 0s+1m,5m+30s: from AT to AT+FOR after it
     /// starts serving (wall clock, not scaled by --speed) every call and batch part
     /// answers 503, or (about 3 exchanges in 10, drawn from the seed) the
@@ -729,45 +729,45 @@ pub struct SimArgs {
     /// (one user saw 502 on every call for days), so retries that each
     /// spend an id's tries would turn the outage into failures.
     #[arg(long, value_name = "AT+FOR[,AT+FOR...]", value_parser = parse_outages)]
-    pub outage: Option<Outages>,
+    outage: Option<Outages>,
     /// Deliver one new message to the default user this often (wall clock),
     /// e.g. 5s: mail arriving, for trying gmail.watch; the same as POST
     /// /_sim/users/EMAIL/deliver.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub deliver_every: Option<Duration>,
+    deliver_every: Option<Duration>,
     /// A preset: `gmail` turns on the plausible worst of Gmail together:
     /// --rate-penalty 15m --per-second 250 --charge-refused
     /// --faults 502:0.002,504:0.001 --latency 40ms --jitter 20ms
     /// --batch-latency 150ms. Options given explicitly override its values.
     #[arg(long, value_enum, value_name = "PRESET")]
-    pub realism: Option<Realism>,
+    realism: Option<Realism>,
     /// Load the default user's mailbox from an mbox file (Google Takeout's
     /// format; X-Gmail-Labels gives labels) instead of generating it.
     #[arg(long)]
-    pub mbox: Option<PathBuf>,
+    mbox: Option<PathBuf>,
     /// Access token always accepted for the default user.
     #[arg(long, default_value = crate::sim::DEFAULT_TOKEN)]
-    pub token: String,
+    token: String,
     /// Lifetime of tokens issued by the token endpoint, e.g. 3600s or 2s.
     #[arg(long, default_value = "3600s", value_parser = parse_duration)]
-    pub token_lifetime: Duration,
+    token_lifetime: Duration,
     /// History records kept (the newest messages' arrivals among them, so a
     /// message's historyId is a valid start); a startHistoryId older than
     /// those answers 404.
     #[arg(long, default_value_t = 10_000)]
-    pub history_retain: usize,
+    history_retain: usize,
     /// The simulator's today (YYYY-MM-DD, UTC). Its clock starts at that
     /// midnight and runs with real time; mail is dated over the three years
     /// before it, and older_than:/newer_than:, new mail and internalDate
     /// follow it. The real date never matters, so a seed gives the same
     /// mailbox on any day.
     #[arg(long, value_name = "YYYY-MM-DD", default_value = DEFAULT_SIM_DATE, value_parser = parse_sim_date)]
-    pub date: i64,
+    date: i64,
 }
 
 /// `--suspended-error` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SuspendedErrorArg {
+enum SuspendedErrorArg {
     /// 500 backendError.
     Backend,
     /// 403 forbidden.
@@ -828,14 +828,14 @@ fn parse_project_quota(s: &str) -> Result<u64, String> {
 
 /// Presets of `--realism`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Realism {
+enum Realism {
     /// The plausible worst of Gmail at once.
     Gmail,
 }
 
 /// What `--realism gmail` sets, as the options it stands for. The help
 /// texts and README list the same; a test checks they agree.
-pub const REALISM_GMAIL: &[(&str, &str)] = &[
+const REALISM_GMAIL: &[(&str, &str)] = &[
     ("rate-penalty", "15m"),
     ("per-second", "250"),
     ("charge-refused", "true"),
@@ -847,35 +847,35 @@ pub const REALISM_GMAIL: &[(&str, &str)] = &[
 
 /// A budget of units, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limit(pub Option<u64>);
+struct Limit(pub Option<u64>);
 
 /// `--outage` spans.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outages(pub Vec<crate::sim::faults::Outage>);
+struct Outages(pub Vec<crate::sim::faults::Outage>);
 
 /// The simulator options a preset sets and explicit options override; None
 /// where neither says.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Tuning {
-    pub faults: Option<crate::sim::faults::FaultSpec>,
-    pub latency: Option<Duration>,
-    pub jitter: Option<Duration>,
-    pub batch_latency: Option<Duration>,
-    pub rate_penalty: Option<Duration>,
-    pub per_second: Option<Limit>,
-    pub charge_refused: Option<bool>,
-    pub daily_limit: Option<Limit>,
-    pub outages: Option<Outages>,
-    pub deliver_every: Option<Duration>,
+pub(crate) struct Tuning {
+    faults: Option<crate::sim::faults::FaultSpec>,
+    latency: Option<Duration>,
+    jitter: Option<Duration>,
+    batch_latency: Option<Duration>,
+    rate_penalty: Option<Duration>,
+    per_second: Option<Limit>,
+    charge_refused: Option<bool>,
+    daily_limit: Option<Limit>,
+    outages: Option<Outages>,
+    deliver_every: Option<Duration>,
     /// `--sim-domain` and its number of users.
-    pub domain: Option<(String, usize)>,
-    pub suspended: Option<Vec<String>>,
-    pub project_quota: Option<u64>,
+    domain: Option<(String, usize)>,
+    suspended: Option<Vec<String>>,
+    project_quota: Option<u64>,
 }
 
 impl Tuning {
     /// The preset's values.
-    pub fn preset(realism: Realism) -> Tuning {
+    fn preset(realism: Realism) -> Tuning {
         match realism {
             Realism::Gmail => {
                 let mut t = Tuning::default();
@@ -906,7 +906,7 @@ impl Tuning {
     }
 
     /// These values where given, else `under`'s.
-    pub fn over(self, under: Tuning) -> Tuning {
+    fn over(self, under: Tuning) -> Tuning {
         Tuning {
             faults: self.faults.or(under.faults),
             latency: self.latency.or(under.latency),
@@ -925,7 +925,7 @@ impl Tuning {
     }
 
     /// Explicit values over the preset's, if any.
-    pub fn resolve(self, realism: Option<Realism>) -> Tuning {
+    fn resolve(self, realism: Option<Realism>) -> Tuning {
         match realism {
             Some(r) => self.over(Tuning::preset(r)),
             None => self,
@@ -933,7 +933,7 @@ impl Tuning {
     }
 
     /// Set what is given on `c`; leave the rest.
-    pub fn apply(&self, c: &mut crate::sim::SimConfig) {
+    pub(crate) fn apply(&self, c: &mut crate::sim::SimConfig) {
         if let Some(f) = &self.faults {
             c.faults = f.clone();
         }
@@ -979,7 +979,7 @@ impl Tuning {
 
 impl ConnArgs {
     /// The in-process simulator's `--sim-*` tuning, the preset resolved.
-    pub fn sim_tuning(&self) -> Tuning {
+    pub(crate) fn sim_tuning(&self) -> Tuning {
         Tuning {
             faults: self.sim_faults.clone(),
             rate_penalty: self.sim_rate_penalty,
@@ -999,7 +999,7 @@ impl ConnArgs {
 
 impl SimArgs {
     /// The tuning options as given, the preset resolved.
-    pub fn tuning(&self) -> Tuning {
+    fn tuning(&self) -> Tuning {
         Tuning {
             faults: self.faults.clone(),
             latency: self.latency,

@@ -5,7 +5,7 @@ use crate::exit::UsageError;
 /// A Google token may go over plain http only to this machine (a local
 /// simulator): anywhere else anyone on the way could read it.
 /// `whose` names the token in the error, e.g. "account work's".
-pub fn check_token_endpoint(url: &str, whose: &str) -> Result<(), UsageError> {
+pub(crate) fn check_token_endpoint(url: &str, whose: &str) -> Result<(), UsageError> {
     let Ok(parsed) = url::Url::parse(url) else {
         return Ok(()); // endpoint_url reports it
     };
@@ -26,7 +26,7 @@ pub fn check_token_endpoint(url: &str, whose: &str) -> Result<(), UsageError> {
 }
 
 /// `--endpoint`'s URL without a trailing slash; only http(s).
-pub fn endpoint_url(url: &str) -> Result<String, UsageError> {
+pub(crate) fn endpoint_url(url: &str) -> Result<String, UsageError> {
     let parsed = url::Url::parse(url)
         .map_err(|e| UsageError(format!("--endpoint {url:?} is not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {

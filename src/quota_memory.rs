@@ -10,27 +10,27 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// Overrides the data directory (tests; a shared machine).
-pub const DATA_DIR_ENV: &str = "GMAILSCRIPT_DATA_DIR";
+const DATA_DIR_ENV: &str = "GMAILSCRIPT_DATA_DIR";
 const FILE: &str = "quota.json";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Entry {
+struct Entry {
     /// Units per window, counted at the 2026 costs.
-    pub units: u64,
-    pub window_ms: u64,
+    units: u64,
+    window_ms: u64,
     /// When it was learned, RFC 3339.
-    pub learned_at: String,
+    learned_at: String,
 }
 
 #[derive(Debug, Clone)]
-pub struct QuotaMemory {
+pub(crate) struct QuotaMemory {
     path: PathBuf,
     key: String,
     window: Duration,
 }
 
 /// The data directory: `GMAILSCRIPT_DATA_DIR`, else the user's.
-pub fn data_dir() -> Option<PathBuf> {
+pub(crate) fn data_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os(DATA_DIR_ENV) {
         return Some(PathBuf::from(d));
     }
@@ -39,7 +39,7 @@ pub fn data_dir() -> Option<PathBuf> {
 
 impl QuotaMemory {
     /// `who`: `account:NAME` or `endpoint:URL`; `mailbox`: the user acted on.
-    pub fn new(dir: &Path, who: &str, mailbox: &str, window: Duration) -> QuotaMemory {
+    pub(crate) fn new(dir: &Path, who: &str, mailbox: &str, window: Duration) -> QuotaMemory {
         QuotaMemory {
             path: dir.join(FILE),
             key: format!(
@@ -59,14 +59,14 @@ impl QuotaMemory {
     }
 
     /// The units learned for this mailbox at this window, if any.
-    pub fn get(&self) -> Option<u64> {
+    pub(crate) fn get(&self) -> Option<u64> {
         self.read()
             .get(&self.key)
             .filter(|e| e.window_ms == self.window.as_millis() as u64 && e.units > 0)
             .map(|e| e.units)
     }
 
-    pub fn put(&self, units: u64) -> std::io::Result<()> {
+    pub(crate) fn put(&self, units: u64) -> std::io::Result<()> {
         let mut all = self.read();
         all.insert(
             self.key.clone(),
@@ -87,7 +87,7 @@ impl QuotaMemory {
         std::fs::rename(&tmp, &self.path)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }

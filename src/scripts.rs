@@ -10,33 +10,33 @@ include!(concat!(env!("OUT_DIR"), "/shipped_scripts.rs"));
 
 /// A script built into the binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shipped {
+pub(crate) struct Shipped {
     /// The file name, e.g. `backup.lua`.
-    pub name: &'static str,
-    pub source: &'static str,
+    pub(crate) name: &'static str,
+    pub(crate) source: &'static str,
 }
 
 impl Shipped {
     /// What Lua calls the chunk, so an error reads `[shipped]/backup.lua:12:`
     /// and is not taken for a file in the working folder.
-    pub fn chunk_name(&self) -> String {
+    pub(crate) fn chunk_name(&self) -> String {
         format!("[shipped]/{}", self.name)
     }
 
     /// The name without `.lua`, as `run` takes it.
-    pub fn stem(&self) -> &'static str {
+    pub(crate) fn stem(&self) -> &'static str {
         self.name.strip_suffix(".lua").unwrap_or(self.name)
     }
 
     /// The script's one-line purpose: the first sentence of its opening
     /// comment.
-    pub fn purpose(&self) -> String {
+    pub(crate) fn purpose(&self) -> String {
         purpose(self.source)
     }
 }
 
 /// Every shipped script, sorted by name.
-pub fn shipped() -> impl Iterator<Item = Shipped> {
+pub(crate) fn shipped() -> impl Iterator<Item = Shipped> {
     SHIPPED
         .iter()
         .map(|(name, source)| Shipped { name, source })
@@ -44,7 +44,7 @@ pub fn shipped() -> impl Iterator<Item = Shipped> {
 
 /// The shipped script `name` names: `backup`, `backup.lua`, or the path
 /// the README writes, `scripts/backup.lua`.
-pub fn find_shipped(name: &Path) -> Option<Shipped> {
+pub(crate) fn find_shipped(name: &Path) -> Option<Shipped> {
     find_in(SHIPPED, name)
 }
 
@@ -70,7 +70,7 @@ fn find_in(set: &'static [(&'static str, &'static str)], name: &Path) -> Option<
 
 /// The first sentence of the comment block a script opens with (the lines
 /// up to the first blank comment line, joined).
-pub fn purpose(source: &str) -> String {
+fn purpose(source: &str) -> String {
     let mut text = String::new();
     for line in source.lines() {
         let Some(comment) = line.trim_start().strip_prefix("--") else {
@@ -91,7 +91,7 @@ pub fn purpose(source: &str) -> String {
 
 /// The script a command line names.
 #[derive(Debug, Clone)]
-pub enum Script {
+pub(crate) enum Script {
     File(PathBuf),
     Shipped(Shipped),
 }
@@ -100,7 +100,7 @@ impl Script {
     /// A file at `path` if there is one (a real file always wins; `NAME`
     /// also means `NAME.lua`), else the shipped script of that name; else
     /// a usage error that lists them.
-    pub fn resolve(path: &Path) -> Result<Script, UsageError> {
+    pub(crate) fn resolve(path: &Path) -> Result<Script, UsageError> {
         if path.is_file() {
             return Ok(Script::File(path.to_path_buf()));
         }
@@ -127,7 +127,7 @@ impl Script {
     }
 
     /// What ran, for the logs: the file, or the shipped script and why.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Script::File(p) => format!("script file {}", p.display()),
             Script::Shipped(s) => format!(

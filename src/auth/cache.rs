@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::{AuthError, Secret};
 
 /// Overrides where accounts live (tests, or several separate setups).
-pub const CONFIG_DIR_ENV: &str = "GMAILSCRIPT_CONFIG_DIR";
+const CONFIG_DIR_ENV: &str = "GMAILSCRIPT_CONFIG_DIR";
 /// The account used when `--account` is not given.
-pub const DEFAULT_ACCOUNT: &str = "default";
+pub(crate) const DEFAULT_ACCOUNT: &str = "default";
 
 const ACCOUNT_FILE: &str = "account.json";
 const TOKENS_FILE: &str = "tokens.json";
@@ -24,7 +24,7 @@ const FILE_MODE: u32 = 0o600;
 /// What an account authenticates with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A user's own login (installed-app flow); the client secret file is
     /// needed again to refresh tokens.
     Installed { client_secret: PathBuf },
@@ -38,7 +38,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Kind::Installed { .. } => "installed",
             Kind::ServiceAccount { .. } => "service_account",
@@ -48,31 +48,31 @@ impl Kind {
 
 /// `account.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Account {
+pub(crate) struct Account {
     #[serde(flatten)]
-    pub kind: Kind,
-    pub scopes: Vec<String>,
+    pub(crate) kind: Kind,
+    pub(crate) scopes: Vec<String>,
     /// The mailbox, when known (read from the profile at login).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
+    pub(crate) email: Option<String>,
 }
 
 /// What `tokens.json` holds, as far as anyone outside the token source
 /// needs to know.
 #[derive(Debug)]
-pub struct CachedToken {
+pub(crate) struct CachedToken {
     /// Unix seconds.
-    pub expires_at: Option<i64>,
-    pub refresh_token: Option<Secret>,
+    pub(crate) expires_at: Option<i64>,
+    pub(crate) refresh_token: Option<Secret>,
 }
 
 /// How to log in again, for error messages.
-pub fn login_hint(name: &str) -> String {
+pub(crate) fn login_hint(name: &str) -> String {
     format!("log in again: gmailscript auth login --account {name}")
 }
 
 /// How to set an account up again, for error messages.
-pub fn setup_hint(name: &str, kind: Option<&Kind>) -> String {
+fn setup_hint(name: &str, kind: Option<&Kind>) -> String {
     match kind {
         Some(Kind::Installed { .. }) => login_hint(name),
         Some(Kind::ServiceAccount { .. }) => format!(
@@ -85,7 +85,7 @@ pub fn setup_hint(name: &str, kind: Option<&Kind>) -> String {
 }
 
 /// Account names become folder names: no separators, no dot files.
-pub fn check_name(name: &str) -> Result<(), AuthError> {
+pub(crate) fn check_name(name: &str) -> Result<(), AuthError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
@@ -104,7 +104,7 @@ pub fn check_name(name: &str) -> Result<(), AuthError> {
 /// The config directory: `GMAILSCRIPT_CONFIG_DIR`, else the user's
 /// (`~/.config/gmailscript` on Linux). Accounts live there, and the Lua
 /// modules of `lua/` that `require` finds.
-pub fn config_dir() -> Option<PathBuf> {
+pub(crate) fn config_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os(CONFIG_DIR_ENV).filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir));
     }
@@ -113,18 +113,18 @@ pub fn config_dir() -> Option<PathBuf> {
 
 /// The config directory and the accounts in it.
 #[derive(Debug, Clone)]
-pub struct AccountStore {
+pub(crate) struct AccountStore {
     root: PathBuf,
 }
 
 impl AccountStore {
-    pub fn at(root: impl Into<PathBuf>) -> AccountStore {
+    fn at(root: impl Into<PathBuf>) -> AccountStore {
         AccountStore { root: root.into() }
     }
 
     /// `GMAILSCRIPT_CONFIG_DIR`, else the user's config directory
     /// (`~/.config/gmailscript` on Linux).
-    pub fn open() -> Result<AccountStore, AuthError> {
+    pub(crate) fn open() -> Result<AccountStore, AuthError> {
         config_dir().map(AccountStore::at).ok_or_else(|| {
             AuthError::new(format!(
                 "cannot find a home directory to keep accounts in; set {CONFIG_DIR_ENV}"
@@ -132,7 +132,7 @@ impl AccountStore {
         })
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
@@ -140,17 +140,17 @@ impl AccountStore {
         self.root.join("accounts")
     }
 
-    pub fn dir(&self, name: &str) -> Result<PathBuf, AuthError> {
+    fn dir(&self, name: &str) -> Result<PathBuf, AuthError> {
         check_name(name)?;
         Ok(self.accounts().join(name))
     }
 
-    pub fn tokens_path(&self, name: &str) -> Result<PathBuf, AuthError> {
+    pub(crate) fn tokens_path(&self, name: &str) -> Result<PathBuf, AuthError> {
         Ok(self.dir(name)?.join(TOKENS_FILE))
     }
 
     /// The account's folder, made (0700, like the folders above it) if new.
-    pub fn create_dir(&self, name: &str) -> Result<PathBuf, AuthError> {
+    pub(crate) fn create_dir(&self, name: &str) -> Result<PathBuf, AuthError> {
         let dir = self.dir(name)?;
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
@@ -167,7 +167,7 @@ impl AccountStore {
     }
 
     /// The account, or None if there is no such account.
-    pub fn load(&self, name: &str) -> Result<Option<Account>, AuthError> {
+    pub(crate) fn load(&self, name: &str) -> Result<Option<Account>, AuthError> {
         let dir = self.dir(name)?;
         let path = dir.join(ACCOUNT_FILE);
         let bytes = match std::fs::read(&path) {
@@ -185,7 +185,7 @@ impl AccountStore {
         })
     }
 
-    pub fn save(&self, name: &str, account: &Account) -> Result<(), AuthError> {
+    pub(crate) fn save(&self, name: &str, account: &Account) -> Result<(), AuthError> {
         let dir = self.create_dir(name)?;
         let json = serde_json::to_vec_pretty(account)
             .map_err(|e| AuthError::new(format!("cannot encode the account: {e}")))?;
@@ -194,7 +194,7 @@ impl AccountStore {
 
     /// Forget the account: its folder and everything in it. False if there
     /// was none.
-    pub fn remove(&self, name: &str) -> Result<bool, AuthError> {
+    pub(crate) fn remove(&self, name: &str) -> Result<bool, AuthError> {
         let dir = self.dir(name)?;
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(true),
@@ -204,7 +204,7 @@ impl AccountStore {
     }
 
     /// Names of the saved accounts, sorted.
-    pub fn names(&self) -> Result<Vec<String>, AuthError> {
+    pub(crate) fn names(&self) -> Result<Vec<String>, AuthError> {
         let accounts = self.accounts();
         let entries = match std::fs::read_dir(&accounts) {
             Ok(e) => e,
@@ -223,7 +223,7 @@ impl AccountStore {
 
     /// The cached token's expiry and refresh token; None when nothing is
     /// cached (never logged in, or logged out).
-    pub fn cached_token(&self, name: &str) -> Result<Option<CachedToken>, AuthError> {
+    pub(crate) fn cached_token(&self, name: &str) -> Result<Option<CachedToken>, AuthError> {
         #[derive(Deserialize)]
         struct Entry {
             token: yup_oauth2::storage::TokenInfo,
@@ -250,7 +250,7 @@ impl AccountStore {
 
     /// Put the account's folders and files back to 0700/0600 if they were
     /// found looser (copied with `cp -r`, unpacked from a backup, ...).
-    pub fn tighten(&self, name: &str) -> Result<(), AuthError> {
+    pub(crate) fn tighten(&self, name: &str) -> Result<(), AuthError> {
         let dir = self.dir(name)?;
         for (path, mode) in [
             (self.root.clone(), DIR_MODE),
@@ -293,7 +293,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AuthError> {
 
 /// Set `path`'s permission bits to `mode`, warning when they were looser.
 #[cfg(unix)]
-pub fn set_mode(path: &Path, mode: u32) -> Result<(), AuthError> {
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<(), AuthError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| io_error("cannot read", path, e))?;
     let old = meta.permissions().mode() & 0o777;
@@ -312,7 +312,7 @@ pub fn set_mode(path: &Path, mode: u32) -> Result<(), AuthError> {
 
 /// Other systems: the user's profile folder is private already.
 #[cfg(not(unix))]
-pub fn set_mode(_path: &Path, _mode: u32) -> Result<(), AuthError> {
+fn set_mode(_path: &Path, _mode: u32) -> Result<(), AuthError> {
     Ok(())
 }
 

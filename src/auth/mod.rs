@@ -10,20 +10,20 @@
 use std::future::Future;
 use std::pin::Pin;
 
-pub mod cache;
-pub mod oauth;
-pub mod service;
+pub(crate) mod cache;
+pub(crate) mod oauth;
+pub(crate) mod service;
 
 /// Read mail and labels, change nothing (the default).
-pub const SCOPE_READONLY: &str = "https://www.googleapis.com/auth/gmail.readonly";
+pub(crate) const SCOPE_READONLY: &str = "https://www.googleapis.com/auth/gmail.readonly";
 /// Also label, archive and trash; no permanent delete.
-pub const SCOPE_MODIFY: &str = "https://www.googleapis.com/auth/gmail.modify";
+pub(crate) const SCOPE_MODIFY: &str = "https://www.googleapis.com/auth/gmail.modify";
 /// Everything, permanent delete included.
-pub const SCOPE_FULL: &str = "https://mail.google.com/";
+pub(crate) const SCOPE_FULL: &str = "https://mail.google.com/";
 
 /// A scope's short name (`readonly`, `modify`, `full`), or the URL itself
 /// for one gmailscript does not ask for.
-pub fn scope_name(url: &str) -> &str {
+pub(crate) fn scope_name(url: &str) -> &str {
     match url {
         SCOPE_READONLY => "readonly",
         SCOPE_MODIFY => "modify",
@@ -41,7 +41,7 @@ impl Secret {
         Secret(token.into())
     }
     /// The token itself, for the Authorization header only.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -61,16 +61,16 @@ impl std::fmt::Display for Secret {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct AuthError {
-    pub message: String,
+    pub(crate) message: String,
     /// The token endpoint could not be reached or broke off: worth trying
     /// again like any network error. Otherwise it refused (`invalid_grant`,
     /// a bad key or client), and trying again cannot help.
-    pub transient: bool,
+    pub(crate) transient: bool,
 }
 
 impl AuthError {
     /// A refusal, or a local problem (a missing file): not retried.
-    pub fn new(message: impl Into<String>) -> AuthError {
+    fn new(message: impl Into<String>) -> AuthError {
         AuthError {
             message: message.into(),
             transient: false,
@@ -78,7 +78,7 @@ impl AuthError {
     }
 
     /// The token endpoint was out of reach; the login itself may be fine.
-    pub fn transient(message: impl Into<String>) -> AuthError {
+    fn transient(message: impl Into<String>) -> AuthError {
         AuthError {
             message: message.into(),
             transient: true,
@@ -89,7 +89,7 @@ impl AuthError {
 pub type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<Secret, AuthError>> + Send + 'a>>;
 
 /// A token source for another mailbox, or None (see [`TokenSource::for_subject`]).
-pub type SubjectFuture<'a> = Pin<
+type SubjectFuture<'a> = Pin<
     Box<
         dyn Future<Output = Option<Result<std::sync::Arc<dyn TokenSource>, AuthError>>> + Send + 'a,
     >,

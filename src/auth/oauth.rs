@@ -17,7 +17,7 @@ use super::cache::{login_hint, AccountStore};
 use super::{AuthError, Secret, TokenFuture, TokenSource};
 
 /// What to download when the client secret file is not the right one.
-pub const GET_DESKTOP_CLIENT: &str =
+pub(crate) const GET_DESKTOP_CLIENT: &str =
     "Create an OAuth client ID of type Desktop app and download its JSON \
 (Google Cloud console > APIs & Services > Credentials)";
 
@@ -28,7 +28,7 @@ pub(super) const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Read the client secret file Google's console downloads; only the
 /// "installed" (Desktop app) kind can do a loopback login.
-pub fn read_client_secret(path: &Path) -> Result<ApplicationSecret, AuthError> {
+pub(crate) fn read_client_secret(path: &Path) -> Result<ApplicationSecret, AuthError> {
     let shown = path.display();
     let bytes = std::fs::read(path)
         .map_err(|e| AuthError::new(format!("cannot read the client secret file {shown}: {e}")))?;
@@ -105,7 +105,7 @@ fn open_browser(url: &str) {
 /// The installed-app login: the browser consents, Google redirects to a
 /// loopback port yup-oauth2 listens on, and the code becomes tokens, saved
 /// in `tokens` (a new file, 0600). Returns the access token.
-pub async fn login(
+pub(crate) async fn login(
     secret: ApplicationSecret,
     scopes: &[String],
     tokens: &Path,
@@ -182,7 +182,7 @@ impl InstalledFlowDelegate for NoLogin {
 }
 
 /// Access tokens for a logged-in account, from its cached refresh token.
-pub struct InstalledSource {
+pub(crate) struct InstalledSource {
     account: String,
     auth: DefaultAuthenticator,
     scopes: Vec<String>,
@@ -192,7 +192,7 @@ pub struct InstalledSource {
 impl InstalledSource {
     /// Check the account is logged in and open its token cache; nothing is
     /// sent yet.
-    pub async fn open(
+    pub(crate) async fn open(
         store: &AccountStore,
         account: &str,
         client_secret: &Path,
@@ -310,7 +310,7 @@ async fn reachable(uri: &str) -> Result<(), String> {
 
 /// Tell Google to forget a refresh token (logout). The revoke endpoint sits
 /// beside the token endpoint (`.../token` -> `.../revoke`).
-pub async fn revoke(token_uri: &str, token: &Secret) -> Result<(), String> {
+pub(crate) async fn revoke(token_uri: &str, token: &Secret) -> Result<(), String> {
     let url = match token_uri.rsplit_once('/') {
         Some((base, "token")) => format!("{base}/revoke"),
         _ => return Err(format!("no revoke endpoint known beside {token_uri}")),

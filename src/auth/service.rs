@@ -18,13 +18,13 @@ Add key > JSON";
 
 /// Why a service account needs a subject: the usual cause of
 /// `400 Precondition check failed`.
-pub const NO_SUBJECT: &str =
+pub(crate) const NO_SUBJECT: &str =
     "a service account has no mailbox of its own and must act for a user of \
 the domain (domain-wide delegation); without one every Gmail call answers `400 Precondition check \
 failed` (failedPrecondition), the most common cause of that error";
 
 /// Read a service account key file (the JSON the Cloud console downloads).
-pub fn read_key(path: &Path) -> Result<ServiceAccountKey, AuthError> {
+pub(crate) fn read_key(path: &Path) -> Result<ServiceAccountKey, AuthError> {
     let shown = path.display();
     let bytes = std::fs::read(path)
         .map_err(|e| AuthError::new(format!("cannot read the key file {shown}: {e}")))?;
@@ -52,7 +52,7 @@ pub fn read_key(path: &Path) -> Result<ServiceAccountKey, AuthError> {
 }
 
 /// Access tokens for `subject`, signed with a service account's key.
-pub struct ServiceSource {
+pub(crate) struct ServiceSource {
     account: String,
     auth: DefaultAuthenticator,
     scopes: Vec<String>,
@@ -63,7 +63,7 @@ pub struct ServiceSource {
 
 impl ServiceSource {
     /// Refuses a missing subject before anything is sent; reads the key.
-    pub async fn open(
+    pub(crate) async fn open(
         account: &str,
         key: &Path,
         subject: Option<&str>,

@@ -32,7 +32,7 @@ impl Default for Backoff {
 impl Backoff {
     /// The wait before retry number `retry` (1 for the first retry); None
     /// when the tries are used up.
-    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Option<Duration> {
+    pub(crate) fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Option<Duration> {
         if retry >= self.attempts {
             return None;
         }

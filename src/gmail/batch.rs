@@ -13,7 +13,7 @@ use memchr::{memchr, memmem};
 /// Parts larger than this are refused rather than buffered: a `format=raw`
 /// message is at most ~50 MB, ~67 MB once base64url-encoded, so anything far
 /// beyond that is a broken or hostile stream, not mail.
-pub const DEFAULT_MAX_PART_LEN: usize = 256 << 20;
+const DEFAULT_MAX_PART_LEN: usize = 256 << 20;
 
 /// Longest run of spaces/tabs accepted after a boundary on a delimiter line;
 /// bounds the work spent re-checking a candidate delimiter on every push.
@@ -41,18 +41,18 @@ pub enum BatchError {
 /// One call inside a batch. `path_and_query` is a path only, e.g.
 /// `/gmail/v1/users/me/messages/abc?format=metadata`, already percent-encoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InnerRequest {
-    pub content_id: String,
-    pub verb: &'static str,
-    pub path_and_query: String,
-    pub json_body: Option<Vec<u8>>,
+pub(crate) struct InnerRequest {
+    pub(crate) content_id: String,
+    pub(crate) verb: &'static str,
+    pub(crate) path_and_query: String,
+    pub(crate) json_body: Option<Vec<u8>>,
 }
 
 /// Encode a batch body. Returns `(Content-Type header value, body)`. The
 /// boundary is random and checked against every request, so it cannot occur
 /// inside the body. Fails if a request would corrupt the framing (line breaks
 /// or spaces in the path, line breaks or `<>` in the Content-ID, ...).
-pub fn encode(requests: &[InnerRequest]) -> Result<(String, Vec<u8>), BatchError> {
+pub(crate) fn encode(requests: &[InnerRequest]) -> Result<(String, Vec<u8>), BatchError> {
     for (index, r) in requests.iter().enumerate() {
         check_request(r).map_err(|reason| BatchError::InvalidRequest { index, reason })?;
     }
@@ -143,16 +143,16 @@ fn random_boundary() -> String {
 pub struct InnerResponse {
     /// The request's Content-ID with `<>` and `response-` removed; `None` if
     /// the part had none (match by order then).
-    pub content_id: Option<String>,
-    pub status: u16,
+    pub(crate) content_id: Option<String>,
+    pub(crate) status: u16,
     /// Inner response headers, names as sent; folded values are joined.
-    pub headers: Vec<(String, String)>,
-    pub body: Bytes,
+    headers: Vec<(String, String)>,
+    pub(crate) body: Bytes,
 }
 
 impl InnerResponse {
     /// First header with this name, compared case-insensitively.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         find_header(&self.headers, name)
     }
 }
@@ -165,7 +165,7 @@ fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a st
 }
 
 /// `<response-abc>` -> `abc`; also accepts the ID without brackets or prefix.
-pub fn response_id(content_id: &str) -> &str {
+pub(crate) fn response_id(content_id: &str) -> &str {
     let id = content_id.trim();
     let id = id.strip_prefix('<').unwrap_or(id);
     let id = id.strip_suffix('>').unwrap_or(id).trim();
@@ -224,7 +224,7 @@ impl Decoder {
     }
 
     /// Refuse parts longer than `limit` bytes (default [`DEFAULT_MAX_PART_LEN`]).
-    pub fn with_max_part_len(mut self, limit: usize) -> Decoder {
+    pub(crate) fn with_max_part_len(mut self, limit: usize) -> Decoder {
         self.max_part_len = limit;
         self
     }
@@ -304,7 +304,7 @@ impl Decoder {
     }
 
     /// The closing delimiter has been read: no part follows.
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.state == State::Done
     }
 

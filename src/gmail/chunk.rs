@@ -7,15 +7,15 @@
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChunkStats {
     /// Parts sent in the chunk.
-    pub sent: usize,
-    pub ok: usize,
+    pub(crate) sent: usize,
+    pub(crate) ok: usize,
     /// Parts answered 429 "Too many concurrent requests for user".
-    pub concurrency_errors: usize,
+    pub(crate) concurrency_errors: usize,
     /// Other rate errors (quota).
-    pub rate_errors: usize,
-    pub server_errors: usize,
+    pub(crate) rate_errors: usize,
+    pub(crate) server_errors: usize,
     /// The exchange broke (reset, truncated, timeout).
-    pub network_error: bool,
+    pub(crate) network_error: bool,
     /// The size the next chunk would have (the current rule's answer).
     pub size: usize,
 }
@@ -26,7 +26,7 @@ const GROW_AFTER: u32 = 2;
 const PROBE_AFTER: u32 = 200;
 
 #[derive(Debug, Clone)]
-pub struct ChunkSizer {
+pub(crate) struct ChunkSizer {
     size: usize,
     max: usize,
     /// Below the size that last drew concurrency errors.
@@ -35,10 +35,10 @@ pub struct ChunkSizer {
 }
 
 impl ChunkSizer {
-    pub const DEFAULT_START: usize = 50;
+    pub(crate) const DEFAULT_START: usize = 50;
 
     /// `max` is clamped to 1..=100 (Gmail's limit per batch).
-    pub fn new(start: usize, max: usize) -> ChunkSizer {
+    pub(crate) fn new(start: usize, max: usize) -> ChunkSizer {
         let max = max.clamp(1, 100);
         ChunkSizer {
             size: start.clamp(1, max),
@@ -48,21 +48,21 @@ impl ChunkSizer {
         }
     }
 
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         self.size
     }
 
-    pub fn max(&self) -> usize {
+    pub(crate) fn max(&self) -> usize {
         self.max
     }
 
     /// Halve now (used for the `split` decision too).
-    pub fn shrink(&mut self) {
+    pub(crate) fn shrink(&mut self) {
         self.size = (self.size / 2).max(1);
         self.clean = 0;
     }
 
-    pub fn observe(&mut self, s: &ChunkStats) {
+    pub(crate) fn observe(&mut self, s: &ChunkStats) {
         if s.concurrency_errors > 0 {
             // What got through is about what the server takes at once.
             self.ceiling = s

@@ -10,9 +10,10 @@ use super::request::segment;
 use super::{ApiError, Client, ErrorClass};
 
 /// Google's Directory host; a simulator serves the same paths at its base.
-pub const DIRECTORY_BASE_URL: &str = "https://admin.googleapis.com";
+pub(crate) const DIRECTORY_BASE_URL: &str = "https://admin.googleapis.com";
 /// The scope users.list needs (read-only).
-pub const SCOPE_DIRECTORY: &str = "https://www.googleapis.com/auth/admin.directory.user.readonly";
+pub(crate) const SCOPE_DIRECTORY: &str =
+    "https://www.googleapis.com/auth/admin.directory.user.readonly";
 
 /// Most pages read (500 users each): 5,000,000 users, far more than a
 /// domain has; a server that pages for ever is stopped here.
@@ -20,25 +21,25 @@ const MAX_PAGES: usize = 10_000;
 
 /// One user of the directory.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DirUser {
-    pub email: String,
-    pub suspended: bool,
+pub(crate) struct DirUser {
+    pub(crate) email: String,
+    pub(crate) suspended: bool,
     /// false: Google has no mailbox for them (no licence, or not yet made).
-    pub mailbox: bool,
-    pub org_unit: String,
+    mailbox: bool,
+    org_unit: String,
 }
 
 /// What to list.
 #[derive(Debug, Clone, Default)]
-pub struct UserQuery {
+pub(crate) struct UserQuery {
     /// A Directory query (`orgUnitPath=/Sales`, `email:sales*`).
-    pub query: Option<String>,
+    pub(crate) query: Option<String>,
 }
 
 /// Every user the directory lists for the administrator behind `client`
 /// (a client of the Directory's base URL), in its order; transient errors
 /// retried as `backoff` says. Each address is checked, and each only once.
-pub async fn list_users(
+pub(crate) async fn list_users(
     client: &Client,
     q: &UserQuery,
     backoff: &Backoff,

@@ -27,7 +27,7 @@ pub enum ErrorClass {
 
 impl ErrorClass {
     /// Every class, in the order the docs list them.
-    pub const ALL: [ErrorClass; 10] = [
+    pub(crate) const ALL: [ErrorClass; 10] = [
         ErrorClass::Rate,
         ErrorClass::Server,
         ErrorClass::Network,
@@ -41,11 +41,11 @@ impl ErrorClass {
     ];
 
     /// The class named `s` (as `as_str` gives it), if any.
-    pub fn parse(s: &str) -> Option<ErrorClass> {
+    pub(crate) fn parse(s: &str) -> Option<ErrorClass> {
         Self::ALL.into_iter().find(|c| c.as_str() == s)
     }
 
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             ErrorClass::Rate => "rate",
             ErrorClass::Server => "server",
@@ -73,22 +73,22 @@ pub struct ApiError {
     pub status: u16,
     /// Google's reason (`rateLimitExceeded`, `failedPrecondition`, ...), the
     /// RPC status when there is none, or a name derived from the HTTP status.
-    pub reason: String,
+    pub(crate) reason: String,
     /// One line, control characters removed, length-capped.
     pub message: String,
     pub class: ErrorClass,
-    pub retry_after: Option<Duration>,
+    pub(crate) retry_after: Option<Duration>,
     /// What the user should do, for errors where retrying cannot help.
     pub diagnosis: Option<String>,
     /// A rate error that is the per-user concurrency limit ("Too many
     /// concurrent requests for user"), not spent quota: the cure is fewer
     /// calls in flight, not a slower pace.
-    pub concurrent: bool,
+    pub(crate) concurrent: bool,
 }
 
 /// The longest wait taken from the network: a Retry-After beyond it is
 /// read as this (a month), so no number from a server overflows a clock.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
 
 const MAX_MESSAGE_CHARS: usize = 300;
 const MAX_SNIPPET_CHARS: usize = 200;
@@ -111,7 +111,11 @@ the Cloud console, wait a few minutes, then run again";
 impl ApiError {
     /// Build from an HTTP error answer: its status, its `Retry-After` header
     /// if any, and its body (JSON, HTML or empty).
-    pub fn from_response(status: u16, retry_after_header: Option<&str>, body: &[u8]) -> ApiError {
+    pub(crate) fn from_response(
+        status: u16,
+        retry_after_header: Option<&str>,
+        body: &[u8],
+    ) -> ApiError {
         Self::from_response_at(status, retry_after_header, body, SystemTime::now())
     }
 
@@ -160,7 +164,7 @@ impl ApiError {
     }
 
     /// An error of `class` made on this side, with no answer behind it.
-    pub fn local(class: ErrorClass, reason: &str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn local(class: ErrorClass, reason: &str, message: impl Into<String>) -> ApiError {
         ApiError {
             status: 0,
             reason: reason.to_string(),
@@ -174,24 +178,24 @@ impl ApiError {
 
     /// A request this side cannot send as it is (an id too long for a URL,
     /// a bad method): never retried, it would fail the same way.
-    pub fn invalid(message: impl Into<String>) -> ApiError {
+    pub(crate) fn invalid(message: impl Into<String>) -> ApiError {
         Self::local(ErrorClass::Invalid, "invalidRequest", message)
     }
 
     /// An answer that arrived but cannot be used (see [`ErrorClass::Malformed`]).
-    pub fn malformed(message: impl Into<String>) -> ApiError {
+    pub(crate) fn malformed(message: impl Into<String>) -> ApiError {
         Self::local(ErrorClass::Malformed, "malformedAnswer", message)
     }
 
     /// No HTTP answer at all (connect, TLS, reset, timeout).
-    pub fn network(message: impl Into<String>) -> ApiError {
+    pub(crate) fn network(message: impl Into<String>) -> ApiError {
         Self::local(ErrorClass::Network, "network", message)
     }
 
     /// The default policy ([`DefaultPolicy::decide`]) retries this error.
     ///
     /// [`DefaultPolicy::decide`]: super::runner::DefaultPolicy::decide
-    pub fn is_retryable_by_default(&self) -> bool {
+    pub(crate) fn is_retryable_by_default(&self) -> bool {
         matches!(
             super::runner::DefaultPolicy::decide(self.class),
             super::runner::Decision::Retry(_)
@@ -202,7 +206,7 @@ impl ApiError {
 impl ApiError {
     /// The error without its diagnosis: `STATUS reason: message`, for lines
     /// that print the diagnosis in their own place.
-    pub fn brief(&self) -> String {
+    pub(crate) fn brief(&self) -> String {
         if self.status != 0 {
             format!("{} {}: {}", self.status, self.reason, self.message)
         } else {

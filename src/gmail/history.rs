@@ -4,7 +4,7 @@ use serde_json::Value;
 
 /// What happened to a message in one history record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeKind {
+pub(crate) enum ChangeKind {
     Added,
     Deleted,
     LabelsAdded,
@@ -13,7 +13,7 @@ pub enum ChangeKind {
 
 impl ChangeKind {
     /// The name scripts see (`c.type`).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ChangeKind::Added => "added",
             ChangeKind::Deleted => "deleted",
@@ -25,21 +25,21 @@ impl ChangeKind {
 
 /// One change to one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
+pub(crate) struct Change {
     /// The record it came in; several changes can share one record.
-    pub history_id: String,
-    pub kind: ChangeKind,
-    pub id: String,
-    pub thread_id: String,
+    pub(crate) history_id: String,
+    pub(crate) kind: ChangeKind,
+    pub(crate) id: String,
+    pub(crate) thread_id: String,
     /// Added: the message's labels; labels_*: the labels added or removed.
-    pub labels: Vec<String>,
+    pub(crate) labels: Vec<String>,
     /// labels_*: the message's labels after the change.
-    pub message_labels: Option<Vec<String>>,
+    pub(crate) message_labels: Option<Vec<String>>,
 }
 
 /// One history record as changes, in the API's order. Entries without a
 /// message id are not changes anyone can act on and are left out.
-pub fn changes_of(record: &Value) -> Vec<Change> {
+pub(crate) fn changes_of(record: &Value) -> Vec<Change> {
     let hid = record["id"].as_str().unwrap_or("").to_string();
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()

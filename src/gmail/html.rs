@@ -17,13 +17,13 @@ fn tag_break(name: &str) -> Option<&'static str> {
 
 /// HTML to readable text: tags dropped (with script, style and head content),
 /// entities decoded, white space collapsed, block elements on their own lines.
-pub fn to_text(html: &str) -> String {
+pub(crate) fn to_text(html: &str) -> String {
     convert(html, &["script", "style", "head", "title", "template"])
 }
 
 /// The visible text of a web page (a Google front-end error page): like
 /// [`to_text`] but the `<title>` is kept, as it names the error.
-pub fn page_text(html: &str) -> String {
+pub(crate) fn page_text(html: &str) -> String {
     convert(html, &["script", "style", "template"])
 }
 

@@ -19,7 +19,7 @@ use serde::{de, Deserialize, Deserializer};
 use super::{html, rfc822};
 
 /// The format a message was fetched in, inferred from the fields present.
-pub use super::request::Format;
+use super::request::Format;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
@@ -37,28 +37,28 @@ pub enum MessageError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
     /// Gmail's part id: "" for the root, "0", "1", "0.1", ...
-    pub part_id: String,
-    pub filename: String,
-    pub mime_type: String,
+    part_id: String,
+    filename: String,
+    mime_type: String,
     /// Decoded size in bytes.
-    pub size: u64,
+    size: u64,
     /// For fetching the body with messages.attachments.get (full format).
-    pub attachment_id: Option<String>,
+    attachment_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Message {
-    pub id: String,
-    pub thread_id: String,
+    pub(crate) id: String,
+    pub(crate) thread_id: String,
     /// Label ids (`labelIds`); empty when Gmail leaves the field out.
-    pub labels: Vec<String>,
-    pub snippet: String,
+    pub(crate) labels: Vec<String>,
+    pub(crate) snippet: String,
     /// `sizeEstimate` in bytes.
-    pub size: u64,
+    pub(crate) size: u64,
     /// `internalDate`: when Gmail received the message, ms since the epoch.
-    pub internal_date_ms: i64,
-    pub history_id: String,
-    pub format: Format,
+    pub(crate) internal_date_ms: i64,
+    pub(crate) history_id: String,
+    pub(crate) format: Format,
     /// Shared: clones do not copy the JSON text, which can be megabytes.
     json: Arc<str>,
     payload: Option<Part>,
@@ -284,7 +284,7 @@ impl Message {
     }
 
     /// The JSON text the message was parsed from.
-    pub fn json(&self) -> &str {
+    pub(crate) fn json(&self) -> &str {
         &self.json
     }
 
@@ -292,7 +292,8 @@ impl Message {
         self.internal_date_ms as f64 / 1000.0
     }
 
-    /// Parts with a file name, in tree order.
+    /// Parts with a file name, in tree order. Not offered to Lua yet
+    /// (`lua/message.rs`); the unit tests and the fuzz target use it.
     pub fn attachments(&self) -> Vec<Attachment> {
         let mut out = Vec::new();
         if let Some(root) = &self.payload {

@@ -40,7 +40,7 @@ impl Profile {
         }
     }
 
-    pub fn per_user(&self) -> Option<u64> {
+    pub(crate) fn per_user(&self) -> Option<u64> {
         match self {
             Profile::P2026 | Profile::Auto => Some(6_000),
             Profile::Legacy => Some(15_000),
@@ -49,29 +49,18 @@ impl Profile {
         }
     }
 
-    pub fn cost(&self, m: Method) -> u64 {
+    pub(crate) fn cost(&self, m: Method) -> u64 {
         let legacy = *self == Profile::Legacy;
         match m {
-            Method::MessagesGet
-            | Method::AttachmentsGet
-            | Method::MessagesTrash
-            | Method::MessagesUntrash => {
+            Method::MessagesGet | Method::MessagesTrash => {
                 if legacy {
                     5
                 } else {
                     20
                 }
             }
-            Method::ThreadsGet => {
-                if legacy {
-                    10
-                } else {
-                    40
-                }
-            }
-            Method::MessagesList | Method::MessagesModify | Method::Other => 5,
+            Method::MessagesList | Method::Other => 5,
             Method::MessagesBatchModify => 50,
-            Method::MessagesDelete | Method::ThreadsList => 10,
             Method::HistoryList => 2,
             Method::MessagesImport | Method::MessagesInsert => 25,
             Method::LabelsList | Method::GetProfile => 1,
@@ -96,14 +85,14 @@ const SLICES: u32 = 60;
 /// and no call is refused, up to `ceiling`; the first refusal settles it
 /// just under what was spent then.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Learn {
-    pub start: u64,
-    pub ceiling: u64,
+pub(crate) struct Learn {
+    pub(crate) start: u64,
+    pub(crate) ceiling: u64,
 }
 
 /// The most a learning pacer raises the 2026 budget: twenty times (a legacy
 /// project's quota counted at 2026 costs is ten times it).
-pub const LEARN_CEILING: u64 = 20 * 6_000;
+pub(crate) const LEARN_CEILING: u64 = 20 * 6_000;
 
 type Learned = Box<dyn Fn(u64) + Send + Sync>;
 
@@ -122,22 +111,18 @@ pub struct Pacer {
 /// back when the project has no room. A mailbox waiting on its own limit
 /// thus never takes the project's units from the others.
 #[derive(Debug)]
-pub struct ProjectBudget(Pacer);
+pub(crate) struct ProjectBudget(Pacer);
 
 impl ProjectBudget {
     /// `units` per `window` (Gmail's minute, or a sped-up simulator's).
-    pub fn new(units: u64, window: Duration) -> ProjectBudget {
+    pub(crate) fn new(units: u64, window: Duration) -> ProjectBudget {
         ProjectBudget(Pacer::with_limit(Some(units.max(1)), None, window))
     }
 
     /// Units spent from it so far (refunds taken off).
-    pub fn spent(&self) -> u64 {
+    #[cfg(test)]
+    fn spent(&self) -> u64 {
         self.0.spent()
-    }
-
-    /// Units per window.
-    pub fn limit(&self) -> Option<u64> {
-        self.0.limit()
     }
 }
 
@@ -211,13 +196,13 @@ impl Pacer {
 
     /// Also reserve from `project`, shared with the pacers of the other
     /// mailboxes of the run.
-    pub fn with_project(mut self, project: Arc<ProjectBudget>) -> Pacer {
+    pub(crate) fn with_project(mut self, project: Arc<ProjectBudget>) -> Pacer {
         self.project = Some(project);
         self
     }
 
     /// A pacer that finds the limit itself (see [`Learn`]).
-    pub fn learning(learn: Learn, window: Duration) -> Pacer {
+    pub(crate) fn learning(learn: Learn, window: Duration) -> Pacer {
         let learn = Learn {
             start: learn.start.max(1),
             ceiling: learn.ceiling.max(learn.start.max(1)),
@@ -297,7 +282,7 @@ impl Pacer {
     /// fits, instead of waiting until a whole chunk does, is what keeps the
     /// spend close to the limit. `min` larger than the whole budget is let
     /// through alone, on an empty window.
-    pub fn reserve(&self, min: u64, max: u64) -> Result<u64, Duration> {
+    pub(crate) fn reserve(&self, min: u64, max: u64) -> Result<u64, Duration> {
         self.reserve_at(min, max, Instant::now())
     }
 
@@ -381,14 +366,14 @@ impl Pacer {
 
     /// What the bucket holds when full: one slice of the window's budget
     /// (the most one chunk spends at once); None: no pacing.
-    pub fn slice(&self) -> Option<u64> {
+    pub(crate) fn slice(&self) -> Option<u64> {
         let st = self.state.lock().unwrap();
         let allowed = (st.limit? as f64 * st.share) as u64;
         Some((allowed / u64::from(SLICES)).max(1))
     }
 
     /// Units that the server did not count after all (refused calls).
-    pub fn refund(&self, units: u64) {
+    pub(crate) fn refund(&self, units: u64) {
         if let Some(p) = &self.project {
             p.0.refund(units);
         }
@@ -413,7 +398,7 @@ impl Pacer {
 
     /// The quota ran out (a chunk met many rate errors): lower the ceiling,
     /// and honour Retry-After.
-    pub fn on_rate_error(&self, retry_after: Option<Duration>) {
+    fn on_rate_error(&self, retry_after: Option<Duration>) {
         let learned = {
             let mut st = self.state.lock().unwrap();
             let learned = self.settle(&mut st).then_some(st.limit).flatten();
@@ -448,7 +433,7 @@ impl Pacer {
     /// calls sent within a quarter window, mean the quota is spent: slow
     /// down. Fewer are passing 429s (random ones do not fall when the pace
     /// does, so slowing for them only loses the budget): only retried.
-    pub fn on_chunk(
+    pub(crate) fn on_chunk(
         &self,
         sent: usize,
         refused: usize,
@@ -484,7 +469,7 @@ impl Pacer {
     /// A call was refused for quota (not for concurrency). While learning,
     /// that is the limit found: just under what the window holds now, the
     /// refused calls refunded (the server did not count them).
-    pub fn on_refused(&self) {
+    fn on_refused(&self) {
         let learned = {
             let mut st = self.state.lock().unwrap();
             self.settle(&mut st).then_some(st.limit).flatten()
@@ -526,7 +511,7 @@ impl Pacer {
 
     /// A chunk came back without rate errors: creep back toward the target.
     /// `rtt` widens the margin so the pacer's window trails the server's.
-    pub fn on_clean(&self, rtt: Duration) {
+    fn on_clean(&self, rtt: Duration) {
         self.on_clean_at(rtt, Instant::now())
     }
 
@@ -542,7 +527,7 @@ impl Pacer {
     }
 
     /// The quota window paced for.
-    pub fn window(&self) -> Duration {
+    pub(crate) fn window(&self) -> Duration {
         self.window
     }
 
@@ -552,7 +537,7 @@ impl Pacer {
     }
 
     /// Units spent so far (refunds taken off).
-    pub fn spent(&self) -> u64 {
+    pub(crate) fn spent(&self) -> u64 {
         self.state.lock().unwrap().spent_total
     }
 }

@@ -5,18 +5,12 @@ use serde_json::{json, Value};
 
 /// Google's method name of a call; it sets the quota cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Method {
+pub(crate) enum Method {
     GetProfile,
     MessagesList,
     MessagesGet,
-    AttachmentsGet,
-    MessagesModify,
     MessagesBatchModify,
     MessagesTrash,
-    MessagesUntrash,
-    MessagesDelete,
-    ThreadsList,
-    ThreadsGet,
     LabelsList,
     HistoryList,
     /// messages.import and messages.insert (25 units each).
@@ -36,9 +30,9 @@ pub enum Format {
 }
 
 impl Format {
-    pub const NAMES: &'static [&'static str] = &["minimal", "metadata", "full", "raw"];
+    const NAMES: &'static [&'static str] = &["minimal", "metadata", "full", "raw"];
 
-    pub fn parse(s: &str) -> Option<Format> {
+    pub(crate) fn parse(s: &str) -> Option<Format> {
         match s {
             "minimal" => Some(Format::Minimal),
             "metadata" => Some(Format::Metadata),
@@ -48,7 +42,7 @@ impl Format {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         Format::NAMES[self as usize]
     }
 }
@@ -57,19 +51,19 @@ impl Format {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     /// Which API call this is (prices it against the quota).
-    pub call: Method,
+    pub(crate) call: Method,
     /// The HTTP verb: GET, POST, PUT, PATCH or DELETE.
-    pub verb: &'static str,
+    pub(crate) verb: &'static str,
     /// Path below `users/{user}/`, segments already percent-encoded.
-    pub path: String,
-    pub query: Vec<(String, String)>,
-    pub body: Option<Value>,
+    pub(crate) path: String,
+    query: Vec<(String, String)>,
+    pub(crate) body: Option<Value>,
     /// The message or thread this call is about: its answer must carry
     /// this id, or it is not the answer asked for.
-    pub answer_id: Option<String>,
+    pub(crate) answer_id: Option<String>,
     /// A message sent as a media upload (messages.import / insert): the
     /// RFC 822 bytes as they are, and `body` the metadata (labelIds).
-    pub media: Option<bytes::Bytes>,
+    pub(crate) media: Option<bytes::Bytes>,
 }
 
 /// `mediaUpload.maxSize` of messages.import and messages.insert in the
@@ -97,7 +91,7 @@ pub struct ImportOptions {
 }
 
 /// Percent-encode one path segment (ids, label ids, emails).
-pub fn segment(s: &str) -> String {
+pub(crate) fn segment(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
@@ -121,7 +115,7 @@ impl Request {
         self
     }
 
-    pub fn param(mut self, k: &str, v: impl Into<String>) -> Request {
+    fn param(mut self, k: &str, v: impl Into<String>) -> Request {
         self.query.push((k.to_string(), v.into()));
         self
     }
@@ -131,7 +125,7 @@ impl Request {
     }
 
     /// One page of messages.list.
-    pub fn list_messages(q: &ListQuery, page_token: Option<&str>) -> Request {
+    pub(crate) fn list_messages(q: &ListQuery, page_token: Option<&str>) -> Request {
         let mut r = Request::new(Method::MessagesList, "GET", "messages".into())
             .param("maxResults", q.page_size.to_string());
         if let Some(query) = &q.q {
@@ -165,11 +159,11 @@ impl Request {
         r
     }
 
-    pub fn list_labels() -> Request {
+    pub(crate) fn list_labels() -> Request {
         Request::new(Method::LabelsList, "GET", "labels".into())
     }
 
-    pub fn list_history(start_history_id: &str, page_token: Option<&str>) -> Request {
+    pub(crate) fn list_history(start_history_id: &str, page_token: Option<&str>) -> Request {
         let mut r = Request::new(Method::HistoryList, "GET", "history".into())
             .param("startHistoryId", start_history_id)
             .param("maxResults", "500");
@@ -179,19 +173,8 @@ impl Request {
         r
     }
 
-    pub fn modify(id: &str, add: &[String], remove: &[String]) -> Request {
-        let mut r = Request::new(
-            Method::MessagesModify,
-            "POST",
-            format!("messages/{}/modify", segment(id)),
-        )
-        .about(id);
-        r.body = Some(json!({"addLabelIds": add, "removeLabelIds": remove}));
-        r
-    }
-
     /// At most [`BATCH_MODIFY_MAX`] ids; see [`Request::batch_modify_chunks`].
-    pub fn batch_modify(ids: &[String], add: &[String], remove: &[String]) -> Request {
+    fn batch_modify(ids: &[String], add: &[String], remove: &[String]) -> Request {
         let mut r = Request::new(
             Method::MessagesBatchModify,
             "POST",
@@ -208,7 +191,7 @@ impl Request {
             .collect()
     }
 
-    pub fn trash(id: &str) -> Request {
+    pub(crate) fn trash(id: &str) -> Request {
         Request::new(
             Method::MessagesTrash,
             "POST",
@@ -242,13 +225,13 @@ impl Request {
 
     /// `/upload/gmail/v1/users/{user}/{path}?uploadType=multipart&...`: where
     /// a media upload goes (the discovery document's `mediaUpload` path).
-    pub fn upload_path_and_query(&self, user: &str) -> String {
+    pub(crate) fn upload_path_and_query(&self, user: &str) -> String {
         format!("/upload{}&uploadType=multipart", self.path_and_query(user))
     }
 
     /// Any other call under users/{user}/: `path` as given (the caller
     /// encodes it), method one of GET, POST, PUT, PATCH, DELETE.
-    pub fn raw(
+    pub(crate) fn raw(
         verb: &'static str,
         path: &str,
         query: Vec<(String, String)>,
@@ -267,7 +250,7 @@ impl Request {
 
     /// `/gmail/v1/users/{user}/{path}?{query}` with `prettyPrint=false`
     /// (smaller answers; Google pretty-prints by default).
-    pub fn path_and_query(&self, user: &str) -> String {
+    pub(crate) fn path_and_query(&self, user: &str) -> String {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         for (k, v) in &self.query {
             q.append_pair(k, v);
@@ -283,7 +266,7 @@ impl Request {
 }
 
 /// Most ids one batchModify call takes.
-pub const BATCH_MODIFY_MAX: usize = 1000;
+pub(crate) const BATCH_MODIFY_MAX: usize = 1000;
 
 /// What messages.list is asked for.
 #[derive(Debug, Clone, PartialEq)]

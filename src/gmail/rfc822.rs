@@ -13,9 +13,9 @@ use super::message::B64_STD;
 /// One header field: its name, and its value's lines without line ends: the
 /// text after the colon (trimmed), then each continuation line as it came.
 #[derive(Debug, PartialEq)]
-pub struct Field<'a> {
-    pub name: &'a [u8],
-    pub lines: Vec<&'a [u8]>,
+pub(crate) struct Field<'a> {
+    pub(crate) name: &'a [u8],
+    pub(crate) lines: Vec<&'a [u8]>,
 }
 
 /// The fields up to the first blank line, and the offset just past that
@@ -23,7 +23,7 @@ pub struct Field<'a> {
 /// (no colon; a name with spaces, like an mbox `From ` line; Google's own
 /// batch example has "Content-Type application/json") are skipped, and so
 /// are continuation lines before the first field.
-pub fn fields(block: &[u8]) -> (Vec<Field<'_>>, Option<usize>) {
+pub(crate) fn fields(block: &[u8]) -> (Vec<Field<'_>>, Option<usize>) {
     let mut out: Vec<Field<'_>> = Vec::new();
     let mut pos = 0;
     while pos < block.len() {
@@ -57,7 +57,7 @@ pub fn fields(block: &[u8]) -> (Vec<Field<'_>>, Option<usize>) {
 
 /// The header fields of an RFC 822 message, values still folded and
 /// encoded: the same shape as Gmail's payload headers.
-pub fn header_pairs(msg: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn header_pairs(msg: &[u8]) -> Vec<(String, String)> {
     fields(msg)
         .0
         .into_iter()
@@ -83,7 +83,7 @@ fn bytes_to_string(bytes: &[u8]) -> String {
 /// word alone, so a character split across two words (`=?UTF-8?B?4oI=?=
 /// =?UTF-8?B?rCA1?=`, "€ 5", as mailers write them) comes out as two U+FFFD,
 /// and it adds a space after a word followed by punctuation ("Re: a !").
-pub fn decode(value: &str) -> String {
+pub(crate) fn decode(value: &str) -> String {
     if !value.contains("=?") && !value.contains(['\r', '\n']) {
         return value.to_owned();
     }
@@ -180,7 +180,7 @@ fn q_decode(text: &[u8]) -> Vec<u8> {
 }
 
 /// Bytes in a MIME charset to UTF-8; unknown charsets are read as UTF-8.
-pub fn decode_charset(charset: &str, bytes: &[u8]) -> String {
+pub(crate) fn decode_charset(charset: &str, bytes: &[u8]) -> String {
     let charset = charset.trim().trim_matches('"');
     let utf8 = charset.eq_ignore_ascii_case("utf-8") || charset.eq_ignore_ascii_case("utf8");
     match charset_decoder(charset.as_bytes()).filter(|_| !utf8) {

@@ -27,13 +27,13 @@ use super::request::Request;
 /// How far a watch has got: every history record up to `done` is handled,
 /// and of the record `partial` names, its first `n` changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mark {
-    pub done: u64,
-    pub partial: Option<(u64, u32)>,
+pub(crate) struct Mark {
+    done: u64,
+    partial: Option<(u64, u32)>,
 }
 
 impl Mark {
-    pub fn at(done: u64) -> Mark {
+    pub(crate) fn at(done: u64) -> Mark {
         Mark {
             done,
             partial: None,
@@ -41,14 +41,14 @@ impl Mark {
     }
 
     /// `"123"`, or `"123 130:2"` in the middle of record 130.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         match self.partial {
             None => self.done.to_string(),
             Some((r, n)) => format!("{} {r}:{n}", self.done),
         }
     }
 
-    pub fn parse(s: &str) -> Option<Mark> {
+    pub(crate) fn parse(s: &str) -> Option<Mark> {
         let mut words = s.split(' ');
         let done = words.next()?.parse().ok()?;
         let partial = match words.next() {
@@ -72,7 +72,7 @@ impl Mark {
 
 /// What [`Watcher::next`] gives.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     Change(Change),
     /// The history from `from` is no longer kept; changes from now on
     /// are told from `history_id`. What happened in between is unknown:
@@ -88,7 +88,7 @@ pub enum Event {
     Stopped,
 }
 
-pub struct Watcher {
+pub(crate) struct Watcher {
     client: Arc<Client>,
     every: Duration,
     cancel: Option<watch::Receiver<bool>>,
@@ -111,11 +111,10 @@ pub struct Watcher {
     backoff: Backoff,
     /// Since when Gmail has not answered, and the first failure.
     down: Option<(Instant, u32)>,
-    polls: u64,
 }
 
 impl Watcher {
-    pub fn new(
+    pub(crate) fn new(
         client: Arc<Client>,
         mark: Mark,
         every: Duration,
@@ -140,13 +139,12 @@ impl Watcher {
                 jitter: true,
             },
             down: None,
-            polls: 0,
         }
     }
 
     /// Start from the mailbox's current history id (getProfile), retried
     /// like a poll. False when stopped first.
-    pub async fn start_now(&mut self) -> Result<bool, ApiError> {
+    pub(crate) async fn start_now(&mut self) -> Result<bool, ApiError> {
         let Some(now) = self.current_history_id().await? else {
             return Ok(false);
         };
@@ -156,22 +154,17 @@ impl Watcher {
     }
 
     /// Go on from `mark` (a saved one, or a start the script gave).
-    pub fn set_mark(&mut self, mark: Mark) {
+    pub(crate) fn set_mark(&mut self, mark: Mark) {
         self.mark = mark;
         self.tail = mark;
     }
 
-    pub fn mark(&self) -> Mark {
+    pub(crate) fn mark(&self) -> Mark {
         self.mark
     }
 
-    /// history.list calls made so far (pages included).
-    pub fn polls(&self) -> u64 {
-        self.polls
-    }
-
     /// The event handed out last is handled: the mark moves past it.
-    pub fn done(&mut self) {
+    pub(crate) fn done(&mut self) {
         if let Some(m) = self.handed.take() {
             self.mark = m;
         }
@@ -200,7 +193,7 @@ impl Watcher {
     /// only an error that retrying cannot cure (a revoked login, missing
     /// permission, a mailbox without Gmail) ends it with `Err`.
     /// Asking for the next event says the last one is done.
-    pub async fn next(&mut self) -> Result<Event, ApiError> {
+    pub(crate) async fn next(&mut self) -> Result<Event, ApiError> {
         self.done();
         loop {
             if let Some((c, m)) = self.pending.pop_front() {
@@ -260,7 +253,6 @@ impl Watcher {
     /// None when stopped while waiting.
     async fn call(&mut self, req: &Request) -> Result<Option<Value>, ApiError> {
         loop {
-            self.polls += 1;
             match self.client.call_json(req).await {
                 Ok(v) => {
                     if let Some((since, failures)) = self.down.take() {

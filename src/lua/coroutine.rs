@@ -55,7 +55,7 @@ end
 return co_resume, co_wrap
 "#;
 
-pub fn register(lua: &Lua) -> mlua::Result<()> {
+pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
     let co: mlua::Table = lua.globals().get("coroutine")?;
     // Named as the host's other glue, so tracebacks leave it out.
     let shim = lua.load(SHIM).set_name("=gmailscript").into_function()?;

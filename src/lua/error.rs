@@ -7,7 +7,7 @@ use mlua::{Lua, Table};
 use crate::gmail::ApiError;
 
 /// An API error as the Lua table `{status, reason, message, class, ...}`.
-pub fn err_table(lua: &Lua, e: &ApiError) -> mlua::Result<Table> {
+pub(crate) fn err_table(lua: &Lua, e: &ApiError) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set("status", e.status)?;
     t.set("reason", e.reason.as_str())?;

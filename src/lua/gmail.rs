@@ -126,7 +126,7 @@ async fn labels_fn(lua: Lua, _: ()) -> mlua::Result<(Value, Value)> {
 }
 
 /// `gmail.history(start)`: changes page by page.
-pub struct HistoryIter {
+struct HistoryIter {
     start: String,
     buffered: RefCell<VecDeque<Change>>,
     next_page: RefCell<Option<String>>,
@@ -162,7 +162,7 @@ impl UserData for HistoryIter {
 }
 
 /// A change as the table scripts see (`gmail.history`, `gmail.watch`).
-pub fn change_table(lua: &Lua, c: Change) -> mlua::Result<mlua::Table> {
+pub(crate) fn change_table(lua: &Lua, c: Change) -> mlua::Result<mlua::Table> {
     let t = lua.create_table()?;
     t.set("history_id", c.history_id)?;
     t.set("type", c.kind.as_str())?;
@@ -233,7 +233,7 @@ async fn history(lua: Lua, start: Value) -> mlua::Result<(Value, Value)> {
     }
 }
 
-pub fn register(lua: &Lua) -> mlua::Result<()> {
+pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
     let g = lua.create_table()?;
     g.set("list", lua.create_async_function(list)?)?;
     g.set("get", lua.create_async_function(get)?)?;

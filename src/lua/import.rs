@@ -51,12 +51,12 @@ const NAMES: &[&str] = &[
 ];
 
 /// How a refused label name is renamed (docs/lua-api.md says so).
-pub const RENAME_SUFFIX: &str = " (restored)";
+const RENAME_SUFFIX: &str = " (restored)";
 
 const PENDING: &str = "import.pending:";
 const ID: &str = "import.id:";
 
-pub fn register(lua: &Lua, g: &Table) -> mlua::Result<()> {
+pub(crate) fn register(lua: &Lua, g: &Table) -> mlua::Result<()> {
     g.set("import", lua.create_async_function(import)?)
 }
 
@@ -567,7 +567,7 @@ fn label_report(lua: &Lua, t: &Table, l: &Labels) -> mlua::Result<()> {
     Ok(())
 }
 
-pub async fn import(lua: Lua, (items, opts): (Value, Option<Value>)) -> mlua::Result<Table> {
+async fn import(lua: Lua, (items, opts): (Value, Option<Value>)) -> mlua::Result<Table> {
     let o = Opts::new("gmail.import", opts, NAMES)?;
     let state = LuaState::option(&o, "resume")?;
     let create = o.boolean("create_labels")?.unwrap_or(true);

@@ -21,7 +21,7 @@ use super::opts::Opts;
 /// Where backup.lua keeps each message's label names beside a Maildir:
 /// JSON lines `{"id": "...", "labels": ["INBOX", "Work/2024"]}`, the last
 /// line for an id winning.
-pub const LABELS_FILE: &str = ".gmailscript-labels.jsonl";
+const LABELS_FILE: &str = ".gmailscript-labels.jsonl";
 
 /// The most a message read from disk may be (Gmail's import limit is
 /// 150 MiB; a bigger file is still read so that import names the limit).
@@ -393,7 +393,7 @@ fn eml(lua: &Lua, (dir, opts): (String, Option<Value>)) -> mlua::Result<mlua::Fu
     })
 }
 
-pub fn register(lua: &Lua) -> mlua::Result<()> {
+pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
     let t = lua.create_table()?;
     t.set("maildir", lua.create_function(maildir)?)?;
     t.set("mbox", lua.create_function(mbox)?)?;

@@ -5,7 +5,7 @@ use mlua::{Lua, LuaSerdeExt, Value};
 use super::message::LuaMessage;
 use super::opts::Opts;
 
-pub fn register(lua: &Lua) -> mlua::Result<()> {
+pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
     let json = lua.create_table()?;
     json.set(
         "encode",
@@ -41,7 +41,7 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
 /// A Lua value as JSON; a message becomes its Gmail JSON, wherever it is.
 /// A table with keys 1..n and nothing else is an array; any other table is
 /// an object (number keys become strings), so no key is silently dropped.
-pub fn to_json(_lua: &Lua, v: Value) -> mlua::Result<serde_json::Value> {
+pub(crate) fn to_json(_lua: &Lua, v: Value) -> mlua::Result<serde_json::Value> {
     convert(&v, 0)
 }
 

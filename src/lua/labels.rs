@@ -9,15 +9,19 @@ use crate::gmail::ApiError;
 use super::opts::short;
 
 #[derive(Debug, Clone)]
-pub struct LabelInfo {
-    pub id: String,
-    pub name: String,
-    pub system: bool,
+pub(crate) struct LabelInfo {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) system: bool,
 }
 
 /// Label ids for names or ids: system ids and `Label_N` pass as they are;
 /// names are looked up (labels.list, once).
-pub async fn resolve_labels(lua: &Lua, func: &str, names: &[String]) -> mlua::Result<Vec<String>> {
+pub(crate) async fn resolve_labels(
+    lua: &Lua,
+    func: &str,
+    names: &[String],
+) -> mlua::Result<Vec<String>> {
     // Gmail's system label ids. The simulator keeps its own list on
     // purpose (it must not share code with the client).
     const SYSTEM: &[&str] = &[
@@ -67,7 +71,7 @@ pub async fn resolve_labels(lua: &Lua, func: &str, names: &[String]) -> mlua::Re
 }
 
 /// labels.list, fetched once and kept for name lookups.
-pub async fn labels(lua: &Lua) -> Result<Vec<LabelInfo>, ApiError> {
+pub(crate) async fn labels(lua: &Lua) -> Result<Vec<LabelInfo>, ApiError> {
     let ctx = super::ctx(lua);
     if let Some(l) = ctx.labels.borrow().clone() {
         return Ok(l);

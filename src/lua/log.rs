@@ -15,7 +15,7 @@ fn join(args: MultiValue) -> String {
         .join("\t")
 }
 
-pub fn register(lua: &Lua) -> mlua::Result<()> {
+pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
     let log = lua.create_table()?;
     for (level, min_verbose, quiet_hides) in [
         ("debug", 1u8, true),

@@ -7,26 +7,26 @@
 //! tables (`error`), requests from Lua values (`request`), labels, messages,
 //! and the progress bar (`progress`).
 
-pub mod batch;
-pub mod coroutine;
-pub mod error;
-pub mod gmail;
-pub mod import;
-pub mod input;
-pub mod json;
-pub mod labels;
-pub mod log;
-pub mod message;
-pub mod mutate;
-pub mod opts;
-pub mod output;
-pub mod progress;
-pub mod request;
-pub mod require;
-pub mod retry;
-pub mod store;
-pub mod time;
-pub mod watch;
+mod batch;
+mod coroutine;
+mod error;
+mod gmail;
+mod import;
+mod input;
+mod json;
+mod labels;
+mod log;
+pub(crate) mod message;
+mod mutate;
+mod opts;
+mod output;
+pub(crate) mod progress;
+mod request;
+mod require;
+mod retry;
+mod store;
+mod time;
+mod watch;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -62,44 +62,44 @@ pub struct HostConfig {
 
 /// How the script's work went, for the exit code and the summary.
 #[derive(Debug, Default, Clone)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Items recorded as failed by any batch.
-    pub failed: u64,
+    pub(crate) failed: u64,
     /// Items delivered (or changed), skipped, and begun but not finished
     /// because a run stopped, over all engine runs; ids a resume state
     /// had done already.
-    pub ok: u64,
-    pub skipped: u64,
-    pub not_done: u64,
-    pub already_done: u64,
+    pub(crate) ok: u64,
+    pub(crate) skipped: u64,
+    pub(crate) not_done: u64,
+    pub(crate) already_done: u64,
     /// Where failures were recorded (a state file), if anywhere.
-    pub failures_in: Option<PathBuf>,
+    pub(crate) failures_in: Option<PathBuf>,
     /// A batch stopped on its policy's "abort" (the diagnosis).
-    pub stopped: Option<String>,
-    pub cancelled: bool,
+    pub(crate) stopped: Option<String>,
+    pub(crate) cancelled: bool,
     /// A `gmail.watch` loop ended on a stop request (Ctrl-C, SIGTERM): the
     /// normal end of a watch, not an interruption.
-    pub watch_stopped: bool,
+    pub(crate) watch_stopped: bool,
     /// The script raised (set by `run`, for its report).
-    pub script_error: Option<String>,
+    pub(crate) script_error: Option<String>,
     /// Quota units the engine's batches spent (set by `run`).
-    pub units: u64,
+    pub(crate) units: u64,
 }
 
 /// Shared by every module through the Lua state's app data.
-pub struct Ctx {
-    pub runner: Runner,
-    pub dry_run: bool,
-    pub quiet: bool,
-    pub verbose: u8,
-    pub backoff: Backoff,
-    pub cancel: signal::Receiver<bool>,
-    pub outcome: RefCell<Outcome>,
+pub(crate) struct Ctx {
+    pub(crate) runner: Runner,
+    dry_run: bool,
+    quiet: bool,
+    verbose: u8,
+    backoff: Backoff,
+    cancel: signal::Receiver<bool>,
+    pub(crate) outcome: RefCell<Outcome>,
     /// labels.list, fetched once when a name must be resolved.
-    pub labels: RefCell<Option<Vec<labels::LabelInfo>>>,
+    pub(crate) labels: RefCell<Option<Vec<labels::LabelInfo>>>,
     /// Engine runs (batches) under way; the REPL's Ctrl-C handler, on its
     /// own thread, reads it to stop a batch cleanly rather than drop it.
-    pub running: Arc<AtomicUsize>,
+    pub(crate) running: Arc<AtomicUsize>,
     /// See `Host::set_interrupt`.
     interrupt: RefCell<Option<Arc<AtomicBool>>>,
     /// The threads running Lua code, outermost first, while an interrupt
@@ -108,12 +108,12 @@ pub struct Ctx {
     hooked: RefCell<Vec<mlua::Thread>>,
     /// One of many mailboxes of a `--users` run: a batch's bar is not drawn
     /// but kept in `batch_bar`, for the run's line of this mailbox.
-    pub folded: std::cell::Cell<bool>,
-    pub batch_bar: RefCell<Option<indicatif::ProgressBar>>,
+    folded: std::cell::Cell<bool>,
+    pub(crate) batch_bar: RefCell<Option<indicatif::ProgressBar>>,
 }
 
 /// Counts one engine run for as long as it lives.
-pub struct Running(Arc<AtomicUsize>);
+struct Running(Arc<AtomicUsize>);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -162,13 +162,13 @@ impl Ctx {
         Hooked(self, true)
     }
 
-    pub fn client(&self) -> &Arc<Client> {
+    fn client(&self) -> &Arc<Client> {
         &self.runner.client
     }
-    pub fn cancelled(&self) -> bool {
+    pub(crate) fn cancelled(&self) -> bool {
         *self.cancel.borrow()
     }
-    pub fn running(&self) -> Running {
+    fn running(&self) -> Running {
         self.running.fetch_add(1, Ordering::SeqCst);
         Running(self.running.clone())
     }
@@ -190,7 +190,7 @@ pub async fn call_callback<R: mlua::FromLuaMulti>(
     r
 }
 
-pub fn ctx(lua: &Lua) -> Rc<Ctx> {
+fn ctx(lua: &Lua) -> Rc<Ctx> {
     lua.app_data_ref::<Rc<Ctx>>()
         .expect("the host sets its context before running scripts")
         .clone()
@@ -199,14 +199,14 @@ pub fn ctx(lua: &Lua) -> Rc<Ctx> {
 /// A script that failed: `file:line: message`, and a traceback.
 #[derive(Debug, Clone)]
 pub struct ScriptError {
-    pub message: String,
-    pub traceback: Option<String>,
+    pub(crate) message: String,
+    traceback: Option<String>,
 }
 
 impl ScriptError {
     /// `stack traceback:` and its first 8 frames, one a line, as `run` and
     /// the REPL print them under the message; empty without a traceback.
-    pub fn traceback_lines(&self) -> Vec<String> {
+    pub(crate) fn traceback_lines(&self) -> Vec<String> {
         let Some(tb) = &self.traceback else {
             return Vec::new();
         };
@@ -224,7 +224,7 @@ impl std::fmt::Display for ScriptError {
 
 pub struct Host {
     pub lua: Lua,
-    pub ctx: Rc<Ctx>,
+    pub(crate) ctx: Rc<Ctx>,
 }
 
 impl Host {
@@ -267,7 +267,7 @@ impl Host {
 
     /// Set `gmail.user`: the address this state acts for in a `--users`
     /// run (nil otherwise).
-    pub fn set_user(&self, email: &str) -> mlua::Result<()> {
+    pub(crate) fn set_user(&self, email: &str) -> mlua::Result<()> {
         self.lua
             .globals()
             .get::<mlua::Table>("gmail")?
@@ -276,12 +276,12 @@ impl Host {
 
     /// One of many mailboxes: batches draw no bar of their own (see
     /// [`Ctx::folded`]).
-    pub fn fold_progress(&self) {
+    pub(crate) fn fold_progress(&self) {
         self.ctx.folded.set(true);
     }
 
     /// Load and run a script file with `arg` set, to its end.
-    pub async fn run_file(&self, path: &Path, args: &[String]) -> Result<(), ScriptError> {
+    async fn run_file(&self, path: &Path, args: &[String]) -> Result<(), ScriptError> {
         let source = std::fs::read(path).map_err(|e| ScriptError {
             message: format!("cannot read {}: {e}", path.display()),
             traceback: None,
@@ -292,7 +292,7 @@ impl Host {
     }
 
     /// Run a script, a file or a shipped one.
-    pub async fn run_script(
+    pub(crate) async fn run_script(
         &self,
         script: &crate::scripts::Script,
         args: &[String],
@@ -336,7 +336,7 @@ impl Host {
     /// From now on, Lua code run by `eval` raises "interrupted" while
     /// `flag` is set: a loop that never waits on the engine cannot be
     /// dropped at an await the way a pending call can.
-    pub fn set_interrupt(&self, flag: Arc<AtomicBool>) {
+    pub(crate) fn set_interrupt(&self, flag: Arc<AtomicBool>) {
         *self.ctx.interrupt.borrow_mut() = Some(flag);
     }
 
@@ -344,7 +344,7 @@ impl Host {
     /// whose values are returned when it parses as one (so `1 + 1` shows 2),
     /// else as statements. `Ok(None)` when the input stops mid-statement
     /// and `more` lines may follow to complete it.
-    pub fn compile_line(
+    pub(crate) fn compile_line(
         &self,
         source: &str,
         more: bool,
@@ -370,7 +370,7 @@ impl Host {
     }
 
     /// As `call_traced`, keeping what `f` returned.
-    pub async fn eval(
+    pub(crate) async fn eval(
         &self,
         f: mlua::Function,
         args: &[String],
@@ -621,7 +621,7 @@ fn bad_argument_text(lua: &Lua, pos: usize, name: String, cause: &mlua::Error) -
 }
 
 /// Turn an mlua error into one readable line plus a traceback.
-pub fn script_error(e: mlua::Error) -> ScriptError {
+pub(crate) fn script_error(e: mlua::Error) -> ScriptError {
     match e {
         mlua::Error::CallbackError { traceback, cause } => {
             let inner = script_error((*cause).clone());

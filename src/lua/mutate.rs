@@ -55,7 +55,7 @@ async fn mutate(lua: &Lua, items: Vec<Item>) -> mlua::Result<(Report, Vec<String
     Ok((report, done))
 }
 
-pub async fn modify(lua: Lua, (ids, opts): (Value, Value)) -> mlua::Result<Table> {
+pub(crate) async fn modify(lua: Lua, (ids, opts): (Value, Value)) -> mlua::Result<Table> {
     let ids = ids_arg("gmail.modify", ids)?;
     let o = Opts::new("gmail.modify", Some(opts), &["add", "remove"])?;
     let add_names = o.strings("add")?.unwrap_or_default();
@@ -103,7 +103,7 @@ pub async fn modify(lua: Lua, (ids, opts): (Value, Value)) -> mlua::Result<Table
     Ok(t)
 }
 
-pub async fn trash(lua: Lua, ids: Value) -> mlua::Result<Table> {
+pub(crate) async fn trash(lua: Lua, ids: Value) -> mlua::Result<Table> {
     let ids = ids_arg("gmail.trash", ids)?;
     let ctx = crate::lua::ctx(&lua);
     if ctx.dry_run {

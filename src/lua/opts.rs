@@ -15,11 +15,11 @@ use mlua::{Function, Table, Value};
 
 /// The longest wait a script may ask for, anywhere: one day. More is a
 /// mistake (or hostile input) and is refused, not cut.
-pub const MAX_WAIT_SECS: u64 = 86_400;
+pub(crate) const MAX_WAIT_SECS: u64 = 86_400;
 
 /// What a number from Lua had to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Want {
+enum Want {
     /// A number (not a string) of seconds from 0 to [`MAX_WAIT_SECS`].
     Seconds,
     /// A whole number within `min..=max`.
@@ -39,16 +39,16 @@ impl fmt::Display for Want {
 /// value it was.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("must be {want}, got {got}")]
-pub struct Refused {
-    pub want: Want,
+pub(crate) struct Refused {
+    want: Want,
     /// The value as an error message shows it ([`got`]).
-    pub got: String,
+    pub(crate) got: String,
 }
 
 /// Seconds as a duration: an integer or a float from 0 to a day. NaN,
 /// infinities, negatives, more than a day and strings are refused (Lua's
 /// string-to-number coercion does not apply).
-pub fn seconds(v: &Value) -> Result<Duration, Refused> {
+pub(crate) fn seconds(v: &Value) -> Result<Duration, Refused> {
     let refused = || Refused {
         want: Want::Seconds,
         got: got(v),
@@ -69,7 +69,7 @@ pub fn seconds(v: &Value) -> Result<Duration, Refused> {
 
 /// A whole number within `min..=max`: an integer, or a float with no
 /// fraction that is exactly within range (no saturating cast).
-pub fn whole(v: &Value, min: i64, max: i64) -> Result<i64, Refused> {
+fn whole(v: &Value, min: i64, max: i64) -> Result<i64, Refused> {
     // 2^63: the first float past i64::MAX (i64::MAX as f64 rounds up to it).
     const LIMIT: f64 = 9_223_372_036_854_775_808.0;
     let n = match v {
@@ -87,7 +87,7 @@ pub fn whole(v: &Value, min: i64, max: i64) -> Result<i64, Refused> {
 /// A value as "got ..." shows it: a number as Lua prints it (`1e+300`),
 /// anything else as its type and, when it says more, its value
 /// (`string ("5")`).
-pub fn got(v: &Value) -> String {
+pub(crate) fn got(v: &Value) -> String {
     match v {
         Value::Integer(_) | Value::Number(_) => display(v),
         other => {
@@ -101,7 +101,7 @@ pub fn got(v: &Value) -> String {
     }
 }
 
-pub struct Opts {
+pub(crate) struct Opts {
     func: String,
     /// For a nested table (`backoff = {...}`): its key, so its options are
     /// named `backoff.base`.
@@ -111,13 +111,18 @@ pub struct Opts {
 
 impl Opts {
     /// `value` must be nil or a table whose keys are all in `known`.
-    pub fn new(func: &str, value: Option<Value>, known: &[&str]) -> mlua::Result<Opts> {
+    pub(crate) fn new(func: &str, value: Option<Value>, known: &[&str]) -> mlua::Result<Opts> {
         Opts::build(func, None, value, known)
     }
 
     /// The table under option `prefix` of `func`: its options are named
     /// `prefix.key` in messages.
-    pub fn nested(func: &str, prefix: &str, value: Value, known: &[&str]) -> mlua::Result<Opts> {
+    pub(crate) fn nested(
+        func: &str,
+        prefix: &str,
+        value: Value,
+        known: &[&str],
+    ) -> mlua::Result<Opts> {
         Opts::build(func, Some(prefix), Some(value), known)
     }
 
@@ -175,7 +180,7 @@ impl Opts {
         }
     }
 
-    pub fn error(&self, key: &str, want: &str, got_value: &Value) -> mlua::Error {
+    pub(crate) fn error(&self, key: &str, want: &str, got_value: &Value) -> mlua::Error {
         mlua::Error::runtime(format!(
             "{}: option '{}' must be {want}, got {}",
             self.func,
@@ -188,14 +193,14 @@ impl Opts {
         mlua::Error::runtime(format!("{}: option '{}' {r}", self.func, self.name(key)))
     }
 
-    pub fn raw(&self, key: &str) -> mlua::Result<Value> {
+    pub(crate) fn raw(&self, key: &str) -> mlua::Result<Value> {
         match &self.table {
             Some(t) => t.raw_get(key),
             None => Ok(Value::Nil),
         }
     }
 
-    pub fn string(&self, key: &str) -> mlua::Result<Option<String>> {
+    pub(crate) fn string(&self, key: &str) -> mlua::Result<Option<String>> {
         match self.raw(key)? {
             Value::Nil => Ok(None),
             Value::String(s) => Ok(Some(s.to_str()?.to_string())),
@@ -203,7 +208,7 @@ impl Opts {
         }
     }
 
-    pub fn boolean(&self, key: &str) -> mlua::Result<Option<bool>> {
+    pub(crate) fn boolean(&self, key: &str) -> mlua::Result<Option<bool>> {
         match self.raw(key)? {
             Value::Nil => Ok(None),
             Value::Boolean(b) => Ok(Some(b)),
@@ -212,7 +217,7 @@ impl Opts {
     }
 
     /// A whole number within `min..=max`.
-    pub fn integer(&self, key: &str, min: i64, max: i64) -> mlua::Result<Option<i64>> {
+    pub(crate) fn integer(&self, key: &str, min: i64, max: i64) -> mlua::Result<Option<i64>> {
         match self.raw(key)? {
             Value::Nil => Ok(None),
             v => whole(&v, min, max)
@@ -221,7 +226,7 @@ impl Opts {
         }
     }
 
-    pub fn function(&self, key: &str) -> mlua::Result<Option<Function>> {
+    pub(crate) fn function(&self, key: &str) -> mlua::Result<Option<Function>> {
         match self.raw(key)? {
             Value::Nil => Ok(None),
             Value::Function(f) => Ok(Some(f)),
@@ -230,7 +235,7 @@ impl Opts {
     }
 
     /// An array of strings.
-    pub fn strings(&self, key: &str) -> mlua::Result<Option<Vec<String>>> {
+    pub(crate) fn strings(&self, key: &str) -> mlua::Result<Option<Vec<String>>> {
         match self.raw(key)? {
             Value::Nil => Ok(None),
             Value::Table(t) => {
@@ -249,7 +254,7 @@ impl Opts {
 
     /// A duration up to a day: seconds as a number, or a string like
     /// "250ms", "1s", "2m".
-    pub fn duration(&self, key: &str) -> mlua::Result<Option<Duration>> {
+    pub(crate) fn duration(&self, key: &str) -> mlua::Result<Option<Duration>> {
         let v = self.raw(key)?;
         let want = format!(
             "{} or a string like \"250ms\", \"1s\", \"2m\"",
@@ -275,7 +280,7 @@ impl Opts {
 }
 
 /// A short printable form of a value, for error messages.
-pub fn display(v: &Value) -> String {
+pub(crate) fn display(v: &Value) -> String {
     match v {
         Value::String(s) => {
             let s = s.to_string_lossy();
@@ -294,7 +299,7 @@ pub fn display(v: &Value) -> String {
 }
 
 /// A value quoted for an error message, cut if long.
-pub fn short(s: &str) -> String {
+pub(crate) fn short(s: &str) -> String {
     if s.chars().count() > 40 {
         format!("'{}…'", s.chars().take(40).collect::<String>())
     } else {
@@ -305,7 +310,7 @@ pub fn short(s: &str) -> String {
 /// A float as Lua's `tostring` gives it (`%.14g`, with `.0` on a whole
 /// number): `1e+300`, `0.5`, `3.0`, `nan`. Rust's own formatting writes
 /// 1e300 as 301 digits.
-pub fn lua_number(n: f64) -> String {
+fn lua_number(n: f64) -> String {
     if n.is_nan() {
         return if n.is_sign_negative() { "-nan" } else { "nan" }.into();
     }

@@ -14,7 +14,7 @@ use super::message::LuaMessage;
 use super::opts::Opts;
 use super::store::{output_key, LuaState, SharedWriter};
 
-pub struct LuaOutput {
+struct LuaOutput {
     /// None once closed: dropping the writer releases its file lock.
     writer: RefCell<Option<SharedWriter>>,
     kind: &'static str,
@@ -211,7 +211,7 @@ fn resume_of(
     Ok((Some(state), at))
 }
 
-pub fn register(lua: &Lua) -> mlua::Result<()> {
+pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
     let out = lua.create_table()?;
     out.set(
         "jsonl",

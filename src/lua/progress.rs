@@ -18,7 +18,7 @@ thread_local! {
 }
 
 /// Print a line on stderr without tearing a progress bar.
-pub fn eprint_line(line: &str) {
+pub(crate) fn eprint_line(line: &str) {
     if let Some(multi) = MULTI.with(|m| m.borrow().clone()) {
         multi.suspend(|| eprintln!("{line}"));
         return;
@@ -31,14 +31,14 @@ pub fn eprint_line(line: &str) {
 }
 
 /// The bars of a `--users` run on this thread, while it runs (None after).
-pub fn set_multi(multi: Option<indicatif::MultiProgress>) {
+pub(crate) fn set_multi(multi: Option<indicatif::MultiProgress>) {
     MULTI.with(|m| *m.borrow_mut() = multi);
 }
 
 /// A batch's bar, on screen from now on: none when quiet, not asked for,
 /// or stderr is not a terminal. `total` messages, when known.
 /// A batch run from a callback of another gets none: the outer bar stays.
-pub fn start(ctx: &super::Ctx, enabled: bool, total: Option<u64>) -> Option<ProgressBar> {
+pub(crate) fn start(ctx: &super::Ctx, enabled: bool, total: Option<u64>) -> Option<ProgressBar> {
     if ctx.folded.get() {
         // Counted, not drawn: the run's line of this mailbox shows it.
         let busy = ctx
@@ -65,7 +65,7 @@ pub fn start(ctx: &super::Ctx, enabled: bool, total: Option<u64>) -> Option<Prog
 }
 
 /// The batch is over: its bar leaves the screen.
-pub fn finish(bar: Option<&ProgressBar>) {
+pub(crate) fn finish(bar: Option<&ProgressBar>) {
     if let Some(pb) = bar {
         pb.finish_and_clear();
         PROGRESS.with(|p| *p.borrow_mut() = None);
@@ -73,7 +73,7 @@ pub fn finish(bar: Option<&ProgressBar>) {
 }
 
 /// Take the bar on screen off it (a batch dropped mid-run).
-pub fn clear() {
+pub(crate) fn clear() {
     if let Some(bar) = PROGRESS.with(|p| p.borrow_mut().take()) {
         bar.finish_and_clear();
     }
@@ -120,7 +120,7 @@ const READ_AHEAD: usize = 10_000;
 /// reading runs no script code) the ids ready now are taken ahead of the
 /// runner, up to [`READ_AHEAD`], so the end is known early: a mailbox
 /// smaller than that has its true length after the listing's last page.
-pub fn true_length<T, E>(
+pub(crate) fn true_length<T, E>(
     ids: impl Stream<Item = Result<T, E>> + 'static,
     bar: Option<ProgressBar>,
     skipped: Rc<Cell<u64>>,

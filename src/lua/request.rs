@@ -8,9 +8,9 @@ use crate::gmail::request::{Format, Request};
 
 use super::opts::{short, Opts};
 
-pub const FORMATS: &str = "minimal, metadata, full, raw";
+pub(crate) const FORMATS: &str = "minimal, metadata, full, raw";
 
-pub fn parse_format(func: &str, s: &str) -> mlua::Result<Format> {
+pub(crate) fn parse_format(func: &str, s: &str) -> mlua::Result<Format> {
     Format::parse(s).ok_or_else(|| {
         mlua::Error::runtime(format!(
             "{func}: unknown format {} (valid: {FORMATS})",
@@ -20,7 +20,7 @@ pub fn parse_format(func: &str, s: &str) -> mlua::Result<Format> {
 }
 
 /// A `{method, path, query, body}` table as a request.
-pub fn fetch_request(func: &str, v: Value) -> mlua::Result<Request> {
+pub(crate) fn fetch_request(func: &str, v: Value) -> mlua::Result<Request> {
     let o = Opts::new(func, Some(v), &["method", "path", "query", "body"])?;
     let method: &'static str = match o
         .string("method")?

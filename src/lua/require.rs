@@ -12,7 +12,7 @@ use mlua::{Lua, Table, Value};
 const BASE_PATH: &str = "gmailscript.base_path";
 
 /// Records Lua's own `package.path` and puts the user's folder before it.
-pub fn register(lua: &Lua) -> mlua::Result<()> {
+pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
     let package: Table = lua.globals().get("package")?;
     let base: String = package.get("path")?;
     lua.set_named_registry_value(BASE_PATH, base)?;
@@ -20,12 +20,12 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
 }
 
 /// The user's module folder: `lua/` in the config directory.
-pub fn user_dir() -> Option<PathBuf> {
+fn user_dir() -> Option<PathBuf> {
     crate::auth::cache::config_dir().map(|d| d.join("lua"))
 }
 
 /// `package.path` for a script in `dir` (None: no script, the REPL).
-pub fn set_path(lua: &Lua, dir: Option<&Path>) -> mlua::Result<()> {
+pub(crate) fn set_path(lua: &Lua, dir: Option<&Path>) -> mlua::Result<()> {
     let base: String = lua.named_registry_value(BASE_PATH)?;
     let mut path = String::new();
     let dirs = dir
@@ -58,7 +58,7 @@ pub fn set_path(lua: &Lua, dir: Option<&Path>) -> mlua::Result<()> {
 /// A searcher, second after `package.preload`, that finds the modules of
 /// `set` (name, source) by name: what "beside the script" means for a
 /// script that is itself built in.
-pub fn add_shipped_searcher(
+pub(crate) fn add_shipped_searcher(
     lua: &Lua,
     set: &'static [(&'static str, &'static str)],
 ) -> mlua::Result<()> {

@@ -42,7 +42,7 @@ fn retry_after(err: &Value) -> mlua::Result<Option<Duration>> {
 
 /// `{attempts, base, max, jitter}` of `retry` and of `gmail.batch`'s
 /// `backoff`, over `defaults`; also whether `attempts` was given.
-pub fn backoff_options(o: &Opts, defaults: &Backoff) -> mlua::Result<(Backoff, bool)> {
+pub(crate) fn backoff_options(o: &Opts, defaults: &Backoff) -> mlua::Result<(Backoff, bool)> {
     let attempts = o.integer("attempts", 1, 1000)?;
     let jitter = match o.string("jitter")?.as_deref() {
         None => defaults.jitter,
@@ -59,7 +59,7 @@ pub fn backoff_options(o: &Opts, defaults: &Backoff) -> mlua::Result<(Backoff, b
     Ok((backoff, attempts.is_some()))
 }
 
-pub fn register(lua: &Lua) -> mlua::Result<()> {
+pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
     let f =
         lua.create_async_function(|lua, (func, opts): (Function, Option<Value>)| async move {
             let o = Opts::new("retry", opts, &["attempts", "base", "max", "jitter"])?;

@@ -17,7 +17,7 @@ use crate::store::{FailureRecord, Store};
 
 use super::opts::Opts;
 
-pub type SharedWriter = Rc<RefCell<Box<dyn Writer>>>;
+pub(crate) type SharedWriter = Rc<RefCell<Box<dyn Writer>>>;
 type WeakWriter = Weak<RefCell<Box<dyn Writer>>>;
 
 struct Inner {
@@ -29,15 +29,15 @@ struct Inner {
 }
 
 #[derive(Clone)]
-pub struct LuaState(Rc<RefCell<Inner>>);
+pub(crate) struct LuaState(Rc<RefCell<Inner>>);
 
 /// The per-message outputs opened in one Lua (maildir, eml), whatever state
 /// they were opened with or without: each state flushes them at its commits.
 #[derive(Clone, Default)]
-pub struct PerMessage(Rc<RefCell<Vec<WeakWriter>>>);
+pub(crate) struct PerMessage(Rc<RefCell<Vec<WeakWriter>>>);
 
 impl PerMessage {
-    pub fn of(lua: &Lua) -> PerMessage {
+    pub(crate) fn of(lua: &Lua) -> PerMessage {
         if let Some(p) = lua.app_data_ref::<PerMessage>() {
             return p.clone();
         }
@@ -46,7 +46,7 @@ impl PerMessage {
         p
     }
 
-    pub fn add(&self, w: &SharedWriter) {
+    pub(crate) fn add(&self, w: &SharedWriter) {
         let mut list = self.0.borrow_mut();
         list.retain(|w| w.strong_count() > 0);
         list.push(Rc::downgrade(w));
@@ -58,7 +58,7 @@ impl PerMessage {
 }
 
 /// The state key holding an output's resume point.
-pub fn output_key(path: &Path) -> String {
+pub(crate) fn output_key(path: &Path) -> String {
     let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     format!("output:{}", abs.display())
 }
@@ -110,7 +110,7 @@ impl Drop for Inner {
 impl LuaState {
     /// Option `key` (`resume`) of an options table: a state from
     /// store.open, or nil.
-    pub fn option(o: &Opts, key: &str) -> mlua::Result<Option<LuaState>> {
+    pub(crate) fn option(o: &Opts, key: &str) -> mlua::Result<Option<LuaState>> {
         match o.raw(key)? {
             Value::Nil => Ok(None),
             Value::UserData(ud) => match ud.borrow::<LuaState>() {
@@ -123,11 +123,11 @@ impl LuaState {
         }
     }
 
-    pub fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         self.0.borrow().path.clone()
     }
 
-    pub fn is_done(&self, id: &str) -> Result<bool, String> {
+    pub(crate) fn is_done(&self, id: &str) -> Result<bool, String> {
         self.0
             .borrow_mut()
             .store()?
@@ -135,7 +135,7 @@ impl LuaState {
             .map_err(|e| e.to_string())
     }
 
-    pub fn mark_done(&self, id: &str) -> Result<(), String> {
+    pub(crate) fn mark_done(&self, id: &str) -> Result<(), String> {
         self.0
             .borrow_mut()
             .store()?
@@ -143,7 +143,7 @@ impl LuaState {
             .map_err(|e| e.to_string())
     }
 
-    pub fn get(&self, key: &str) -> Result<Option<String>, String> {
+    pub(crate) fn get(&self, key: &str) -> Result<Option<String>, String> {
         self.0
             .borrow_mut()
             .store()?
@@ -151,7 +151,7 @@ impl LuaState {
             .map_err(|e| e.to_string())
     }
 
-    pub fn set(&self, key: &str, value: Option<&str>) -> Result<(), String> {
+    pub(crate) fn set(&self, key: &str, value: Option<&str>) -> Result<(), String> {
         self.0
             .borrow_mut()
             .store()?
@@ -159,7 +159,12 @@ impl LuaState {
             .map_err(|e| e.to_string())
     }
 
-    pub fn record_failure(&self, id: &str, e: &ApiError, attempts: u32) -> Result<(), String> {
+    pub(crate) fn record_failure(
+        &self,
+        id: &str,
+        e: &ApiError,
+        attempts: u32,
+    ) -> Result<(), String> {
         self.0
             .borrow_mut()
             .store()?
@@ -175,13 +180,13 @@ impl LuaState {
     }
 
     /// Follow this output: its resume point is saved at every commit.
-    pub fn register(&self, w: &SharedWriter) {
+    pub(crate) fn register(&self, w: &SharedWriter) {
         self.0.borrow_mut().outputs.push(Rc::downgrade(w));
     }
 
     /// An output this state follows is closing: flush it and record where
     /// it stands, to be committed with the ids marked done so far.
-    pub fn record_point(&self, w: &SharedWriter) -> Result<(), String> {
+    pub(crate) fn record_point(&self, w: &SharedWriter) -> Result<(), String> {
         let mut inner = self.0.borrow_mut();
         let mut w = w.borrow_mut();
         w.flush().map_err(|e| e.to_string())?;
@@ -193,14 +198,14 @@ impl LuaState {
         }
     }
 
-    pub fn commit(&self) -> Result<(), String> {
+    pub(crate) fn commit(&self) -> Result<(), String> {
         let mut inner = self.0.borrow_mut();
         let outputs = inner.live_outputs();
         inner.save(&outputs)
     }
 
     /// Commit, then release the file.
-    pub fn close(&self) -> Result<(), String> {
+    fn close(&self) -> Result<(), String> {
         let mut inner = self.0.borrow_mut();
         if inner.store.is_none() {
             return Ok(());
@@ -288,7 +293,7 @@ impl UserData for LuaState {
     }
 }
 
-pub fn register(lua: &Lua) -> mlua::Result<()> {
+pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
     let store = lua.create_table()?;
     store.set(
         "open",

@@ -3,7 +3,7 @@
 
 use mlua::{Lua, Value};
 
-pub fn register(lua: &Lua) -> mlua::Result<()> {
+pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
     let time = lua.create_table()?;
     time.set(
         "now",

@@ -21,7 +21,7 @@ const MARK_KEY: &str = "watch.mark";
 const MIN_EVERY: Duration = Duration::from_millis(100);
 const DEFAULT_EVERY: Duration = Duration::from_secs(30);
 
-pub struct WatchIter {
+struct WatchIter {
     watcher: RefCell<Option<Watcher>>,
     state: Option<LuaState>,
     /// The mark as last committed to the state.
@@ -214,6 +214,6 @@ async fn watch(lua: Lua, opts: Option<Value>) -> mlua::Result<Loop> {
     Ok(for_loop(lua.create_userdata(it)?))
 }
 
-pub fn register(lua: &Lua, gmail: &mlua::Table) -> mlua::Result<()> {
+pub(crate) fn register(lua: &Lua, gmail: &mlua::Table) -> mlua::Result<()> {
     gmail.set("watch", lua.create_async_function(watch)?)
 }

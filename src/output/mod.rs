@@ -96,7 +96,7 @@ pub fn jsonl(path: &Path, resume_at: Option<u64>) -> Result<Box<dyn Writer>, Out
 
 /// An mbox as Google Takeout writes it (X-GM-THRID, X-Gmail-Labels), mboxrd
 /// quoted, LF line ends. `resume_at` as for [`jsonl`].
-pub fn mbox(path: &Path, resume_at: Option<u64>) -> Result<Box<dyn Writer>, OutputError> {
+pub(crate) fn mbox(path: &Path, resume_at: Option<u64>) -> Result<Box<dyn Writer>, OutputError> {
     Ok(Box::new(append::Mbox::open(path, resume_at)?))
 }
 
@@ -110,7 +110,7 @@ pub fn maildir(dir: &Path) -> Result<Box<dyn Writer>, OutputError> {
 
 /// One file per message at `dir/YYYY/MM/<id>.eml` (UTC internal date), the
 /// bytes exactly as Gmail gave them. Locked as [`maildir`] is.
-pub fn eml(dir: &Path) -> Result<Box<dyn Writer>, OutputError> {
+pub(crate) fn eml(dir: &Path) -> Result<Box<dyn Writer>, OutputError> {
     Ok(Box::new(eml::Eml::open(dir)?))
 }
 

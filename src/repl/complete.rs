@@ -13,11 +13,11 @@ use rustyline::{Context, Helper};
 use super::show::{is_identifier, keywords};
 use crate::lua::message::{LuaMessage, FIELDS, METHODS};
 
-pub const COMMANDS: &[&str] = &[":help", ":quit"];
+const COMMANDS: &[&str] = &[":help", ":quit"];
 
 /// The editor's helper: it reads the live Lua state on each Tab.
-pub struct ReplHelper {
-    pub lua: Lua,
+pub(crate) struct ReplHelper {
+    pub(crate) lua: Lua,
 }
 
 impl Completer for ReplHelper {
@@ -50,7 +50,7 @@ impl Helper for ReplHelper {}
 
 /// Where the word being completed starts in `before` (the line up to the
 /// cursor), and what it may become, sorted.
-pub fn complete(lua: &Lua, before: &str) -> (usize, Vec<String>) {
+fn complete(lua: &Lua, before: &str) -> (usize, Vec<String>) {
     let trimmed = before.trim_start();
     if trimmed.starts_with(':') {
         return command(before);

@@ -36,14 +36,14 @@ fn headings() -> Vec<Heading> {
 }
 
 /// Every topic `:help TOPIC` knows, in the reference's order.
-pub fn topics() -> Vec<&'static str> {
+pub(crate) fn topics() -> Vec<&'static str> {
     headings().into_iter().map(|h| h.title).collect()
 }
 
 /// The reference's section on `topic`: a heading, its last dotted part
 /// (`batch` for gmail.batch) or one of its words (`sleep`), any case. A
 /// module's section gives its introduction and the topics under it.
-pub fn section(topic: &str) -> Option<String> {
+pub(crate) fn section(topic: &str) -> Option<String> {
     let t = topic.trim().trim_end_matches("()").to_lowercase();
     let hs = headings();
     let found = hs
@@ -126,7 +126,7 @@ fn strip_links(s: &str) -> String {
 
 /// The globals the host adds to plain Lua, with their members: what
 /// `:help` lists as the modules.
-pub fn modules(lua: &Lua) -> Vec<(String, String)> {
+pub(crate) fn modules(lua: &Lua) -> Vec<(String, String)> {
     let plain = Lua::new();
     let mut out: Vec<(String, String)> = lua
         .globals()
@@ -163,7 +163,7 @@ pub fn modules(lua: &Lua) -> Vec<(String, String)> {
 }
 
 /// `:help` alone.
-pub fn overview(modules: &[(String, String)]) -> String {
+pub(crate) fn overview(modules: &[(String, String)]) -> String {
     let mut out = String::from(
         "Type Lua: a statement runs, an expression prints its value.\n\
          Globals last the session; a `local` lasts one entry.\n\n\

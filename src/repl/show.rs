@@ -26,7 +26,7 @@ const KEYWORDS: &[&str] = &[
 /// each fits on one line (as the standalone Lua prompt prints them).
 /// Trailing nils after the first value are left out: a call's `value,
 /// nil` (no error) shows the value alone.
-pub fn values(values: &MultiValue) -> String {
+pub(crate) fn values(values: &MultiValue) -> String {
     let mut kept: Vec<&Value> = values.iter().collect();
     while kept.len() > 1 && kept.last().is_some_and(|v| v.is_nil()) {
         kept.pop();
@@ -172,14 +172,14 @@ fn key(k: &Value) -> String {
     }
 }
 
-pub fn is_identifier(s: &str) -> bool {
+pub(crate) fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !KEYWORDS.contains(&s)
 }
 
-pub fn keywords() -> &'static [&'static str] {
+pub(crate) fn keywords() -> &'static [&'static str] {
     KEYWORDS
 }
 

@@ -19,12 +19,12 @@ use super::stats::CallEnd;
 use super::{search, Sim, User};
 
 /// One inner call: a plain request or a batch part.
-pub struct Call<'a> {
-    pub method: &'a str,
+pub(crate) struct Call<'a> {
+    pub(crate) method: &'a str,
     /// Path and query, e.g. `/gmail/v1/users/me/messages?q=x`.
-    pub target: &'a str,
-    pub authorization: Option<&'a str>,
-    pub body: &'a [u8],
+    pub(crate) target: &'a str,
+    pub(crate) authorization: Option<&'a str>,
+    pub(crate) body: &'a [u8],
 }
 
 /// What a route does; the name is Google's method name (for quota costs).
@@ -187,10 +187,10 @@ fn route(method: &str, segs: &[String]) -> Option<Op> {
 }
 
 /// Query parameters, repeated ones kept in order.
-pub struct Params(Vec<(String, String)>);
+struct Params(Vec<(String, String)>);
 
 impl Params {
-    pub fn parse(query: &str) -> Params {
+    fn parse(query: &str) -> Params {
         Params(
             url::form_urlencoded::parse(query.as_bytes())
                 .into_owned()
@@ -261,7 +261,7 @@ pub(super) const SYSTEM_PARAMS: &[&str] = &[
 /// header as the named method. google-api-python-client sends a GET whose
 /// URL passes 2 KB this way, its query moved into a form body. Returns the
 /// method, target and body to serve, or None when nothing is overridden.
-pub fn method_override(
+pub(crate) fn method_override(
     method: &str,
     target: &str,
     override_to: Option<&str>,
@@ -293,14 +293,14 @@ pub fn method_override(
 
 /// Split `target` into decoded path segments after `/gmail/v1/users/`, and
 /// the query string.
-pub fn split_target(target: &str) -> Option<(Vec<String>, &str)> {
+fn split_target(target: &str) -> Option<(Vec<String>, &str)> {
     path_segments(target, "/gmail/v1/users/")
 }
 
 /// The percent-decoded path segments of `target` after `prefix`, and its
 /// query string. A path keeps `+` as it is (only a query means a space by
 /// it): `users/alice+news@example.com` names alice+news.
-pub fn path_segments<'a>(target: &'a str, prefix: &str) -> Option<(Vec<String>, &'a str)> {
+pub(crate) fn path_segments<'a>(target: &'a str, prefix: &str) -> Option<(Vec<String>, &'a str)> {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let rest = path.strip_prefix(prefix)?;
     let segs = rest
@@ -329,7 +329,7 @@ impl Drop for InFlight<'_> {
 
 /// A call that passed auth, faults and quota, holding its concurrency slot
 /// until it is answered.
-pub struct Admitted<'a> {
+pub(crate) struct Admitted<'a> {
     slot: InFlight<'a>,
     user: Arc<User>,
     op: Op,
@@ -346,20 +346,20 @@ pub struct Admitted<'a> {
 /// a refusal) or an admission holding a concurrency slot. A batch admits all
 /// its parts before running any, so they are in flight together as on the
 /// real service.
-pub enum Prepared<'a> {
+pub(crate) enum Prepared<'a> {
     Done(ApiReply),
     Admitted(Box<Admitted<'a>>),
 }
 
 /// Answer one call, with auth, faults, quota and latency around it.
-pub async fn handle(sim: &Sim, call: Call<'_>) -> ApiReply {
+pub(crate) async fn handle(sim: &Sim, call: Call<'_>) -> ApiReply {
     match prepare(sim, call) {
         Prepared::Done(reply) => reply,
         Prepared::Admitted(a) => finish(sim, *a).await,
     }
 }
 
-pub fn prepare<'a>(sim: &'a Sim, call: Call<'a>) -> Prepared<'a> {
+pub(crate) fn prepare<'a>(sim: &'a Sim, call: Call<'a>) -> Prepared<'a> {
     let path = call.target.split('?').next().unwrap_or("");
     let op = split_target(call.target).and_then(|(segs, query)| {
         let op = segs
@@ -541,7 +541,7 @@ fn retry_at(after: Duration) -> String {
 }
 
 /// The second half: service time, then the call against the mailbox.
-pub async fn finish(sim: &Sim, a: Admitted<'_>) -> ApiReply {
+pub(crate) async fn finish(sim: &Sim, a: Admitted<'_>) -> ApiReply {
     if a.slow {
         tokio::time::sleep(sim.faults.slow_delay).await;
     }

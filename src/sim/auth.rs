@@ -11,54 +11,54 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-pub const SCOPE_FULL: &str = "https://mail.google.com/";
-pub const SCOPE_MODIFY: &str = "https://www.googleapis.com/auth/gmail.modify";
-pub const SCOPE_READONLY: &str = "https://www.googleapis.com/auth/gmail.readonly";
-pub const SCOPE_METADATA: &str = "https://www.googleapis.com/auth/gmail.metadata";
+pub(crate) const SCOPE_FULL: &str = "https://mail.google.com/";
+const SCOPE_MODIFY: &str = "https://www.googleapis.com/auth/gmail.modify";
+const SCOPE_READONLY: &str = "https://www.googleapis.com/auth/gmail.readonly";
+const SCOPE_METADATA: &str = "https://www.googleapis.com/auth/gmail.metadata";
 /// The Admin SDK Directory scopes `users.list` and `users.get` take
 /// (discovery document admin.directory_v1), besides cloud-platform.
-pub const SCOPE_DIRECTORY_USER: &str = "https://www.googleapis.com/auth/admin.directory.user";
-pub const SCOPE_DIRECTORY_USER_READONLY: &str =
+const SCOPE_DIRECTORY_USER: &str = "https://www.googleapis.com/auth/admin.directory.user";
+const SCOPE_DIRECTORY_USER_READONLY: &str =
     "https://www.googleapis.com/auth/admin.directory.user.readonly";
-pub const SCOPE_CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
-pub const SCOPE_INSERT: &str = "https://www.googleapis.com/auth/gmail.insert";
+const SCOPE_CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+pub(crate) const SCOPE_INSERT: &str = "https://www.googleapis.com/auth/gmail.insert";
 
 /// Who an access token acts for.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Principal {
+pub(crate) struct Principal {
     /// The mailbox owner: the user, or the service account itself when it
     /// called without a delegated subject (which has no mailbox).
-    pub email: String,
+    pub(crate) email: String,
     /// A service account token without `sub`: every mailbox call answers
     /// 400 failedPrecondition, as on the real service.
-    pub no_mailbox: bool,
-    pub scopes: Vec<String>,
+    pub(crate) no_mailbox: bool,
+    pub(crate) scopes: Vec<String>,
 }
 
 impl Principal {
     fn has(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }
-    pub fn can_read(&self) -> bool {
+    pub(crate) fn can_read(&self) -> bool {
         [SCOPE_FULL, SCOPE_MODIFY, SCOPE_READONLY, SCOPE_METADATA]
             .iter()
             .any(|s| self.has(s))
     }
     /// Only gmail.metadata: no bodies, no search.
-    pub fn metadata_only(&self) -> bool {
+    pub(crate) fn metadata_only(&self) -> bool {
         self.has(SCOPE_METADATA)
             && ![SCOPE_FULL, SCOPE_MODIFY, SCOPE_READONLY]
                 .iter()
                 .any(|s| self.has(s))
     }
-    pub fn can_modify(&self) -> bool {
+    pub(crate) fn can_modify(&self) -> bool {
         self.has(SCOPE_FULL) || self.has(SCOPE_MODIFY)
     }
-    pub fn can_delete(&self) -> bool {
+    pub(crate) fn can_delete(&self) -> bool {
         self.has(SCOPE_FULL)
     }
     /// May read the Directory's users (if also an administrator).
-    pub fn can_read_directory(&self) -> bool {
+    pub(crate) fn can_read_directory(&self) -> bool {
         [
             SCOPE_DIRECTORY_USER,
             SCOPE_DIRECTORY_USER_READONLY,
@@ -91,10 +91,10 @@ struct PendingCode {
 
 /// A token-endpoint failure: Google's `{"error","error_description"}`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OAuthError {
-    pub status: u16,
-    pub error: &'static str,
-    pub description: String,
+pub(crate) struct OAuthError {
+    pub(crate) status: u16,
+    pub(crate) error: &'static str,
+    pub(crate) description: String,
 }
 
 impl OAuthError {
@@ -109,13 +109,13 @@ impl OAuthError {
             description: description.into(),
         }
     }
-    pub fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         json!({ "error": self.error, "error_description": self.description })
     }
 }
 
 #[derive(Debug)]
-pub struct Auth {
+pub(crate) struct Auth {
     default_user: String,
     lifetime: Duration,
     state: Mutex<AuthState>,
@@ -134,7 +134,7 @@ struct AuthState {
 pub const DEFAULT_REFRESH_TOKEN: &str = "sim-refresh-token";
 
 impl Auth {
-    pub fn new(default_user: &str, fixed_token: &str, lifetime: Duration) -> Self {
+    pub(crate) fn new(default_user: &str, fixed_token: &str, lifetime: Duration) -> Self {
         let mut state = AuthState::default();
         // The fixed token and refresh token stand for the default user with
         // every right: all of Gmail, and reading the Directory (which
@@ -173,7 +173,7 @@ impl Auth {
 
     /// Who the `Authorization` header stands for; None when missing,
     /// unknown or expired (the caller answers 401).
-    pub fn principal(&self, authorization: Option<&str>) -> Option<Principal> {
+    pub(crate) fn principal(&self, authorization: Option<&str>) -> Option<Principal> {
         let token = authorization?.strip_prefix("Bearer ")?.trim();
         let st = self.state.lock().unwrap();
         let t = st.access.get(token)?;
@@ -184,7 +184,11 @@ impl Auth {
     }
 
     /// Mint an access token (also used by the admin API for tests).
-    pub fn mint(&self, principal: Principal, lifetime: Option<Duration>) -> (String, Duration) {
+    pub(crate) fn mint(
+        &self,
+        principal: Principal,
+        lifetime: Option<Duration>,
+    ) -> (String, Duration) {
         let lifetime = lifetime.unwrap_or(self.lifetime);
         let mut st = self.state.lock().unwrap();
         st.counter += 1;
@@ -221,7 +225,7 @@ impl Auth {
     }
 
     /// `POST /token` with a form body.
-    pub fn token_endpoint(
+    pub(crate) fn token_endpoint(
         &self,
         form: &HashMap<String, String>,
         known_user: impl Fn(&str) -> bool,
@@ -357,7 +361,7 @@ impl Auth {
     /// `GET /o/oauth2/auth`: consent is given at once (for `login_hint` or
     /// the default user) and the browser is sent back with a code. Returns
     /// the redirect location.
-    pub fn authorize(&self, q: &HashMap<String, String>) -> Result<String, OAuthError> {
+    pub(crate) fn authorize(&self, q: &HashMap<String, String>) -> Result<String, OAuthError> {
         let get = |k: &str| q.get(k).map(String::as_str).filter(|v| !v.is_empty());
         get("client_id").ok_or_else(|| {
             OAuthError::new("invalid_request", "Missing required parameter: client_id")
@@ -425,7 +429,7 @@ impl Auth {
     }
 
     /// Revoke a refresh token (or an access token). True if it existed.
-    pub fn revoke(&self, token: &str) -> bool {
+    pub(crate) fn revoke(&self, token: &str) -> bool {
         let mut st = self.state.lock().unwrap();
         if let Some(g) = st.refresh.get_mut(token) {
             g.revoked = true;

@@ -8,12 +8,12 @@ use std::fmt::Write as _;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Part {
     /// The Content-ID without angle brackets, if the part had one.
-    pub content_id: Option<String>,
+    pub(crate) content_id: Option<String>,
     /// Request line and headers of the inner HTTP request.
-    pub method: String,
-    pub target: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    pub(crate) method: String,
+    pub(crate) target: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// A problem with the whole batch body: Google answers 400 for all of it.
@@ -223,16 +223,16 @@ fn parse_part(raw: &[u8], n: usize) -> Result<Part, BatchError> {
 }
 
 /// One answer to put in the batch response.
-pub struct PartReply<'a> {
-    pub content_id: Option<&'a str>,
-    pub status: u16,
+pub(crate) struct PartReply<'a> {
+    pub(crate) content_id: Option<&'a str>,
+    pub(crate) status: u16,
     /// Of the body, when there is one.
-    pub content_type: &'a str,
-    pub headers: &'a [(&'static str, String)],
-    pub body: &'a [u8],
+    pub(crate) content_type: &'a str,
+    pub(crate) headers: &'a [(&'static str, String)],
+    pub(crate) body: &'a [u8],
 }
 
-pub fn reason_phrase(status: u16) -> &'static str {
+fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
         204 => "No Content",
@@ -252,7 +252,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
 }
 
 /// Append one part of the batch answer to `out`.
-pub fn write_part(out: &mut Vec<u8>, boundary: &str, r: &PartReply<'_>) {
+pub(crate) fn write_part(out: &mut Vec<u8>, boundary: &str, r: &PartReply<'_>) {
     let mut head = String::with_capacity(256);
     let _ = write!(head, "--{boundary}\r\nContent-Type: application/http\r\n");
     if let Some(id) = r.content_id {
@@ -277,7 +277,7 @@ pub fn write_part(out: &mut Vec<u8>, boundary: &str, r: &PartReply<'_>) {
     out.extend_from_slice(b"\r\n");
 }
 
-pub fn write_close(out: &mut Vec<u8>, boundary: &str) {
+pub(crate) fn write_close(out: &mut Vec<u8>, boundary: &str) {
     out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
 }
 

@@ -23,10 +23,10 @@ use super::stats::CallEnd;
 use super::{Sim, User};
 
 /// The customer id `my_customer` stands for.
-pub const CUSTOMER_ID: &str = "C0sim0000";
+const CUSTOMER_ID: &str = "C0sim0000";
 
 /// Org units by a user's index (index 0, the administrator, is in `/`).
-pub const ORG_UNITS: [&str; 3] = ["/Sales", "/Engineering", "/Support"];
+const ORG_UNITS: [&str; 3] = ["/Sales", "/Engineering", "/Support"];
 
 const PREFIX: &str = "/admin/directory/v1/";
 
@@ -49,12 +49,12 @@ const LIST_PARAMS: &[&str] = &[
 
 const GET_PARAMS: &[&str] = &["customFieldMask", "projection", "viewType"];
 
-pub fn is_directory(path: &str) -> bool {
+pub(crate) fn is_directory(path: &str) -> bool {
     path.starts_with(PREFIX)
 }
 
 /// A user's org unit.
-pub fn org_unit(index: u64) -> &'static str {
+fn org_unit(index: u64) -> &'static str {
     match index {
         0 => "/",
         i => ORG_UNITS[((i - 1) % ORG_UNITS.len() as u64) as usize],
@@ -63,7 +63,7 @@ pub fn org_unit(index: u64) -> &'static str {
 
 /// The directory's resource for `u`, in Google's shape (the fields
 /// `projection=basic` gives that a domain run can use).
-pub fn user_resource(sim: &Sim, u: &User) -> Value {
+fn user_resource(sim: &Sim, u: &User) -> Value {
     let local = u.email.split('@').next().unwrap_or("");
     let domain = u.email.split('@').nth(1).unwrap_or("");
     let cap = |s: &str| {
@@ -211,7 +211,12 @@ fn page_offset(token: &str) -> Option<usize> {
 }
 
 /// Answer a Directory call.
-pub fn handle(sim: &Sim, method: &str, target: &str, authorization: Option<&str>) -> ApiReply {
+pub(crate) fn handle(
+    sim: &Sim,
+    method: &str,
+    target: &str,
+    authorization: Option<&str>,
+) -> ApiReply {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let segs = super::api::path_segments(path, PREFIX).map_or_else(|| vec![String::new()], |s| s.0);
     let (name, key) = match (method, segs.as_slice()) {

@@ -6,16 +6,16 @@ use serde_json::{json, Value};
 /// A response the API layer produces: status, extra headers, JSON body (or
 /// none, for 204), or an HTML page (Google's front end's 502 and 504).
 #[derive(Debug, Clone)]
-pub struct ApiReply {
-    pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Option<Value>,
+pub(crate) struct ApiReply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) body: Option<Value>,
     /// A `text/html` body instead of JSON.
-    pub page: Option<String>,
+    pub(crate) page: Option<String>,
 }
 
 impl ApiReply {
-    pub fn ok(body: Value) -> Self {
+    pub(crate) fn ok(body: Value) -> Self {
         ApiReply {
             status: 200,
             headers: Vec::new(),
@@ -24,20 +24,13 @@ impl ApiReply {
         }
     }
 
-    pub fn no_content() -> Self {
+    pub(crate) fn no_content() -> Self {
         ApiReply {
             status: 204,
             headers: Vec::new(),
             body: None,
             page: None,
         }
-    }
-
-    pub fn reason(&self) -> Option<&str> {
-        self.body
-            .as_ref()?
-            .pointer("/error/errors/0/reason")?
-            .as_str()
     }
 }
 
@@ -59,7 +52,7 @@ fn canonical(code: u16) -> &'static str {
 }
 
 /// `{"error":{"code","message","errors":[{"message","domain","reason"}],"status"}}`
-pub fn google_error(
+pub(crate) fn google_error(
     code: u16,
     status: &str,
     domain: &str,
@@ -81,7 +74,7 @@ pub fn google_error(
     }
 }
 
-pub fn invalid(message: &str) -> ApiReply {
+pub(crate) fn invalid(message: &str) -> ApiReply {
     google_error(
         400,
         "INVALID_ARGUMENT",
@@ -91,11 +84,11 @@ pub fn invalid(message: &str) -> ApiReply {
     )
 }
 
-pub fn bad_request(message: &str) -> ApiReply {
+pub(crate) fn bad_request(message: &str) -> ApiReply {
     google_error(400, "INVALID_ARGUMENT", "global", "badRequest", message)
 }
 
-pub fn failed_precondition(message: &str) -> ApiReply {
+pub(crate) fn failed_precondition(message: &str) -> ApiReply {
     google_error(
         400,
         "FAILED_PRECONDITION",
@@ -105,7 +98,7 @@ pub fn failed_precondition(message: &str) -> ApiReply {
     )
 }
 
-pub fn not_found() -> ApiReply {
+pub(crate) fn not_found() -> ApiReply {
     google_error(
         404,
         "NOT_FOUND",
@@ -115,7 +108,7 @@ pub fn not_found() -> ApiReply {
     )
 }
 
-pub fn unknown_method(method: &str, path: &str) -> ApiReply {
+pub(crate) fn unknown_method(method: &str, path: &str) -> ApiReply {
     google_error(
         404,
         "NOT_FOUND",
@@ -126,14 +119,14 @@ pub fn unknown_method(method: &str, path: &str) -> ApiReply {
 }
 
 /// A token the service does not accept (expired, revoked, unknown).
-pub fn unauthenticated() -> ApiReply {
+pub(crate) fn unauthenticated() -> ApiReply {
     let message = "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
     auth_error(message, "Invalid Credentials", "authError")
 }
 
 /// No credentials at all: Google answers `required` "Login Required.",
 /// not `authError`.
-pub fn login_required() -> ApiReply {
+pub(crate) fn login_required() -> ApiReply {
     let message = "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
     auth_error(message, "Login Required.", "required")
 }
@@ -163,11 +156,11 @@ fn auth_error(message: &str, inner: &str, reason: &str) -> ApiReply {
     }
 }
 
-pub fn forbidden(message: &str) -> ApiReply {
+pub(crate) fn forbidden(message: &str) -> ApiReply {
     google_error(403, "PERMISSION_DENIED", "global", "forbidden", message)
 }
 
-pub fn insufficient_scope() -> ApiReply {
+pub(crate) fn insufficient_scope() -> ApiReply {
     google_error(
         403,
         "PERMISSION_DENIED",
@@ -181,7 +174,7 @@ pub fn insufficient_scope() -> ApiReply {
 /// from Google's front end as an HTML page, not JSON (the "Error 502
 /// (Server Error)!!1" page in googleapis/google-api-ruby-client#23641,
 /// google-api-php-client#2421): a client that expects JSON must cope.
-pub fn server_error(code: u16) -> ApiReply {
+pub(crate) fn server_error(code: u16) -> ApiReply {
     let (reason, message) = match code {
         500 => ("backendError", "Internal error encountered."),
         502 | 504 => return front_end_page(code),
@@ -194,7 +187,7 @@ pub fn server_error(code: u16) -> ApiReply {
 /// Google's front end's error page. The 502 page is copied in shape from
 /// public reports; the 504 page is not seen in them, so it is the same page
 /// with Google's usual title for the status (an assumption).
-pub fn front_end_page(code: u16) -> ApiReply {
+fn front_end_page(code: u16) -> ApiReply {
     let (title, text) = match code {
         502 => (
             "Server Error",
@@ -217,7 +210,7 @@ pub fn front_end_page(code: u16) -> ApiReply {
 }
 
 /// Any other injected status, shaped by its canonical meaning.
-pub fn injected(code: u16) -> ApiReply {
+pub(crate) fn injected(code: u16) -> ApiReply {
     match code {
         401 => unauthenticated(),
         404 => not_found(),
@@ -237,7 +230,7 @@ pub fn injected(code: u16) -> ApiReply {
 /// in public reports). All of them mean "slow down"; which one a client sees
 /// varies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RateShape {
+pub(crate) enum RateShape {
     /// 403 usageLimits/userRateLimitExceeded "User-rate limit exceeded.  Retry after <time>"
     UserRateLimit403,
     /// 403 usageLimits/rateLimitExceeded "Quota exceeded for quota metric ..."
@@ -248,7 +241,7 @@ pub enum RateShape {
     Exhausted429,
 }
 
-pub const RATE_SHAPES: [RateShape; 4] = [
+pub(crate) const RATE_SHAPES: [RateShape; 4] = [
     RateShape::UserRateLimit403,
     RateShape::QuotaMetric403,
     RateShape::QuotaMetric429,
@@ -260,7 +253,7 @@ const PER_USER_METRIC: &str = "Quota exceeded for quota metric 'Queries' and lim
 /// A per-user rate error. `retry_at` is the RFC 3339 time when quota frees,
 /// `retry_after_s` the same in whole seconds for the Retry-After header
 /// (sent with the 429 shapes).
-pub fn rate_limited(shape: RateShape, retry_at: &str, retry_after_s: u64) -> ApiReply {
+pub(crate) fn rate_limited(shape: RateShape, retry_at: &str, retry_after_s: u64) -> ApiReply {
     let mut reply = match shape {
         RateShape::UserRateLimit403 => google_error(
             403,
@@ -307,7 +300,7 @@ const PER_PROJECT_METRIC: &str = "Quota exceeded for quota metric 'Queries' and 
 /// as a 429 RESOURCE_EXHAUSTED, or (`as_403`) in the 403 usageLimits form
 /// the per-user metric also takes (GAM-team/got-your-back#287, #309: GYB
 /// did not take that one for a rate error). Both carry Retry-After.
-pub fn project_rate_limited(as_403: bool, retry_after_s: u64) -> ApiReply {
+pub(crate) fn project_rate_limited(as_403: bool, retry_after_s: u64) -> ApiReply {
     let mut reply = if as_403 {
         google_error(
             403,
@@ -341,7 +334,7 @@ pub fn project_rate_limited(as_403: bool, retry_after_s: u64) -> ApiReply {
 /// harsher one: a 500 that looks transient, so a client that retries it
 /// blindly spends its retries and its quota on a mailbox that will never
 /// answer.
-pub fn suspended(kind: super::SuspendedError) -> ApiReply {
+pub(crate) fn suspended(kind: super::SuspendedError) -> ApiReply {
     match kind {
         super::SuspendedError::Backend => server_error(500),
         super::SuspendedError::Forbidden => google_error(
@@ -357,7 +350,7 @@ pub fn suspended(kind: super::SuspendedError) -> ApiReply {
 /// An Admin SDK Directory error. Its answers carry no `error.status`
 /// (the 400 "Invalid Input" body in googleapis/google-api-ruby-client#468,
 /// 2023).
-pub fn directory_error(code: u16, reason: &str, message: &str) -> ApiReply {
+pub(crate) fn directory_error(code: u16, reason: &str, message: &str) -> ApiReply {
     let mut reply = google_error(code, "", "global", reason, message);
     if let Some(e) = reply.body.as_mut().and_then(|b| b["error"].as_object_mut()) {
         e.remove("status");
@@ -368,7 +361,7 @@ pub fn directory_error(code: u16, reason: &str, message: &str) -> ApiReply {
 /// A caller who is not an administrator, a service account without a
 /// subject, or another customer's domain (googleapis/google-api-nodejs-client#1884,
 /// 66degrees/agm#9).
-pub fn directory_not_authorized() -> ApiReply {
+pub(crate) fn directory_not_authorized() -> ApiReply {
     directory_error(
         403,
         "forbidden",
@@ -377,18 +370,18 @@ pub fn directory_not_authorized() -> ApiReply {
 }
 
 /// `users.list` without `customer` or `domain` (google-api-python-client#579).
-pub fn directory_bad_request() -> ApiReply {
+pub(crate) fn directory_bad_request() -> ApiReply {
     directory_error(400, "badRequest", "Bad Request")
 }
 
 /// A parameter value the Directory does not take (maxResults out of range,
 /// a query it cannot parse, a bad page token).
-pub fn directory_invalid_input() -> ApiReply {
+pub(crate) fn directory_invalid_input() -> ApiReply {
     directory_error(400, "invalid", "Invalid Input")
 }
 
 /// The unpublished per-user concurrency limit.
-pub fn too_many_concurrent() -> ApiReply {
+pub(crate) fn too_many_concurrent() -> ApiReply {
     google_error(
         429,
         "RESOURCE_EXHAUSTED",
@@ -403,9 +396,9 @@ pub fn too_many_concurrent() -> ApiReply {
 /// userRateLimitExceeded, 403 rateLimitExceeded with the same message
 /// (googleapis/google-api-ruby-client#20544, GAM-team/GAMADV-XTD3#337), and
 /// the 429 form.
-pub const PENALTY_SHAPES: usize = 3;
+pub(crate) const PENALTY_SHAPES: usize = 3;
 
-pub fn rate_penalty(shape: usize, retry_at: &str, retry_after_s: u64) -> ApiReply {
+pub(crate) fn rate_penalty(shape: usize, retry_at: &str, retry_after_s: u64) -> ApiReply {
     let message = format!("User-rate limit exceeded.  Retry after {retry_at}");
     let mut reply = match shape % PENALTY_SHAPES {
         0 => google_error(
@@ -438,7 +431,7 @@ pub fn rate_penalty(shape: usize, retry_at: &str, retry_after_s: u64) -> ApiRepl
 
 /// The per-user daily budget is spent (`--daily-limit`). Google's words
 /// (murer/dsopz#3 and others): the quota resets at midnight Pacific time.
-pub fn daily_limit_exceeded() -> ApiReply {
+pub(crate) fn daily_limit_exceeded() -> ApiReply {
     let message = "Daily Limit Exceeded. The quota will be reset at midnight Pacific Time (PT). You may monitor your quota usage and adjust limits in the API Console: https://console.developers.google.com/apis/api/gmail.googleapis.com/quotas?project=000000000000";
     let mut reply = google_error(
         403,
@@ -461,7 +454,7 @@ pub fn daily_limit_exceeded() -> ApiReply {
 
 /// A query parameter the method does not have. Google's API front end
 /// refuses to bind it rather than ignore it.
-pub fn unknown_parameter(name: &str) -> ApiReply {
+pub(crate) fn unknown_parameter(name: &str) -> ApiReply {
     google_error(
         400,
         "INVALID_ARGUMENT",
@@ -474,7 +467,7 @@ pub fn unknown_parameter(name: &str) -> ApiReply {
 }
 
 /// A `fields=` selection that does not parse or names no field.
-pub fn invalid_fields(selection: &str) -> ApiReply {
+pub(crate) fn invalid_fields(selection: &str) -> ApiReply {
     let message = format!("Invalid field selection {selection}");
     let mut reply = google_error(
         400,

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// Answer this call (or batch part) with an HTTP status.
     Status(u16),
     /// Close the connection without an answer.
@@ -23,7 +23,7 @@ pub enum Fault {
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FaultSpec {
-    pub entries: Vec<(Fault, f64)>,
+    entries: Vec<(Fault, f64)>,
 }
 
 impl FaultSpec {
@@ -65,14 +65,15 @@ impl FaultSpec {
         Ok(FaultSpec { entries })
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 }
 
 /// Where a fault can strike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
+pub(crate) enum Scope {
     /// A call: a plain request or one part of a batch. Statuses and slow.
     Call,
     /// The outer HTTP exchange. Reset, truncate and slow.
@@ -80,15 +81,15 @@ pub enum Scope {
 }
 
 #[derive(Debug)]
-pub struct Faults {
+pub(crate) struct Faults {
     spec: FaultSpec,
     seed: u64,
-    pub slow_delay: Duration,
+    pub(crate) slow_delay: Duration,
     seen: Mutex<HashMap<u64, u32>>,
 }
 
 impl Faults {
-    pub fn new(spec: FaultSpec, seed: u64, slow_delay: Duration) -> Self {
+    pub(crate) fn new(spec: FaultSpec, seed: u64, slow_delay: Duration) -> Self {
         Faults {
             spec,
             seed,
@@ -98,7 +99,7 @@ impl Faults {
     }
 
     /// The fault for the next occurrence of `key` in `scope`, if any.
-    pub fn decide(&self, scope: Scope, key: &str) -> Option<Fault> {
+    pub(crate) fn decide(&self, scope: Scope, key: &str) -> Option<Fault> {
         let applicable = |f: &Fault| match scope {
             Scope::Call => matches!(f, Fault::Status(_) | Fault::Slow),
             Scope::Outer => matches!(f, Fault::Reset | Fault::Truncate | Fault::Slow),
@@ -122,7 +123,7 @@ impl Faults {
 
     /// During an `--outage`, whether this exchange is reset (else its calls
     /// answer 503): drawn like a fault, so reproducible and fresh on retry.
-    pub fn outage_resets(&self, key: &str) -> bool {
+    pub(crate) fn outage_resets(&self, key: &str) -> bool {
         self.draw(OUTAGE_SALT, key) < OUTAGE_RESET_SHARE
     }
 
@@ -147,7 +148,7 @@ const OUTAGE_SALT: u64 = 0x6f75_7461_6765;
 /// The share of exchanges an outage resets instead of answering 503. Which
 /// one Gmail's outages give is not known (one report saw 502 for days,
 /// googleapis/google-api-ruby-client#23641); a client must survive both.
-pub const OUTAGE_RESET_SHARE: f64 = 0.3;
+const OUTAGE_RESET_SHARE: f64 = 0.3;
 
 /// `--outage AT+FOR`: from AT to AT+FOR after the simulator started (wall
 /// clock), every call and batch part answers 503, or the whole exchange is
@@ -159,7 +160,7 @@ pub struct Outage {
 }
 
 impl Outage {
-    pub fn covers(&self, elapsed: Duration) -> bool {
+    pub(crate) fn covers(&self, elapsed: Duration) -> bool {
         elapsed >= self.at && elapsed < self.at.saturating_add(self.length)
     }
 }
@@ -192,7 +193,7 @@ fn unit(x: u64) -> f64 {
 
 /// A deterministic pick among `n` choices for `key`, used to vary the shape
 /// of rate errors reproducibly.
-pub fn pick(seed: u64, key: &str, n: usize) -> usize {
+pub(crate) fn pick(seed: u64, key: &str, n: usize) -> usize {
     (splitmix(fnv(seed, key.as_bytes())) % n as u64) as usize
 }
 

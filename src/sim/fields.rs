@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 /// A parsed selection: each name maps to what is selected below it; an
 /// empty map selects the whole field.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Selection(BTreeMap<String, Selection>);
+pub(crate) struct Selection(BTreeMap<String, Selection>);
 
 impl Selection {
     fn whole(&self) -> bool {
@@ -54,7 +54,7 @@ impl Selection {
     }
 
     /// Keep only the selected parts of `v`.
-    pub fn apply(&self, v: Value) -> Value {
+    pub(crate) fn apply(&self, v: Value) -> Value {
         match v {
             Value::Array(items) => Value::Array(items.into_iter().map(|i| self.apply(i)).collect()),
             Value::Object(obj) => {
@@ -81,7 +81,7 @@ impl Selection {
 /// Parse `fields` and check it against the response schema `root` (None:
 /// the method answers no body, so no field can be selected). The error is
 /// the text to name in "Invalid field selection ...".
-pub fn parse(fields: &str, root: Option<&'static str>) -> Result<Selection, String> {
+pub(crate) fn parse(fields: &str, root: Option<&'static str>) -> Result<Selection, String> {
     let mut p = Parser {
         s: fields.as_bytes(),
         i: 0,

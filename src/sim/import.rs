@@ -31,22 +31,22 @@ pub const MAX_SIZE: usize = 157_286_400;
 
 /// The most an upload request's body may be: the message at its largest,
 /// plus a multipart envelope and metadata.
-pub const MAX_UPLOAD_BODY: usize = MAX_SIZE + 1024 * 1024;
+pub(crate) const MAX_UPLOAD_BODY: usize = MAX_SIZE + 1024 * 1024;
 
 /// Which of the two methods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Import,
     Insert,
 }
 
 /// The query parameters of the call, already checked for names.
 #[derive(Debug, Clone, Default)]
-pub struct Options {
+pub(crate) struct Options {
     /// `internalDateSource`: true for dateHeader.
-    pub date_header: bool,
-    pub never_mark_spam: bool,
-    pub deleted: bool,
+    pub(crate) date_header: bool,
+    pub(crate) never_mark_spam: bool,
+    pub(crate) deleted: bool,
 }
 
 /// The `uploadType` of an upload; `resumable` is served before this
@@ -60,7 +60,7 @@ fn upload_type(query: &str) -> Option<String> {
 /// An upload to `/upload/gmail/v1/users/{u}/messages[/import]`: the target
 /// to serve on the `/gmail/v1/` path (uploadType dropped) and the JSON body
 /// of the plain form. Err: the upload's own 400 or 413.
-pub fn from_upload(
+pub(crate) fn from_upload(
     target: &str,
     content_type: &str,
     body: &[u8],
@@ -301,7 +301,7 @@ fn label_list(v: &Value) -> Result<Vec<String>, ApiReply> {
 
 /// Carry out an import or insert whose JSON body is `body`, `now_ms` being
 /// the simulated time. The answer is the Message (id, threadId, labelIds).
-pub fn execute(
+pub(crate) fn execute(
     mb: &mut Mailbox,
     kind: Kind,
     opts: &Options,

@@ -2,14 +2,14 @@
 //! one user. Pure data; no HTTP here.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// How a message's bytes are obtained. Generated mailboxes keep only a small
 /// recipe and render the RFC 5322 text on demand, so a 100k-message mailbox
 /// with multi-megabyte attachments fits in a few hundred MB.
 #[derive(Debug, Clone)]
-pub enum Body {
+pub(crate) enum Body {
     /// Bytes loaded from an mbox file (or inserted through the admin API).
     Stored(Arc<[u8]>),
     /// A generated message: rendered deterministically from its recipe.
@@ -20,32 +20,32 @@ pub enum Body {
 pub struct SimMessage {
     /// 16 lowercase hex digits, as Gmail's ids look. Sorting ids descending
     /// sorts newest first (the id encodes internal date then a counter).
-    pub id: String,
-    pub thread_id: String,
+    pub(crate) id: String,
+    pub(crate) thread_id: String,
     /// Label ids (system ids like "INBOX", user ids like "Label_3"), sorted.
-    pub label_ids: Vec<String>,
+    pub(crate) label_ids: Vec<String>,
     /// Milliseconds since the Unix epoch (Gmail's internalDate).
-    pub internal_date_ms: i64,
+    pub(crate) internal_date_ms: i64,
     /// History id of the last change to this message.
-    pub history_id: u64,
+    pub(crate) history_id: u64,
     /// Length of the raw RFC 5322 bytes (Gmail's sizeEstimate).
-    pub size: usize,
+    pub(crate) size: usize,
     /// Decoded (RFC 2047) header values, for search and summaries.
-    pub from: String,
+    pub(crate) from: String,
     /// To, Cc and Bcc, decoded, joined with ", ".
-    pub to: String,
-    pub subject: String,
+    pub(crate) to: String,
+    pub(crate) subject: String,
     /// File names of attachments (empty when none).
-    pub attachment_names: Vec<String>,
+    pub(crate) attachment_names: Vec<String>,
     /// First ~200 characters of the best text body, whitespace folded,
     /// HTML-escaped as Gmail does (&#39; etc.).
-    pub snippet: String,
-    pub body: Body,
+    pub(crate) snippet: String,
+    pub(crate) body: Body,
 }
 
 impl SimMessage {
     /// The whole RFC 5322 message.
-    pub fn raw(&self) -> Cow<'_, [u8]> {
+    pub(crate) fn raw(&self) -> Cow<'_, [u8]> {
         match &self.body {
             Body::Stored(b) => Cow::Borrowed(&b[..]),
             Body::Generated(r) => Cow::Owned(r.render()),
@@ -54,7 +54,7 @@ impl SimMessage {
 
     /// Plain text of the message body (decoded), for bare-word search.
     /// Generated messages produce it without rendering attachments.
-    pub fn body_text(&self) -> String {
+    pub(crate) fn body_text(&self) -> String {
         match &self.body {
             Body::Stored(b) => crate::sim::render::text_of(b),
             Body::Generated(r) => r.body_text(),
@@ -62,7 +62,7 @@ impl SimMessage {
     }
 
     /// The Message-ID header's value without angle brackets (rfc822msgid:).
-    pub fn message_id_header(&self) -> Option<String> {
+    pub(crate) fn message_id_header(&self) -> Option<String> {
         let id = match &self.body {
             Body::Generated(r) => r.message_id(),
             Body::Stored(b) => {
@@ -99,27 +99,27 @@ impl SimMessage {
         )
     }
 
-    pub fn has_label(&self, id: &str) -> bool {
+    pub(crate) fn has_label(&self, id: &str) -> bool {
         self.label_ids.iter().any(|l| l == id)
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LabelType {
+pub(crate) enum LabelType {
     System,
     User,
 }
 
 #[derive(Debug, Clone)]
-pub struct Label {
-    pub id: String,
-    pub name: String,
-    pub kind: LabelType,
+pub(crate) struct Label {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) kind: LabelType,
 }
 
 /// Why labels.create, update, patch or delete refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LabelRefused {
+pub(crate) enum LabelRefused {
     /// 409 "Label name exists or conflicts".
     Exists,
     /// 400 "Invalid label name".
@@ -133,15 +133,15 @@ pub enum LabelRefused {
 
 /// One entry of the history log (Gmail's users.history resource).
 #[derive(Debug, Clone)]
-pub struct HistoryRecord {
-    pub id: u64,
-    pub message_id: String,
-    pub thread_id: String,
-    pub change: Change,
+pub(crate) struct HistoryRecord {
+    pub(crate) id: u64,
+    pub(crate) message_id: String,
+    pub(crate) thread_id: String,
+    pub(crate) change: Change,
 }
 
 #[derive(Debug, Clone)]
-pub enum Change {
+pub(crate) enum Change {
     /// A message arrived; its label ids at that moment.
     Added {
         label_ids: Vec<String>,
@@ -162,36 +162,30 @@ pub enum Change {
 pub struct Mailbox {
     /// Keyed by id; BTreeMap so iteration in reverse is newest first.
     pub messages: BTreeMap<String, SimMessage>,
-    pub labels: Vec<Label>,
+    pub(crate) labels: Vec<Label>,
     /// The current history id (the newest change).
-    pub history_id: u64,
+    pub(crate) history_id: u64,
     /// Retained history, oldest first. A startHistoryId older than the first
     /// retained record (or than `history_floor`) answers 404.
-    pub history: std::collections::VecDeque<HistoryRecord>,
+    pub(crate) history: std::collections::VecDeque<HistoryRecord>,
     /// Oldest history id a client may still start from.
-    pub history_floor: u64,
+    pub(crate) history_floor: u64,
     /// How many history records to keep before dropping the oldest.
-    pub history_retain: usize,
-}
-
-impl Mailbox {
-    pub fn label_ids(&self) -> HashMap<&str, &Label> {
-        self.labels.iter().map(|l| (l.id.as_str(), l)).collect()
-    }
+    pub(crate) history_retain: usize,
 }
 
 /// A label id that does not exist in this mailbox.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("Invalid label: {0}")]
-pub struct InvalidLabel(pub String);
+pub(crate) struct InvalidLabel(pub String);
 
 impl Mailbox {
-    pub fn has_label_id(&self, id: &str) -> bool {
+    pub(crate) fn has_label_id(&self, id: &str) -> bool {
         self.labels.iter().any(|l| l.id == id)
     }
 
     /// Check every id in `ids` names a label here.
-    pub fn check_labels(&self, ids: &[String]) -> Result<(), InvalidLabel> {
+    pub(crate) fn check_labels(&self, ids: &[String]) -> Result<(), InvalidLabel> {
         match ids.iter().find(|id| !self.has_label_id(id)) {
             Some(bad) => Err(InvalidLabel(bad.clone())),
             None => Ok(()),
@@ -308,7 +302,7 @@ impl Mailbox {
     /// labels.create: a user label named `name`. Refused as Gmail refuses
     /// (see `valid_label_name`); a name already taken, in any case, is a
     /// conflict.
-    pub fn create_label(&mut self, name: &str) -> Result<Label, LabelRefused> {
+    pub(crate) fn create_label(&mut self, name: &str) -> Result<Label, LabelRefused> {
         if !Self::valid_label_name(name) {
             return Err(LabelRefused::Invalid);
         }
@@ -334,7 +328,11 @@ impl Mailbox {
     /// (None: patch without a name, the label as it is). The same name
     /// rules as create; the label's own name in another case is no
     /// conflict.
-    pub fn rename_label(&mut self, id: &str, name: Option<&str>) -> Result<Label, LabelRefused> {
+    pub(crate) fn rename_label(
+        &mut self,
+        id: &str,
+        name: Option<&str>,
+    ) -> Result<Label, LabelRefused> {
         let i = self
             .labels
             .iter()
@@ -357,7 +355,7 @@ impl Mailbox {
 
     /// labels.delete: user label `id` goes, and off every message that had
     /// it (each such message gets a labelRemoved history record).
-    pub fn delete_label(&mut self, id: &str) -> Result<(), LabelRefused> {
+    pub(crate) fn delete_label(&mut self, id: &str) -> Result<(), LabelRefused> {
         let l = self
             .labels
             .iter()
@@ -383,7 +381,12 @@ impl Mailbox {
     /// Add and remove labels on one message (labels already checked).
     /// Writes one history record per direction that changed anything.
     /// None when there is no such message.
-    pub fn modify(&mut self, id: &str, add: &[String], remove: &[String]) -> Option<&SimMessage> {
+    pub(crate) fn modify(
+        &mut self,
+        id: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> Option<&SimMessage> {
         let m = self.messages.get_mut(id)?;
         let added: Vec<String> = add
             .iter()
@@ -426,7 +429,7 @@ impl Mailbox {
     }
 
     /// Delete a message for good. False when there is no such message.
-    pub fn delete(&mut self, id: &str) -> bool {
+    pub(crate) fn delete(&mut self, id: &str) -> bool {
         match self.messages.remove(id) {
             Some(m) => {
                 self.record(id, &m.thread_id, Change::Deleted);
@@ -437,7 +440,7 @@ impl Mailbox {
     }
 
     /// A new message arrives.
-    pub fn insert(&mut self, mut m: SimMessage) {
+    pub(crate) fn insert(&mut self, mut m: SimMessage) {
         let (id, thread) = (m.id.clone(), m.thread_id.clone());
         let h = self.record(
             &id,
@@ -455,7 +458,7 @@ impl Mailbox {
     /// `historyId` is a valid `startHistoryId`, as on Gmail, and history
     /// from it lists the mail that came after. Ids older than the records
     /// kept answer 404.
-    pub fn record_arrivals(&mut self) {
+    pub(crate) fn record_arrivals(&mut self) {
         let mut arrivals: Vec<&SimMessage> = self.messages.values().collect();
         arrivals.sort_by_key(|m| m.history_id);
         let keep = self.history_retain.max(1);
@@ -483,7 +486,7 @@ impl Mailbox {
     }
 
     /// Forget all history so far: any earlier startHistoryId answers 404.
-    pub fn expire_history(&mut self) {
+    pub(crate) fn expire_history(&mut self) {
         self.history.clear();
         self.history_floor = self.history_id;
     }

@@ -62,7 +62,7 @@ struct Entry {
 /// Reads the mbox at `path` for the mailbox of `user_email`. Messages
 /// without `X-Gmail-Labels` (mbox files not from Takeout) are labelled
 /// SENT when from `user_email`, else INBOX.
-pub fn load_mbox(path: &Path, user_email: &str) -> Result<Mailbox, MboxError> {
+pub(crate) fn load_mbox(path: &Path, user_email: &str) -> Result<Mailbox, MboxError> {
     let file = File::open(path).map_err(|source| MboxError::Open {
         path: path.to_path_buf(),
         source,

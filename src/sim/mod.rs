@@ -4,23 +4,23 @@
 //! It stands alone: it shares no wire code with the client in `gmail/`, so a
 //! bug on one side cannot hide a bug on the other.
 
-pub mod api;
+mod api;
 pub mod auth;
 pub mod batch;
-pub mod directory;
-pub mod errors;
+mod directory;
+mod errors;
 pub mod faults;
-pub mod fields;
+mod fields;
 pub mod generate;
 pub mod import;
 pub mod mailbox;
-pub mod mbox;
+mod mbox;
 pub mod quota;
-pub mod render;
-pub mod resumable;
+mod render;
+mod resumable;
 pub mod search;
-pub mod server;
-pub mod stats;
+mod server;
+mod stats;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -31,14 +31,15 @@ pub use server::{start, SimHandle};
 
 /// The token always accepted for the default user unless `--token` says
 /// otherwise.
-pub const DEFAULT_TOKEN: &str = "sim-token";
+pub(crate) const DEFAULT_TOKEN: &str = "sim-token";
 
-pub const DEFAULT_USERS: &[&str] = &["me@example.com", "alice@example.com", "bob@example.com"];
-pub const DEFAULT_NO_GMAIL: &[&str] = &["nogmail@example.com"];
+pub(crate) const DEFAULT_USERS: &[&str] =
+    &["me@example.com", "alice@example.com", "bob@example.com"];
+pub(crate) const DEFAULT_NO_GMAIL: &[&str] = &["nogmail@example.com"];
 
 /// Most users `--domain-users` may ask for (memory stays bounded: a user
 /// costs nothing until its mailbox is first used, but its entry does).
-pub const MAX_DOMAIN_USERS: usize = 100_000;
+pub(crate) const MAX_DOMAIN_USERS: usize = 100_000;
 
 /// The users of a simulated domain: `admin@DOMAIN` (the default user, an
 /// administrator) and `user1@DOMAIN` ... `userN@DOMAIN`.
@@ -69,13 +70,13 @@ pub const DEFAULT_START_MS: i64 = 1_780_272_000_000;
 /// The simulator's own "now" for mail: its start date plus the time elapsed
 /// since it started (monotonic, so a wall-clock jump moves nothing).
 #[derive(Debug, Clone)]
-pub struct SimClock {
+struct SimClock {
     start_ms: i64,
     started: Instant,
 }
 
 impl SimClock {
-    pub fn new(start_ms: i64) -> SimClock {
+    fn new(start_ms: i64) -> SimClock {
         SimClock {
             start_ms,
             started: Instant::now(),
@@ -83,17 +84,17 @@ impl SimClock {
     }
 
     /// The calendar's start, ms since the epoch.
-    pub fn start_ms(&self) -> i64 {
+    fn start_ms(&self) -> i64 {
         self.start_ms
     }
 
     /// Wall-clock time since the simulator's calendar started.
-    pub fn elapsed(&self) -> Duration {
+    fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
 
     /// Simulated now, ms since the epoch.
-    pub fn now_ms(&self) -> i64 {
+    fn now_ms(&self) -> i64 {
         let elapsed = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
         self.start_ms.saturating_add(elapsed)
     }
@@ -193,13 +194,13 @@ impl Default for SimConfig {
 /// One account known to the simulator.
 #[derive(Debug)]
 pub struct User {
-    pub email: String,
-    pub gmail: bool,
+    email: String,
+    gmail: bool,
     /// In the directory with `suspended: true`; message calls fail.
-    pub suspended: bool,
+    suspended: bool,
     /// Index among users, mixed into the generator seed; 0 is the default
     /// user, the domain's administrator.
-    pub index: u64,
+    index: u64,
     /// Generated on first use, so extra users cost nothing until asked for.
     mailbox: OnceLock<RwLock<mailbox::Mailbox>>,
 }
@@ -208,23 +209,23 @@ pub struct User {
 #[derive(Debug)]
 pub struct Sim {
     pub config: SimConfig,
-    pub users: HashMap<String, Arc<User>>,
+    users: HashMap<String, Arc<User>>,
     /// Every user in directory order (by address), for `users.list`.
-    pub directory: Vec<Arc<User>>,
-    pub auth: auth::Auth,
+    directory: Vec<Arc<User>>,
+    pub(crate) auth: auth::Auth,
     pub quota: quota::Quota,
-    pub faults: faults::Faults,
-    pub stats: stats::Stats,
+    pub(crate) faults: faults::Faults,
+    pub(crate) stats: stats::Stats,
     /// Open resumable upload sessions.
-    pub uploads: resumable::Uploads,
+    pub(crate) uploads: resumable::Uploads,
     /// The calendar for mail dates, searches by age, new mail and history.
     /// Never the wall clock: that would make the mailbox move with the day.
-    pub clock: SimClock,
+    clock: SimClock,
     /// The server's own base URL (for the token endpoint's `aud` check).
-    pub base_url: OnceLock<String>,
+    base_url: OnceLock<String>,
     /// When the server began to listen: `--outage` times count from here,
     /// after the mailbox is built.
-    pub serving_since: OnceLock<Instant>,
+    serving_since: OnceLock<Instant>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -238,7 +239,7 @@ pub enum SimError {
 }
 
 impl Sim {
-    pub fn new(config: SimConfig) -> Result<Sim, SimError> {
+    fn new(config: SimConfig) -> Result<Sim, SimError> {
         if config.users.is_empty() {
             return Err(SimError::Config(
                 "--users needs at least one address".into(),
@@ -377,7 +378,7 @@ impl Sim {
     }
 
     /// Whether an `--outage` is on now.
-    pub fn in_outage(&self) -> bool {
+    fn in_outage(&self) -> bool {
         if self.config.outages.is_empty() {
             return false;
         }
@@ -398,7 +399,7 @@ impl Sim {
 
     /// How many mailboxes have been built so far (they are built on first
     /// use; only the default user's at start).
-    pub fn mailboxes_generated(&self) -> usize {
+    fn mailboxes_generated(&self) -> usize {
         self.users
             .values()
             .filter(|u| u.mailbox.get().is_some())
@@ -426,7 +427,7 @@ impl Sim {
 
 /// New mail arrives: `count` generated messages dated `now_ms`, in INBOX and
 /// UNREAD, each recorded in history. Returns their ids.
-pub fn deliver(
+fn deliver(
     mb: &mut mailbox::Mailbox,
     seed: u64,
     email: &str,

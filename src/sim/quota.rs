@@ -27,7 +27,7 @@ pub enum Rules {
 }
 
 impl Rules {
-    pub fn parse(s: &str) -> Option<Rules> {
+    pub(crate) fn parse(s: &str) -> Option<Rules> {
         match s {
             "2026" => Some(Rules::P2026),
             "legacy" => Some(Rules::Legacy),
@@ -36,7 +36,7 @@ impl Rules {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Rules::P2026 => "2026",
             Rules::Legacy => "legacy",
@@ -45,7 +45,7 @@ impl Rules {
     }
 
     /// Units per user per minute.
-    pub fn per_user(self) -> u64 {
+    pub(crate) fn per_user(self) -> u64 {
         match self {
             Rules::P2026 => 6_000,
             Rules::Legacy => 15_000,
@@ -54,7 +54,7 @@ impl Rules {
     }
 
     /// Units per project per minute.
-    pub fn per_project(self) -> u64 {
+    fn per_project(self) -> u64 {
         match self {
             Rules::Off => u64::MAX,
             _ => 1_200_000,
@@ -63,10 +63,10 @@ impl Rules {
 
     /// The dearest call's cost (messages.batchModify) in every profile: a
     /// per-second budget below it could never admit that call.
-    pub const DEAREST: u64 = 50;
+    pub(crate) const DEAREST: u64 = 50;
 
     /// Quota units one call of `method` costs (Google's method names).
-    pub fn cost(self, method: &str) -> u64 {
+    fn cost(self, method: &str) -> u64 {
         let legacy = self == Rules::Legacy;
         match method {
             "messages.get" | "messages.attachments.get" => {
@@ -104,30 +104,31 @@ impl Rules {
 /// What the quota enforces beyond the profile's per-minute budgets. All of
 /// it runs on the quota clock: durations are divided by `speed`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Limits {
-    pub rules: Rules,
+pub(crate) struct Limits {
+    pub(crate) rules: Rules,
     /// Quota clock speed-up.
-    pub speed: f64,
+    pub(crate) speed: f64,
     /// Calls in flight per user.
-    pub concurrency: u32,
+    pub(crate) concurrency: u32,
     /// Units per user per second (a short window on top of the minute).
-    pub per_second: Option<u64>,
+    pub(crate) per_second: Option<u64>,
     /// Units per user per quota day (midnight to midnight, Pacific time).
-    pub daily: Option<u64>,
+    pub(crate) daily: Option<u64>,
     /// How long a user refused for quota stays locked out.
-    pub penalty: Option<Duration>,
+    pub(crate) penalty: Option<Duration>,
     /// Refused calls spend their units too.
-    pub charge_refused: bool,
+    pub(crate) charge_refused: bool,
     /// Where the quota clock's calendar starts, ms since the epoch (the
     /// simulator's `--date`), for the daily reset.
-    pub start_ms: i64,
+    pub(crate) start_ms: i64,
     /// Units per project per minute instead of the profile's
     /// (`--project-quota`); the profile `off` stays off.
-    pub project: Option<u64>,
+    pub(crate) project: Option<u64>,
 }
 
 impl Limits {
-    pub fn new(rules: Rules, speed: f64, concurrency: u32) -> Limits {
+    #[cfg(test)]
+    fn new(rules: Rules, speed: f64, concurrency: u32) -> Limits {
         Limits {
             rules,
             speed,
@@ -144,7 +145,7 @@ impl Limits {
 
 /// Why a call was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Per-user per-minute budget spent; how long until enough frees.
     User {
         retry_after: Duration,
@@ -171,7 +172,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// The name `/_sim/stats` counts it under.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Refusal::User { .. } => "per_minute",
             Refusal::Second { .. } => "per_second",
@@ -185,9 +186,9 @@ impl Refusal {
 
 /// A refused call, and the units it spent anyway (`--charge-refused`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refused {
-    pub why: Refusal,
-    pub charged: u64,
+pub(crate) struct Refused {
+    pub(crate) why: Refusal,
+    pub(crate) charged: u64,
 }
 
 /// Units spent in a sliding window, kept as small time slots so the sum is
@@ -272,13 +273,13 @@ impl UserState {
 
 #[derive(Debug)]
 pub struct Quota {
-    pub profile: Rules,
+    profile: Rules,
     /// The per-minute window on the wall clock (60 s / speed).
     pub window: Duration,
     /// The per-second window on the wall clock (1 s / speed).
-    pub second: Duration,
-    pub concurrency: u32,
-    pub limits: Limits,
+    pub(crate) second: Duration,
+    concurrency: u32,
+    limits: Limits,
     /// The lockout on the wall clock (penalty / speed).
     penalty: Option<Duration>,
     started: Instant,
@@ -295,7 +296,7 @@ struct QuotaState {
 const DAY_MS: i64 = 86_400_000;
 
 impl Quota {
-    pub fn new(limits: Limits) -> Self {
+    pub(crate) fn new(limits: Limits) -> Self {
         let scale = |d: Duration| Duration::from_secs_f64(d.as_secs_f64() / limits.speed);
         Quota {
             profile: limits.rules,
@@ -317,12 +318,12 @@ impl Quota {
     /// lockout, the daily, per-minute, per-second and per-project budgets,
     /// and on success spends the units and counts the call in flight until
     /// `release`. A refused call spends nothing, unless `charge_refused`.
-    pub fn admit(&self, user: &str, method: &str) -> Result<u64, Refused> {
+    pub(crate) fn admit(&self, user: &str, method: &str) -> Result<u64, Refused> {
         self.admit_at(user, method, Instant::now())
     }
 
     /// [`Quota::admit`] at a given instant (tests drive the clock).
-    pub fn admit_at(&self, user: &str, method: &str, now: Instant) -> Result<u64, Refused> {
+    fn admit_at(&self, user: &str, method: &str, now: Instant) -> Result<u64, Refused> {
         let cost = self.profile.cost(method);
         let mut st = self.state.lock().unwrap();
         let QuotaState {
@@ -421,7 +422,7 @@ impl Quota {
 
     /// Spend the units of a call refused before admission (an injected rate
     /// error) when refused calls are charged; returns the units spent.
-    pub fn charge_refused(&self, user: &str, method: &str) -> u64 {
+    pub(crate) fn charge_refused(&self, user: &str, method: &str) -> u64 {
         if !self.limits.charge_refused || self.profile == Rules::Off {
             return 0;
         }
@@ -463,7 +464,7 @@ impl Quota {
     }
 
     /// Units per project per window: the profile's, or `--project-quota`.
-    pub fn per_project(&self) -> u64 {
+    pub(crate) fn per_project(&self) -> u64 {
         match (self.profile, self.limits.project) {
             (Rules::Off, _) => u64::MAX,
             (_, Some(n)) => n,
@@ -472,20 +473,20 @@ impl Quota {
     }
 
     /// Units the project has spent in the current window.
-    pub fn project_units_in_window(&self) -> u64 {
+    pub(crate) fn project_units_in_window(&self) -> u64 {
         let mut st = self.state.lock().unwrap();
         st.project.expire(Instant::now(), self.window);
         st.project.total
     }
 
-    pub fn release(&self, user: &str) {
+    pub(crate) fn release(&self, user: &str) {
         let mut st = self.state.lock().unwrap();
         if let Some(u) = st.users.get_mut(user) {
             u.in_flight = u.in_flight.saturating_sub(1);
         }
     }
 
-    pub fn peak_in_flight(&self) -> u32 {
+    pub(crate) fn peak_in_flight(&self) -> u32 {
         self.state.lock().unwrap().peak_in_flight
     }
 }

@@ -24,7 +24,7 @@ const MAX_DEPTH: usize = 32;
 const SNIPPET_CHARS: usize = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Minimal,
     Metadata,
     Full,
@@ -33,7 +33,7 @@ pub enum Format {
 
 impl Format {
     /// Parses the `format` query parameter (ASCII case-insensitive).
-    pub fn parse(s: &str) -> Option<Format> {
+    pub(crate) fn parse(s: &str) -> Option<Format> {
         [
             ("minimal", Format::Minimal),
             ("metadata", Format::Metadata),
@@ -49,7 +49,7 @@ impl Format {
 /// The users.messages resource for `m` in `format`. `metadata_headers`
 /// filters payload headers (case-insensitive) in metadata format; empty
 /// means all.
-pub fn message_json(m: &SimMessage, format: Format, metadata_headers: &[String]) -> Value {
+pub(crate) fn message_json(m: &SimMessage, format: Format, metadata_headers: &[String]) -> Value {
     let mut o = Map::new();
     o.insert("id".into(), m.id.clone().into());
     o.insert("threadId".into(), m.thread_id.clone().into());
@@ -231,7 +231,7 @@ fn attachment_id(msg_id: &str, part_id: &str) -> String {
 
 /// Decoded bytes of the part `attachment_id` names; None for an id that is
 /// malformed, names another message, or names no leaf part.
-pub fn attachment(m: &SimMessage, attachment_id: &str) -> Option<Vec<u8>> {
+pub(crate) fn attachment(m: &SimMessage, attachment_id: &str) -> Option<Vec<u8>> {
     let encoded = attachment_id.strip_prefix(ATTACHMENT_PREFIX)?;
     let plain = String::from_utf8(URL_SAFE_NO_PAD.decode(encoded).ok()?).ok()?;
     let (msg_id, part_id) = plain.split_once(':')?;
@@ -260,7 +260,7 @@ pub fn attachment(m: &SimMessage, attachment_id: &str) -> Option<Vec<u8>> {
 
 /// The best text of a message: text/plain if any, else HTML without tags.
 /// Unparseable input is taken as plain text.
-pub fn text_of(raw: &[u8]) -> String {
+pub(crate) fn text_of(raw: &[u8]) -> String {
     match MessageParser::default().parse(raw) {
         Some(msg) => msg.body_text(0).map(Cow::into_owned).unwrap_or_default(),
         None => String::from_utf8_lossy(raw).into_owned(),
@@ -269,7 +269,7 @@ pub fn text_of(raw: &[u8]) -> String {
 
 /// Gmail's snippet: the first ~200 characters of text, whitespace folded,
 /// HTML-escaped.
-pub fn snippet(text: &str) -> String {
+pub(crate) fn snippet(text: &str) -> String {
     let mut out = String::with_capacity(SNIPPET_CHARS + 32);
     let mut n = 0;
     let mut gap = false;
@@ -314,7 +314,7 @@ fn header_end(raw: &[u8]) -> usize {
 
 /// Header fields of the header section at the start of `raw`, in order,
 /// unfolded, values trimmed. Lines that are not fields are skipped.
-pub fn split_headers(raw: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn split_headers(raw: &[u8]) -> Vec<(String, String)> {
     let mut out: Vec<(String, Vec<u8>)> = Vec::new();
     for line in raw.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);

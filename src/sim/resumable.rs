@@ -23,7 +23,7 @@ use super::errors::{self, ApiReply};
 use super::import::MAX_SIZE;
 
 /// Google's chunk unit.
-pub const UNIT: usize = 256 * 1024;
+const UNIT: usize = 256 * 1024;
 
 /// Sessions kept at once; the oldest goes first (each can hold a message).
 const MAX_SESSIONS: usize = 32;
@@ -48,7 +48,7 @@ impl std::fmt::Debug for Uploads {
 }
 
 #[derive(Default)]
-pub struct Uploads {
+pub(crate) struct Uploads {
     sessions: Mutex<HashMap<String, Session>>,
     serial: AtomicU64,
     /// `/_sim/uploads/break?chunk=N`: the Nth chunk PUT from then breaks.
@@ -61,7 +61,7 @@ pub struct Uploads {
 }
 
 /// What a PUT to a session comes to.
-pub enum Put {
+pub(crate) enum Put {
     /// Answer this (308, 4xx, or a finished session's stored answer).
     Reply(ApiReply),
     /// The upload is complete: serve `body` (the JSON form) at `target` as
@@ -132,7 +132,7 @@ impl Uploads {
     /// Open a session for the upload at `target` (`/gmail/v1/...`, the
     /// uploadType dropped), `body` its JSON metadata. Answers the session's
     /// URI, relative to the server (the caller makes it absolute).
-    pub fn open(
+    pub(crate) fn open(
         &self,
         target: &str,
         body: &[u8],
@@ -188,7 +188,7 @@ impl Uploads {
     }
 
     /// A PUT (or POST) of `body` to session `id`.
-    pub fn put(
+    pub(crate) fn put(
         &self,
         id: &str,
         content_range: Option<&str>,
@@ -311,7 +311,7 @@ impl Uploads {
 
     /// Keep the finished upload's answer (a success; an error leaves the
     /// session open to be sent again) and free its bytes.
-    pub fn finish(&self, id: &str, reply: &ApiReply) {
+    pub(crate) fn finish(&self, id: &str, reply: &ApiReply) {
         if !(200..300).contains(&reply.status) {
             return;
         }
@@ -323,11 +323,11 @@ impl Uploads {
     }
 
     /// `/_sim/uploads/break?chunk=N`.
-    pub fn break_chunk(&self, n: u64) {
+    pub(crate) fn break_chunk(&self, n: u64) {
         *self.break_countdown.lock().unwrap() = (n > 0).then_some(n);
     }
 
-    pub fn snapshot(&self) -> Value {
+    pub(crate) fn snapshot(&self) -> Value {
         json!({
             "sessions_opened": self.opened.load(Ordering::Relaxed),
             "chunks": self.chunks.load(Ordering::Relaxed),

@@ -174,7 +174,7 @@ fn pretty(target: &str) -> bool {
 
 /// The body of a reply and its content type: JSON, or the front end's HTML
 /// page.
-pub fn reply_body(reply: &ApiReply, pretty: bool) -> (&'static str, Vec<u8>) {
+fn reply_body(reply: &ApiReply, pretty: bool) -> (&'static str, Vec<u8>) {
     match &reply.page {
         Some(page) => ("text/html; charset=UTF-8", page.as_bytes().to_vec()),
         None => (

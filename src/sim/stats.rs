@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 #[derive(Debug)]
-pub struct Stats {
+pub(crate) struct Stats {
     started: Mutex<Instant>,
     inner: Mutex<Inner>,
 }
@@ -54,7 +54,7 @@ impl Default for Stats {
 
 /// How a call ended, as far as the numbers care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallEnd {
+pub(crate) enum CallEnd {
     Served,
     /// Refused by the quota or the concurrency limit (not a fault).
     RateLimited,
@@ -68,7 +68,7 @@ pub enum CallEnd {
 }
 
 impl Stats {
-    pub fn call(&self, method: &str, user: &str, status: u16, units: u64, outcome: CallEnd) {
+    pub(crate) fn call(&self, method: &str, user: &str, status: u16, units: u64, outcome: CallEnd) {
         let mut s = self.inner.lock().unwrap();
         *s.calls
             .entry(method.to_string())
@@ -97,7 +97,7 @@ impl Stats {
 
     /// A quota refusal of `kind`, which spent `charged` units (already
     /// counted by `call`); `penalty_started` when it began a lockout.
-    pub fn refusal(&self, kind: &'static str, charged: u64, penalty_started: bool) {
+    pub(crate) fn refusal(&self, kind: &'static str, charged: u64, penalty_started: bool) {
         let mut s = self.inner.lock().unwrap();
         *s.refusals.entry(kind).or_default() += 1;
         s.units_refused += charged;
@@ -106,12 +106,12 @@ impl Stats {
 
     /// Units a refused call spent outside the quota's own refusals (an
     /// injected rate error under `--charge-refused`).
-    pub fn refused_units(&self, units: u64) {
+    pub(crate) fn refused_units(&self, units: u64) {
         self.inner.lock().unwrap().units_refused += units;
     }
 
     /// An exchange reset by an `--outage`.
-    pub fn outage_reset(&self) {
+    pub(crate) fn outage_reset(&self) {
         *self
             .inner
             .lock()
@@ -121,36 +121,36 @@ impl Stats {
             .or_default() += 1;
     }
 
-    pub fn gzip_response(&self) {
+    pub(crate) fn gzip_response(&self) {
         self.inner.lock().unwrap().gzip_responses += 1;
     }
 
-    pub fn method_override(&self) {
+    pub(crate) fn method_override(&self) {
         self.inner.lock().unwrap().method_overrides += 1;
     }
 
-    pub fn batch(&self, parts: usize) {
+    pub(crate) fn batch(&self, parts: usize) {
         let mut s = self.inner.lock().unwrap();
         s.batches += 1;
         s.batch_parts += parts as u64;
     }
 
-    pub fn http_request(&self) {
+    pub(crate) fn http_request(&self) {
         self.inner.lock().unwrap().http_requests += 1;
     }
 
-    pub fn outer_fault(&self, kind: &'static str) {
+    pub(crate) fn outer_fault(&self, kind: &'static str) {
         *self.inner.lock().unwrap().outer.entry(kind).or_default() += 1;
     }
 
-    pub fn reset(&self) {
+    pub(crate) fn reset(&self) {
         *self.inner.lock().unwrap() = Inner::default();
         *self.started.lock().unwrap() = Instant::now();
     }
 
     /// The JSON served at `/_sim/stats`. `quota` describes the limits so a
     /// benchmark can compute utilisation = units / allowed.
-    pub fn snapshot(&self, quota: Value, peak_in_flight: u32) -> Value {
+    pub(crate) fn snapshot(&self, quota: Value, peak_in_flight: u32) -> Value {
         let elapsed = self.started.lock().unwrap().elapsed().as_secs_f64();
         let s = self.inner.lock().unwrap();
         let calls: BTreeMap<&str, BTreeMap<String, u64>> = s

@@ -120,13 +120,13 @@ fn write_hint(e: &io::Error, path: &Path, place: &WritePlace, exists: bool) -> S
 
 /// One id whose fetch failed for good, as the policy recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailureRecord {
-    pub id: String,
-    pub status: u16,
-    pub reason: String,
-    pub message: String,
-    pub class: String,
-    pub attempts: u32,
+pub(crate) struct FailureRecord {
+    pub(crate) id: String,
+    pub(crate) status: u16,
+    pub(crate) reason: String,
+    pub(crate) message: String,
+    pub(crate) class: String,
+    pub(crate) attempts: u32,
 }
 
 pub struct Store {
@@ -190,7 +190,7 @@ impl Store {
         Ok(Store { conn, path })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -216,7 +216,7 @@ impl Store {
         run().map_err(|e| self.err(e))
     }
 
-    pub fn count_done(&self) -> Result<u64, StoreError> {
+    pub(crate) fn count_done(&self) -> Result<u64, StoreError> {
         self.conn
             .query_row("SELECT count(*) FROM done", [], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
@@ -224,7 +224,7 @@ impl Store {
     }
 
     /// Records a failure; a later one for the same id replaces it.
-    pub fn record_failure(&mut self, f: &FailureRecord) -> Result<(), StoreError> {
+    pub(crate) fn record_failure(&mut self, f: &FailureRecord) -> Result<(), StoreError> {
         self.begin()?;
         self.conn
             .prepare_cached(
@@ -244,7 +244,7 @@ impl Store {
     }
 
     /// Failures still standing, in the order they were first recorded.
-    pub fn failures(&self) -> Result<Vec<FailureRecord>, StoreError> {
+    pub(crate) fn failures(&self) -> Result<Vec<FailureRecord>, StoreError> {
         let run = || -> rusqlite::Result<Vec<FailureRecord>> {
             let mut s = self.conn.prepare_cached(
                 "SELECT id, status, reason, message, class, attempts FROM failures ORDER BY rowid",
@@ -264,7 +264,7 @@ impl Store {
         run().map_err(|e| self.err(e))
     }
 
-    pub fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+    pub(crate) fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.conn
             .prepare_cached("SELECT value FROM kv WHERE key = ?1")
             .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
@@ -272,7 +272,7 @@ impl Store {
     }
 
     /// Sets `key`; `None` deletes it.
-    pub fn set(&mut self, key: &str, value: Option<&str>) -> Result<(), StoreError> {
+    pub(crate) fn set(&mut self, key: &str, value: Option<&str>) -> Result<(), StoreError> {
         self.begin()?;
         let res = match value {
             Some(v) => self
@@ -296,7 +296,7 @@ impl Store {
     }
 
     /// Commits and releases the file for the next run.
-    pub fn close(mut self) -> Result<(), StoreError> {
+    pub(crate) fn close(mut self) -> Result<(), StoreError> {
         self.commit()
     }
 

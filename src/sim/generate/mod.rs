@@ -40,7 +40,7 @@ const DAY_MS: i64 = 86_400_000;
 const SPAN_MS: i64 = 3 * 365 * DAY_MS;
 
 /// Gmail's system labels, in the order labels.list returns them.
-pub const SYSTEM_LABELS: [&str; 14] = [
+const SYSTEM_LABELS: [&str; 14] = [
     "CHAT",
     "SENT",
     "INBOX",
@@ -126,7 +126,7 @@ struct Attachment {
 
 /// Everything needed to render one generated message.
 #[derive(Debug)]
-pub struct Recipe {
+pub(crate) struct Recipe {
     /// Drives words, boundaries, ids and attachment bytes; also the token
     /// of this message's Message-ID.
     seed: u64,
@@ -157,7 +157,7 @@ pub struct Recipe {
 // Mailbox generation
 
 /// The labels every mailbox has: system labels, then user labels.
-pub fn standard_labels(user: &[&str]) -> Vec<Label> {
+pub(crate) fn standard_labels(user: &[&str]) -> Vec<Label> {
     let mut labels: Vec<Label> = SYSTEM_LABELS
         .iter()
         .map(|&id| Label {
@@ -175,7 +175,7 @@ pub fn standard_labels(user: &[&str]) -> Vec<Label> {
 }
 
 /// Date-ordered id: sorting ids as strings descending is newest first.
-pub fn message_id_for(internal_date_ms: i64, counter: u64) -> String {
+pub(crate) fn message_id_for(internal_date_ms: i64, counter: u64) -> String {
     format!(
         "{:016x}",
         ((internal_date_ms.max(0) as u64) << 20) | (counter & 0xF_FFFF)

@@ -89,7 +89,7 @@ const NEWS_TAIL: &str = "\
 
 impl Recipe {
     /// The Message-ID header's value, angle brackets included.
-    pub fn message_id(&self) -> String {
+    pub(crate) fn message_id(&self) -> String {
         message_id(self.seed)
     }
 
@@ -471,7 +471,7 @@ impl Recipe {
     }
 
     /// The whole RFC 5322 message, CRLF line endings.
-    pub fn render(&self) -> Vec<u8> {
+    pub(crate) fn render(&self) -> Vec<u8> {
         let mut n = Count(0);
         self.emit(&mut n, false);
         let mut out = Vec::with_capacity(n.0);
@@ -481,7 +481,7 @@ impl Recipe {
 
     /// The header section, ending with the empty line; `render()` starts
     /// with exactly these bytes.
-    pub fn render_headers(&self) -> Vec<u8> {
+    pub(crate) fn render_headers(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(1024);
         self.emit(&mut out, true);
         out
@@ -489,19 +489,19 @@ impl Recipe {
 
     /// Moves the message to another date (Date header and trace headers).
     /// The rendered length may change: recompute it with `size()`.
-    pub fn set_date(&mut self, date_ms: i64) {
+    pub(crate) fn set_date(&mut self, date_ms: i64) {
         self.date_ms = date_ms - date_ms.rem_euclid(1000);
     }
 
     /// Length of `render()`, computed without producing bodies.
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         let mut n = Count(0);
         self.emit(&mut n, false);
         n.0
     }
 
     /// The decoded text/plain body, as a MIME parser extracts it.
-    pub fn body_text(&self) -> String {
+    pub(crate) fn body_text(&self) -> String {
         let mut out = Vec::with_capacity(self.text_len as usize);
         self.write_text(&self.frame(), &mut out, usize::MAX);
         String::from_utf8(out)
@@ -510,7 +510,7 @@ impl Recipe {
 
     /// Decoded content of attachment part `part_id` ("1", "2", ...: parts
     /// after the body in multipart/mixed), without rendering the message.
-    pub fn attachment_content(&self, part_id: &str) -> Option<Vec<u8>> {
+    pub(crate) fn attachment_content(&self, part_id: &str) -> Option<Vec<u8>> {
         let i: usize = part_id.parse().ok()?;
         if i == 0 || i > self.attachments.len() || part_id.starts_with('0') {
             return None;

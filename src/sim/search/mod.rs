@@ -80,7 +80,8 @@ impl Query {
             .is_some_and(|n| n.mentions_spam_or_trash(true))
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.root.is_none()
     }
 }
