@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod batch;
 pub mod chunk;
 pub mod client;
+mod delivery;
 pub mod directory;
 pub mod error;
 pub mod history;
