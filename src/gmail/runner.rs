@@ -315,6 +315,7 @@ impl std::fmt::Display for Stop {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {
+    /// Answers the sink took.
     pub ok: u64,
     pub skipped: Vec<Failure>,
     pub failed: Vec<Failure>,
