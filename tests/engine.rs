@@ -808,3 +808,174 @@ async fn imports_go_as_uploads_one_call_each_and_survive_faults() {
     );
     h.stop().await;
 }
+
+/// messages.get calls the simulator has answered so far.
+async fn gets_answered(h: &SimHandle) -> u64 {
+    sim_stats(h).await["calls"]["messages.get"]["200"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Waits until the simulator has answered `n` gets; false if that takes
+/// more than 10 s (it never comes while the run waits for the sink).
+async fn until_answered(h: &SimHandle, n: u64) -> bool {
+    for _ in 0..1000 {
+        if gets_answered(h).await >= n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// A sink that waits for each message (an async wait, as a script's
+/// on_message that calls the API does). At its `hold_at`-th message it
+/// holds on until the simulator has answered `until` gets, then takes or
+/// refuses that message.
+struct Slow<'a> {
+    h: &'a SimHandle,
+    got: Vec<String>,
+    hold_at: usize,
+    until: u64,
+    refuse: bool,
+    /// The simulator answered `until` gets while the sink held.
+    reached: bool,
+    /// Gets answered a while after that, the sink still holding.
+    later: u64,
+}
+
+impl<'a> Slow<'a> {
+    fn new(h: &'a SimHandle, hold_at: usize, until: u64, refuse: bool) -> Slow<'a> {
+        Slow {
+            h,
+            got: Vec::new(),
+            hold_at,
+            until,
+            refuse,
+            reached: false,
+            later: 0,
+        }
+    }
+}
+
+impl gmailscript::gmail::runner::Sink for Slow<'_> {
+    fn deliver(&mut self, _: &str, _: Answer) -> Result<(), String> {
+        unreachable!("the runner calls deliver_async")
+    }
+
+    fn deliver_async<'b>(
+        &'b mut self,
+        key: &'b str,
+        _: Answer,
+    ) -> futures_util::future::LocalBoxFuture<'b, Result<(), String>> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            self.got.push(key.to_string());
+            if self.got.len() == self.hold_at {
+                self.reached = until_answered(self.h, self.until).await;
+                // Nothing more should come while the sink is this far behind.
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                self.later = gets_answered(self.h).await;
+                if self.refuse {
+                    return Err("disk full".into());
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Chunks of 20, one in flight: the delivery queue holds two chunks' worth.
+fn twenties() -> RunOptions {
+    RunOptions {
+        chunk_start: 20,
+        chunk_max: 20,
+        parallel: 1,
+        ..quick()
+    }
+}
+
+/// While the sink is busy with the first chunk's messages the run goes on
+/// fetching — the next two chunks, and no more until the sink catches up —
+/// and every message still reaches the sink once, in the order answered.
+#[tokio::test]
+async fn a_waiting_sink_does_not_hold_up_the_fetching() {
+    let (h, client, ids) = setup(SimConfig {
+        latency: Duration::from_millis(5),
+        ..sim_config(200)
+    })
+    .await;
+    let mut sink = Slow::new(&h, 20, 60, false);
+    let report = runner(client)
+        .run(
+            gets(&ids, Format::Minimal),
+            &mut DefaultPolicy,
+            &mut sink,
+            &twenties(),
+            None,
+        )
+        .await;
+    assert!(
+        sink.reached,
+        "the next chunks were fetched while the sink held the first one's last message"
+    );
+    assert_eq!(
+        sink.later, 60,
+        "two chunks' worth ahead of the sink, then no new chunk"
+    );
+    assert_eq!(report.ok, 200, "{report:?}");
+    assert_eq!(report.stopped, None);
+    // One chunk at a time, each answered in order: the order of `ids`.
+    assert_eq!(sink.got, ids, "each once, in the order answered");
+    h.stop().await;
+}
+
+/// A sink error while answers wait in the queue: none of them is counted
+/// as delivered (each is not done), no new chunk goes, and a second run
+/// over the ids not delivered gets exactly those.
+#[tokio::test]
+async fn a_sink_error_leaves_the_queued_answers_to_do_and_a_rerun_gets_them() {
+    let (h, client, ids) = setup(SimConfig {
+        latency: Duration::from_millis(5),
+        ..sim_config(200)
+    })
+    .await;
+    let runner = runner(client);
+    // At the 30th message the queue is full: 10 of chunk 1, chunks 2, 3.
+    let mut sink = Slow::new(&h, 30, 80, true);
+    let report = runner
+        .run(
+            gets(&ids, Format::Minimal),
+            &mut DefaultPolicy,
+            &mut sink,
+            &twenties(),
+            None,
+        )
+        .await;
+    assert!(sink.reached && sink.later == 80, "{report:?}");
+    assert_eq!(report.ok, 29);
+    match &report.stopped {
+        Some(Stop::Sink { key, message }) => {
+            assert_eq!((key, message.as_str()), (&ids[29], "disk full"))
+        }
+        other => panic!("stopped {other:?}"),
+    }
+    assert_eq!(sink.got, ids[..30], "nothing offered after the error");
+    let fetched = gets_answered(&h).await;
+    assert_eq!(fetched, 80, "no chunk sent after the error");
+    assert_eq!(
+        report.ok + report.not_done,
+        fetched,
+        "every answer fetched is delivered or not done: {report:?}"
+    );
+    // The rerun: what was not delivered, and only that.
+    let rest: Vec<String> = ids[29..].to_vec();
+    let (again, seen) = fetch(&runner, &rest, &mut DefaultPolicy, &twenties()).await;
+    assert_eq!(again.ok, 171, "{again:?}");
+    assert!(seen.values().all(|n| *n == 1));
+    let mut all: Vec<&String> = sink.got[..29].iter().chain(seen.keys()).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 200, "together, every message once");
+    h.stop().await;
+}

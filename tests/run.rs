@@ -713,6 +713,83 @@ end
     );
 }
 
+/// on_message raises while later answers wait for it (it slept, and the
+/// batch went on fetching): neither it nor the waiting ones are marked
+/// done, and the resumed run fetches exactly those, each once.
+#[test]
+fn an_on_message_error_with_answers_queued_leaves_them_to_the_resumed_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let s = write_script(
+        dir.path(),
+        "raise_queued.lua",
+        &format!(
+            r#"
+local state = store.open("{d}/state")
+local out = output.jsonl("{d}/out.jsonl", {{ resume = state }})
+local n = 0
+local ok, e = pcall(gmail.batch, gmail.list{{}}, {{ format = "minimal", max_chunk = 10,
+  resume = state,
+  on_message = function(m)
+    n = n + 1
+    if arg[1] == "first" and n == 15 then
+      sleep(0.3)
+      error("disk full")
+    end
+    out:write(m)
+  end }})
+print(ok, n, state:count())
+out:close()
+state:close()
+"#
+        ),
+    );
+    let args = |which| {
+        vec![
+            s.clone(),
+            "--sim".into(),
+            "--sim-messages".into(),
+            "100".into(),
+            "--".into(),
+            which,
+        ]
+    };
+    let out = run(
+        &args("first".into())
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(stdout.trim(), "false\t15\t14", "{stderr}");
+    let out = run(
+        &args("second".into())
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let f: Vec<&str> = stdout.trim().split('\t').collect();
+    assert_eq!(f[0], "true", "{stdout}\n{stderr}");
+    let (again, total): (u64, u64) = (f[1].parse().unwrap(), f[2].parse().unwrap());
+    assert_eq!(
+        again + 14,
+        total,
+        "the rerun fetched what was not done, only that"
+    );
+    assert!(total >= 90, "{stdout}");
+    let lines = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    let ids: HashSet<String> = lines
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
+        .collect();
+    assert_eq!(lines.lines().count() as u64, total, "one line per message");
+    assert_eq!(ids.len() as u64, total, "no message written twice");
+}
+
 #[test]
 fn chaos_backup_under_the_fault_mix_exports_exactly_the_listed_ids() {
     // The same seed gives the same mailbox with and without faults: list on

@@ -80,7 +80,7 @@ function Message:has_label(label) end
 ---@field max_chunk? integer upper bound for the adaptive size (default 50, or the fixed chunk; at most 100)
 ---@field parallel? integer batch requests in flight at once, 1-16 (default 1; more, smaller ones while quota pacing cuts chunks short)
 ---@field on_error? fun(err: GmailError, id: string, attempt: integer): Decision?, number? per-failure policy; the optional number is a delay in seconds for "retry" (a number from 0 to 86400, else gmail.batch raises); nil lets the default policy decide. It may call gmail.* (the batch waits for it). An error it raises stops the run and is re-raised by gmail.batch
----@field on_message? fun(msg: Message) called once per delivered message; it may call gmail.* (the batch waits for it); an error it raises stops the run and is re-raised by gmail.batch
+---@field on_message? fun(msg: Message) called once per delivered message, in the order answered; it may call gmail.* (meanwhile the batch goes on fetching, up to about two chunks ahead); an error it raises stops the run and is re-raised by gmail.batch
 ---@field resume? State skip ids already done; record new ones
 ---@field max_attempts? integer hard cap on tries per id: a "retry" or "split" at this many tries becomes "fail" (default 10)
 ---@field backoff? RetryOptions wait before a retry when on_error gives no delay (default base "1s", max "64s"); its attempts, if given, also caps the tries per id unless max_attempts is given

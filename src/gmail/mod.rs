@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod batch;
 pub mod chunk;
 pub mod client;
+mod delivery;
 pub(crate) mod directory;
 mod error;
 pub(crate) mod history;

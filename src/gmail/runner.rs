@@ -1,9 +1,11 @@
 //! The runner: many requests through batches, losing nothing.
 //!
 //! It pulls requests from a stream only as chunks need them, sends each
-//! chunk as one batch (paced, several in flight if asked), hands each
-//! successful part to a [`Sink`] as soon as it is decoded, and for every
-//! failed part asks a [`Policy`] what to do. Only failed parts are re-sent.
+//! chunk as one batch (paced, several in flight if asked), queues each
+//! successful part for a [`Sink`] as soon as it is decoded (the sink takes
+//! them in that order while the run goes on: see `delivery`), and for
+//! every failed part asks a [`Policy`] what to do. Only failed parts are
+//! re-sent.
 //! Every item ends exactly once: delivered, skipped, failed, or — when the
 //! run stops early — counted as not done.
 
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use futures_util::future::LocalBoxFuture;
+use futures_util::future::{join, LocalBoxFuture};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::{mpsc, watch};
 
@@ -23,6 +25,7 @@ use super::backoff::Backoff;
 use super::batch::{response_id, InnerResponse};
 use super::chunk::{ChunkSizer, ChunkStats};
 use super::client::{Client, PartError};
+use super::delivery::Queue;
 use super::error::{ApiError, ErrorClass};
 use super::message::Message;
 use super::quota::{Pacer, Profile};
@@ -212,8 +215,9 @@ pub trait Sink {
     fn deliver(&mut self, key: &str, answer: Answer) -> Result<(), String>;
 
     /// What the runner calls: `deliver`, unless the sink must wait (a
-    /// script's on_message that calls the API). The run waits with it;
-    /// parts still arriving queue in the channel meanwhile.
+    /// script's on_message that calls the API, a commit). The run goes on
+    /// meanwhile: answers queue for the sink, and once about two chunks'
+    /// worth wait, no new chunk is sent until it catches up.
     fn deliver_async<'a>(
         &'a mut self,
         key: &'a str,
@@ -311,6 +315,7 @@ impl std::fmt::Display for Stop {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {
+    /// Answers the sink took.
     pub ok: u64,
     pub skipped: Vec<Failure>,
     pub failed: Vec<Failure>,
@@ -464,13 +469,15 @@ impl Runner {
 
     /// Run every item of `source` to its end. `cancel` turning true stops
     /// the run cleanly: chunks in flight finish, their answers delivered.
+    /// The sink works beside the loop (see [`Queue`]); the run returns once
+    /// it has been handed every answer.
     pub async fn run<S>(
         &self,
         source: S,
         policy: &mut dyn Policy,
         sink: &mut dyn Sink,
         opts: &RunOptions,
-        mut cancel: Option<watch::Receiver<bool>>,
+        cancel: Option<watch::Receiver<bool>>,
     ) -> Report
     where
         S: Stream<Item = Result<Item, ApiError>> + Unpin,
@@ -478,70 +485,28 @@ impl Runner {
         let started = Instant::now();
         let units_before = self.pacer.spent();
         let mut st = State::new(opts);
-        let (tx, mut rx) = mpsc::channel::<Event>(256);
+        let (tx, rx) = mpsc::channel::<Event>(256);
         let mut feed = Feed::new(source, tx, self.pacer.window());
+        // About two chunks' worth of answers may wait for the sink.
+        let queue = Queue::new(2 * st.sizer.max() * opts.parallel.max(1));
         let mut cx = Cx {
             runner: self,
             policy,
             opts,
+            queue: &queue,
         };
-        let parallel = opts.parallel.max(1);
-        loop {
-            if st.stop.is_none() && cancel.as_ref().is_some_and(|c| *c.borrow()) {
-                st.stop = Some(Stop::Cancelled);
-            }
-            if st.stop.is_none() {
-                if let Some(why) = cx.policy.halt() {
-                    st.stop = Some(Stop::Halted(why));
-                }
-            }
-            // Launch chunks while there is room, work and quota.
-            while st.stop.is_none() && st.room(parallel) > 0 {
-                if !feed.launch(&mut st, &mut cx, parallel).await {
-                    break;
-                }
-            }
-            let idle = st.chunks.is_empty();
-            if idle && (st.stop.is_some() || (feed.exhausted() && st.waiting.is_empty())) {
-                break;
-            }
-            // Wake for a retry coming due or the pacer making room, when a
-            // chunk could be launched then.
-            let wake_at = if st.room(parallel) > 0 && st.stop.is_none() {
-                let retry_at = st.waiting.peek().map(|Reverse(w)| w.at);
-                match (feed.pacer_at.filter(|_| !feed.staged.is_empty()), retry_at) {
-                    (Some(p), _) => Some(p),
-                    (None, r) => r,
-                }
-            } else {
-                None
-            };
-            if idle {
-                if let Some(at) = wake_at {
-                    // A wait worth showing: the display says until when.
-                    let long =
-                        at.saturating_duration_since(Instant::now()) > Duration::from_secs(2);
-                    if long {
-                        sink.waiting(SystemTime::now().checked_add(at - Instant::now()));
-                    }
-                    wait_or_cancel(at, cancel.as_mut()).await;
-                    if long {
-                        sink.waiting(None);
-                    }
-                }
-                continue;
-            }
-            tokio::select! {
-                ev = rx.recv() => {
-                    if let Some(ev) = ev {
-                        st.handle(&mut cx, sink, ev).await;
-                    }
-                }
-                _ = sleep_until_opt(wake_at) => {}
-                _ = cancel_changed(cancel.as_mut()) => {}
-            }
-        }
+        let fetching = async {
+            st.drive(&mut feed, &mut cx, rx, cancel).await;
+            queue.close();
+        };
+        join(fetching, queue.deliver(sink)).await;
         feed.tally.log();
+        let (ok, not_done) = queue.counts();
+        st.report.ok += ok;
+        st.report.not_done += not_done;
+        if let Some(stop) = queue.take_stop() {
+            st.stop = Some(stop);
+        }
         if let Some(e) = feed.source_error.take() {
             st.stop.get_or_insert(Stop::Source(e));
         }
@@ -554,12 +519,14 @@ impl Runner {
     }
 }
 
-/// What every step of one run consults: the engine, the script's policy
-/// and the run's options.
+/// What every step of one run consults: the engine, the script's policy,
+/// the run's options and the delivery queue.
 struct Cx<'a> {
     runner: &'a Runner,
     policy: &'a mut dyn Policy,
     opts: &'a RunOptions,
+    /// Where answers go on their way to the sink.
+    queue: &'a Queue,
 }
 
 /// The sending side of a run: items from the source and the retry queue,
@@ -924,10 +891,22 @@ async fn cancel_changed(cancel: Option<&mut watch::Receiver<bool>>) {
     }
 }
 
-async fn wait_or_cancel(at: Instant, cancel: Option<&mut watch::Receiver<bool>>) {
+/// Nothing in flight: wait for a retry or the pacer (`at`), room in the
+/// queue, a sink error or a cancel. A wait worth showing is told the sink,
+/// which says until when.
+async fn wait_idle(queue: &Queue, at: Option<Instant>, cancel: Option<&mut watch::Receiver<bool>>) {
+    let long =
+        at.is_some_and(|at| at.saturating_duration_since(Instant::now()) > Duration::from_secs(2));
+    if let (true, Some(at)) = (long, at) {
+        queue.waiting(SystemTime::now().checked_add(at.saturating_duration_since(Instant::now())));
+    }
     tokio::select! {
-        _ = tokio::time::sleep_until(at.into()) => {}
+        _ = sleep_until_opt(at) => {}
         _ = cancel_changed(cancel) => {}
+        _ = queue.changed() => {}
+    }
+    if long {
+        queue.waiting(None);
     }
 }
 
@@ -1141,7 +1120,86 @@ impl State {
         }
     }
 
-    async fn handle(&mut self, cx: &mut Cx<'_>, sink: &mut dyn Sink, ev: Event) {
+    /// The run's loop: launch chunks while there is room, work, quota and
+    /// a sink keeping up; handle their answers; wait for retries and the
+    /// pacer. Returns when nothing is left or in flight, or on a stop once
+    /// the chunks in flight are done.
+    async fn drive<S>(
+        &mut self,
+        feed: &mut Feed<S>,
+        cx: &mut Cx<'_>,
+        mut rx: mpsc::Receiver<Event>,
+        mut cancel: Option<watch::Receiver<bool>>,
+    ) where
+        S: Stream<Item = Result<Item, ApiError>> + Unpin,
+    {
+        let parallel = cx.opts.parallel.max(1);
+        loop {
+            self.check_stops(cx, cancel.as_ref());
+            while self.may_launch(cx, parallel) {
+                if !feed.launch(self, cx, parallel).await {
+                    break;
+                }
+            }
+            let idle = self.chunks.is_empty();
+            if idle && (self.stop.is_some() || (feed.exhausted() && self.waiting.is_empty())) {
+                return;
+            }
+            // Wake for a retry coming due or the pacer making room, when a
+            // chunk could be launched then.
+            let wake_at = if self.may_launch(cx, parallel) {
+                let retry_at = self.waiting.peek().map(|Reverse(w)| w.at);
+                match (feed.pacer_at.filter(|_| !feed.staged.is_empty()), retry_at) {
+                    (Some(p), _) => Some(p),
+                    (None, r) => r,
+                }
+            } else {
+                None
+            };
+            if idle {
+                if wake_at.is_some() || cx.queue.full() {
+                    wait_idle(cx.queue, wake_at, cancel.as_mut()).await;
+                }
+                continue;
+            }
+            tokio::select! {
+                ev = rx.recv() => {
+                    if let Some(ev) = ev {
+                        self.handle(cx, ev).await;
+                    }
+                }
+                _ = sleep_until_opt(wake_at) => {}
+                _ = cancel_changed(cancel.as_mut()) => {}
+                _ = cx.queue.changed() => {}
+            }
+        }
+    }
+
+    /// The sink failed, the run was cancelled, or the policy cannot go on.
+    fn check_stops(&mut self, cx: &mut Cx<'_>, cancel: Option<&watch::Receiver<bool>>) {
+        if let Some(stop) = cx.queue.take_stop() {
+            self.stop = Some(stop);
+        }
+        if self.stop.is_none() && cancel.is_some_and(|c| *c.borrow()) {
+            self.stop = Some(Stop::Cancelled);
+        }
+        if self.stop.is_none() {
+            if let Some(why) = cx.policy.halt() {
+                self.stop = Some(Stop::Halted(why));
+            }
+        }
+    }
+
+    /// A chunk may go now: not stopping, room in flight, and the sink not
+    /// more than the queue's worth behind.
+    fn may_launch(&self, cx: &Cx<'_>, parallel: usize) -> bool {
+        self.stop.is_none() && self.room(parallel) > 0 && !cx.queue.full()
+    }
+
+    async fn handle(&mut self, cx: &mut Cx<'_>, ev: Event) {
+        if let Some(stop) = cx.queue.take_stop() {
+            self.stop = Some(stop);
+        }
         match ev {
             Event::Part {
                 chunk,
@@ -1161,26 +1219,11 @@ impl State {
                     Err(e) => tracing::debug!("chunk {chunk}: {}: {e}", p.item.key),
                 }
                 match result {
+                    // Counted when the sink takes it (or not done, after
+                    // a sink error).
                     Ok(answer) => {
                         c.stats.ok += 1;
-                        if self
-                            .stop
-                            .as_ref()
-                            .is_some_and(|s| matches!(s, Stop::Sink { .. }))
-                        {
-                            self.report.not_done += 1;
-                            return;
-                        }
-                        match sink.deliver_async(&p.item.key, answer).await {
-                            Ok(()) => self.report.ok += 1,
-                            Err(message) => {
-                                self.report.not_done += 1;
-                                self.stop = Some(Stop::Sink {
-                                    key: p.item.key,
-                                    message,
-                                });
-                            }
-                        }
+                        cx.queue.push(p.item.key, answer);
                     }
                     // Judged with the whole chunk: an outage, or these ids.
                     Err(e) if e.class == ErrorClass::Server => {

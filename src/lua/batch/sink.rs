@@ -80,7 +80,7 @@ impl Sink for BatchSink {
     }
 
     /// on_message runs as a coroutine of the host, so it may call gmail.*
-    /// (the run waits for it).
+    /// (the run goes on meanwhile, up to the delivery queue's bound).
     fn deliver_async<'a>(
         &'a mut self,
         key: &'a str,
