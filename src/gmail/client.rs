@@ -1009,11 +1009,8 @@ impl BatchStream {
 
 #[derive(Debug, Clone)]
 pub(crate) enum PartError {
-    /// One part could not be read; the others go on.
-    #[expect(
-        dead_code,
-        reason = "the runner (being reshaped) counts these parts without naming them yet"
-    )]
+    /// One part could not be read (the `index`th of the answer); the
+    /// others go on.
     Malformed { index: usize, reason: &'static str },
     /// The answer broke off: parts not yet delivered never will be.
     Broken(ApiError),

@@ -1030,7 +1030,10 @@ async fn send_chunk(
                         return;
                     }
                 }
-                Some(Err(PartError::Malformed { .. })) => stray += 1,
+                Some(Err(PartError::Malformed { index, reason })) => {
+                    tracing::debug!("batch answer: part {index} is malformed ({reason})");
+                    stray += 1;
+                }
                 Some(Err(PartError::Broken(e))) => break Some(e),
                 None => break None,
             }
