@@ -56,7 +56,7 @@ pub enum Decision {
 
 impl Decision {
     /// The word a Lua `on_error` answers with.
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             Decision::Retry(_) => "retry",
             Decision::Skip => "skip",
@@ -67,7 +67,7 @@ impl Decision {
     }
 
     /// A Lua `on_error` word; a `"retry"` has no delay of its own.
-    pub fn parse(word: &str) -> Option<Decision> {
+    pub(crate) fn parse(word: &str) -> Option<Decision> {
         Some(match word {
             "retry" => Decision::Retry(None),
             "skip" => Decision::Skip,
@@ -122,7 +122,7 @@ pub struct DefaultPolicy;
 impl DefaultPolicy {
     /// What the default policy does with an error of `class`. Every class
     /// is named, so a new one must be given a decision here.
-    pub fn decide(class: ErrorClass) -> Decision {
+    pub(crate) fn decide(class: ErrorClass) -> Decision {
         match class {
             ErrorClass::Rate | ErrorClass::Server | ErrorClass::Network => Decision::Retry(None),
             ErrorClass::NotFound => Decision::Skip,
@@ -161,7 +161,7 @@ impl Answer {
 /// Check a successful answer to `req`: one that cannot be decoded, or that
 /// carries another id than the one asked for, is a `malformed` error of
 /// that item, never a delivery.
-pub fn check_answer(req: &Request, body: Bytes) -> Result<Answer, ApiError> {
+pub(crate) fn check_answer(req: &Request, body: Bytes) -> Result<Answer, ApiError> {
     let wrong_id = |got: &str, want: &str| {
         ApiError::malformed(format!(
             "the answer is for {:?}, not for {want:?} that was asked",
@@ -266,7 +266,7 @@ impl Default for RunOptions {
 pub struct Failure {
     pub key: String,
     pub error: ApiError,
-    pub attempts: u32,
+    pub(crate) attempts: u32,
 }
 
 /// Why a run ended before all its items did.
@@ -334,9 +334,9 @@ pub struct Report {
 
 /// The engine for one mailbox: a client, its pacer, its cost table.
 pub struct Runner {
-    pub client: Arc<Client>,
+    pub(crate) client: Arc<Client>,
     pub pacer: Arc<Pacer>,
-    pub profile: Profile,
+    pub(crate) profile: Profile,
 }
 
 struct Pending {
