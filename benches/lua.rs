@@ -7,7 +7,9 @@
 //!   messages per second. `BENCH_ROUNDS` (2) alternations, each printed
 //!   with this process's CPU time per message (the simulator runs apart),
 //!   which a loaded machine disturbs less than the rates; the verdict
-//!   compares the best rate of each side.
+//!   compares the best rate of each side. `BENCH_PARTS=1` adds, each
+//!   round, `gmail.batch` without on_message and with an empty one: where
+//!   the Lua path's extra CPU goes.
 //! - start-up: wall time of `gmailscript run` on a trivial script, median
 //!   of 30 runs, beside `gmailscript --version` (target: < 20 ms).
 
@@ -77,7 +79,13 @@ async fn engine_alone(c: Arc<Client>, ids: Vec<String>) -> (f64, f64) {
     .await
 }
 
-async fn through_lua(c: Arc<Client>, ids: Vec<String>) -> (f64, f64) {
+/// The script's on_message: reading two headers, as a script would.
+const READ_TWO: &str = r#"function(m)
+  local from, subject = m:header("From"), m:header("Subject")
+  chars = chars + #(from or "") + #(subject or "")
+end"#;
+
+async fn through_lua(c: Arc<Client>, ids: Vec<String>, on_message: &str) -> (f64, f64) {
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let host = Host::new(HostConfig {
         pacer: None,
@@ -94,19 +102,17 @@ async fn through_lua(c: Arc<Client>, ids: Vec<String>) -> (f64, f64) {
         .globals()
         .set("IDS", host.lua.create_sequence_from(ids).unwrap())
         .unwrap();
-    let script = r#"
-        local n, chars = 0, 0
-        local r = gmail.batch(IDS, {
-          format = "metadata", headers = {"From", "Subject"},
+    let script = format!(
+        r#"
+        local chars = 0
+        local r = gmail.batch(IDS, {{
+          format = "metadata", headers = {{"From", "Subject"}},
           chunk = 100, parallel = 4, progress = false,
-          on_message = function(m)
-            local from, subject = m:header("From"), m:header("Subject")
-            chars = chars + #(from or "") + #(subject or "")
-            n = n + 1
-          end,
-        })
-        assert(r.ok == n and n == #IDS, "all delivered")
-    "#;
+          on_message = {on_message},
+        }})
+        assert(r.ok == #IDS, "all delivered")
+    "#
+    );
     let f = host.lua.load(script).into_function().unwrap();
     measured(async {
         tokio::task::LocalSet::new()
@@ -182,15 +188,23 @@ fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(2)
             .clamp(1, 20);
+        let parts = std::env::var("BENCH_PARTS").is_ok_and(|v| v == "1");
         let mut engine = Vec::new();
         let mut lua = Vec::new();
         for round in 1..=rounds {
             let (e, e_cpu) = engine_alone(c.clone(), ids.clone()).await;
-            let (l, l_cpu) = through_lua(c.clone(), ids.clone()).await;
+            let (l, l_cpu) = through_lua(c.clone(), ids.clone(), READ_TWO).await;
             println!(
                 "  round {round}: engine alone {e:.0} msg/s ({e_cpu:.1} µs CPU a message), through Lua {l:.0} msg/s ({l_cpu:.1} µs) = {:.0}%",
                 100.0 * l / e
             );
+            if parts {
+                let (_, none) = through_lua(c.clone(), ids.clone(), "nil").await;
+                let (_, empty) = through_lua(c.clone(), ids.clone(), "function(m) end").await;
+                println!(
+                    "    µs CPU a message: engine alone {e_cpu:.1}, gmail.batch without on_message {none:.1}, with an empty one {empty:.1}, reading 2 headers {l_cpu:.1}"
+                );
+            }
             engine.push(e);
             lua.push(l);
         }
