@@ -234,8 +234,9 @@ impl Host {
         // each dead once on_message returns. Lua sees only the userdata's
         // few bytes, not the engine's message behind it, so the incremental
         // collector lets them pile up, and their late frees fragment the
-        // heap: several µs a message. The generational collector frees the
-        // young promptly (`cargo bench --bench lua`, docs/benchmarks.md).
+        // heap: 2.4 of the 17 µs of CPU a message cost through Lua. The
+        // generational collector frees the young promptly (`cargo bench
+        // --bench lua`, docs/benchmarks.md).
         lua.gc_gen(0, 0);
         // Ctrl-C ends the waits of single calls too, not only batches'.
         cfg.client.watch_cancel(cfg.cancel.clone());
