@@ -10,11 +10,11 @@ use crate::gmail::message::Message;
 use crate::gmail::runner::Answer;
 
 #[derive(Clone)]
-pub struct LuaMessage(pub Arc<Message>);
+pub(crate) struct LuaMessage(pub Arc<Message>);
 
 /// The names registered below, for the REPL's completion (`m.<Tab>`,
 /// `m:<Tab>`); a test checks each is there and of its kind.
-pub const FIELDS: &[&str] = &[
+pub(crate) const FIELDS: &[&str] = &[
     "id",
     "thread_id",
     "labels",
@@ -24,7 +24,7 @@ pub const FIELDS: &[&str] = &[
     "history_id",
     "format",
 ];
-pub const METHODS: &[&str] = &["header", "headers", "text", "raw", "has_label"];
+pub(crate) const METHODS: &[&str] = &["header", "headers", "text", "raw", "has_label"];
 
 impl UserData for LuaMessage {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
@@ -83,14 +83,14 @@ impl UserData for LuaMessage {
 /// Parse an answer body into a Lua message.
 /// A checked answer as a message userdata: a messages.get answer is
 /// already parsed; another (a format function's request) is parsed here.
-pub fn from_answer(lua: &Lua, answer: Answer) -> mlua::Result<mlua::AnyUserData> {
+pub(crate) fn from_answer(lua: &Lua, answer: Answer) -> mlua::Result<mlua::AnyUserData> {
     match answer {
         Answer::Message(m) => lua.create_userdata(LuaMessage(Arc::new(*m))),
         Answer::Body(body) => from_body(lua, &body),
     }
 }
 
-pub fn from_body(lua: &Lua, body: &[u8]) -> mlua::Result<mlua::AnyUserData> {
+pub(crate) fn from_body(lua: &Lua, body: &[u8]) -> mlua::Result<mlua::AnyUserData> {
     let m = Message::from_json(body)
         .map_err(|e| mlua::Error::runtime(format!("bad message from Gmail: {e}")))?;
     lua.create_userdata(LuaMessage(Arc::new(m)))

@@ -177,7 +177,7 @@ impl Ctx {
 /// Call a script's callback (on_message, on_error) as a coroutine of the
 /// host, so it may wait on the engine (gmail.*, sleep) as the script's own
 /// code does; the REPL's Ctrl-C reaches a loop in it too.
-pub async fn call_callback<R: mlua::FromLuaMulti>(
+pub(crate) async fn call_callback<R: mlua::FromLuaMulti>(
     lua: &Lua,
     f: &mlua::Function,
     args: impl mlua::IntoLuaMulti,

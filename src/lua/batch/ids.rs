@@ -26,14 +26,14 @@ type RefStream = Pin<Box<dyn Stream<Item = Result<MessageRef, ApiError>>>>;
 type IdStream = Pin<Box<dyn Stream<Item = Result<String, ApiError>>>>;
 
 /// directly, so a listing feeds a batch page by page.
-pub struct IdIter {
+pub(crate) struct IdIter {
     stream: RefCell<Option<RefStream>>,
     left: RefCell<Option<u64>>,
 }
 
 impl IdIter {
     /// `stream`, of which `limit` refs at the most are given.
-    pub fn new(
+    pub(crate) fn new(
         stream: impl Stream<Item = Result<MessageRef, ApiError>> + 'static,
         limit: Option<u64>,
     ) -> IdIter {
@@ -84,14 +84,14 @@ impl UserData for IdIter {
 }
 
 /// Where a batch's ids come from.
-pub enum Ids {
+pub(crate) enum Ids {
     List(Vec<String>),
     Stream(RefStream),
     Func(Function),
 }
 impl Ids {
     /// How many ids there are, when that is known before the run.
-    pub fn count(&self) -> Option<u64> {
+    pub(crate) fn count(&self) -> Option<u64> {
         match self {
             Ids::List(l) => Some(l.len() as u64),
             _ => None,
@@ -99,7 +99,7 @@ impl Ids {
     }
 }
 
-pub fn ids_of(func: &str, v: Value) -> mlua::Result<Ids> {
+pub(crate) fn ids_of(func: &str, v: Value) -> mlua::Result<Ids> {
     match v {
         Value::Table(t) => {
             let mut ids = Vec::with_capacity(t.raw_len());
@@ -138,7 +138,7 @@ pub fn ids_of(func: &str, v: Value) -> mlua::Result<Ids> {
     }
 }
 
-pub fn ids_arg(func: &str, v: Value) -> mlua::Result<Vec<String>> {
+pub(crate) fn ids_arg(func: &str, v: Value) -> mlua::Result<Vec<String>> {
     match ids_of(func, v)? {
         Ids::List(l) => Ok(l),
         _ => Err(mlua::Error::runtime(format!(
@@ -150,7 +150,7 @@ pub fn ids_arg(func: &str, v: Value) -> mlua::Result<Vec<String>> {
 /// The ids as a stream. An error of the iterator function, or a value
 /// from it that is not an id, is kept in `raised`; the stream then ends
 /// with an error that stops the run.
-pub fn stream(ids: Ids, raised: &Raised) -> IdStream {
+pub(crate) fn stream(ids: Ids, raised: &Raised) -> IdStream {
     let iter_error = raised.clone();
     match ids {
         Ids::List(v) => Box::pin(futures_util::stream::iter(v.into_iter().map(Ok))),
@@ -179,7 +179,7 @@ pub fn stream(ids: Ids, raised: &Raised) -> IdStream {
 
 /// The resume filter: `ids` less the ones `state` has marked done, and
 /// the count of those left out (the report's `already_done`).
-pub fn skip_done(
+pub(crate) fn skip_done(
     ids: IdStream,
     state: Option<LuaState>,
 ) -> (impl Stream<Item = Result<String, ApiError>>, Rc<Cell<u64>>) {
@@ -201,7 +201,7 @@ pub fn skip_done(
 /// Each id with the request that fetches it. An error of the format
 /// function is kept in `raised`; the item then fails with an error that
 /// stops the run.
-pub fn items(
+pub(crate) fn items(
     ids: impl Stream<Item = Result<String, ApiError>>,
     fetch: Fetch,
     raised: Raised,

@@ -10,10 +10,10 @@ mod policy;
 mod report;
 mod sink;
 
-pub use ids::{ids_arg, IdIter};
-pub use policy::install_default as install_default_policy;
-pub use policy::LuaPolicy;
-pub use report::{note_outcome, report_table};
+pub(crate) use ids::{ids_arg, IdIter};
+pub(crate) use policy::install_default as install_default_policy;
+pub(crate) use policy::LuaPolicy;
+pub(crate) use report::{note_outcome, report_table};
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -26,7 +26,7 @@ use crate::lua::progress;
 use options::BatchOptions;
 use sink::BatchSink;
 
-pub async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Result<Table> {
+pub(crate) async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Result<Table> {
     let o = Opts::new("gmail.batch", opts, options::NAMES)?;
     let ctx = crate::lua::ctx(&lua);
     let ids = ids::ids_of("gmail.batch", ids)?;
@@ -89,10 +89,10 @@ pub async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Resul
 /// ids iterator, the format function, a callback): the run stops, then it
 /// is raised. The first one is kept.
 #[derive(Clone, Default)]
-pub struct Raised(Rc<RefCell<Option<mlua::Error>>>);
+pub(crate) struct Raised(Rc<RefCell<Option<mlua::Error>>>);
 
 impl Raised {
-    pub fn keep(&self, e: mlua::Error) {
+    pub(crate) fn keep(&self, e: mlua::Error) {
         self.0.borrow_mut().get_or_insert(e);
     }
 
@@ -105,7 +105,7 @@ impl Raised {
     }
 
     /// Err with the kept error, if any (taking it).
-    pub fn raise(&self) -> mlua::Result<()> {
+    pub(crate) fn raise(&self) -> mlua::Result<()> {
         match self.0.borrow_mut().take() {
             Some(e) => Err(e),
             None => Ok(()),

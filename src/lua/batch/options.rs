@@ -13,7 +13,7 @@ use crate::lua::store::LuaState;
 use super::policy::ChunkRule;
 
 /// The options gmail.batch knows.
-pub const NAMES: &[&str] = &[
+pub(crate) const NAMES: &[&str] = &[
     "format",
     "headers",
     "chunk",
@@ -28,25 +28,25 @@ pub const NAMES: &[&str] = &[
     "total",
 ];
 
-pub struct BatchOptions {
-    pub fetch: Fetch,
-    pub chunk: Option<ChunkRule>,
-    pub max_chunk: Option<usize>,
-    pub parallel: usize,
+pub(crate) struct BatchOptions {
+    pub(crate) fetch: Fetch,
+    pub(crate) chunk: Option<ChunkRule>,
+    pub(crate) max_chunk: Option<usize>,
+    pub(crate) parallel: usize,
     /// None: the built-in policy (DefaultPolicy), straight from Rust.
-    pub on_error: Option<Function>,
-    pub on_message: Option<Function>,
+    pub(crate) on_error: Option<Function>,
+    pub(crate) on_message: Option<Function>,
     /// `resume`: the state that marks ids done.
-    pub state: Option<LuaState>,
-    pub max_attempts: Option<u32>,
-    pub backoff: Backoff,
-    pub progress: bool,
+    pub(crate) state: Option<LuaState>,
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) backoff: Backoff,
+    pub(crate) progress: bool,
     /// The bar's length: `total`, else the length of a list of ids.
-    pub total: Option<u64>,
+    pub(crate) total: Option<u64>,
 }
 
 /// What each id is fetched with.
-pub struct Fetch {
+pub(crate) struct Fetch {
     format: Fmt,
     headers: Vec<String>,
 }
@@ -59,7 +59,7 @@ enum Fmt {
 
 impl Fetch {
     /// The request for message `id`.
-    pub fn request(&self, id: &str) -> mlua::Result<Request> {
+    pub(crate) fn request(&self, id: &str) -> mlua::Result<Request> {
         match &self.format {
             Fmt::Fixed(f) => Ok(Request::get_message(id, *f, &self.headers)),
             Fmt::Func(func) => func
@@ -73,7 +73,11 @@ impl BatchOptions {
     /// The options in `o` (whose keys are checked already), in the order
     /// they are reported when wrong; `defaults` is the host's backoff,
     /// `count` how many ids there are when that is known.
-    pub fn parse(o: &Opts, defaults: &Backoff, count: Option<u64>) -> mlua::Result<BatchOptions> {
+    pub(crate) fn parse(
+        o: &Opts,
+        defaults: &Backoff,
+        count: Option<u64>,
+    ) -> mlua::Result<BatchOptions> {
         let format = match o.raw("format")? {
             Value::Nil => Fmt::Fixed(Format::Metadata),
             Value::String(s) => Fmt::Fixed(parse_format("gmail.batch", &s.to_str()?)?),
@@ -152,7 +156,7 @@ impl BatchOptions {
     /// The engine's options for this batch: chunk sizes from `chunk` and
     /// `max_chunk` (a chunk function may go up to 100), `parallel`, the
     /// backoff and the tries.
-    pub fn run_options(&self) -> RunOptions {
+    pub(crate) fn run_options(&self) -> RunOptions {
         let chunk_max = self.max_chunk.unwrap_or(match &self.chunk {
             Some(ChunkRule::Fixed(n)) => *n,
             _ => 50,

@@ -20,7 +20,7 @@ use super::Raised;
 
 /// The policy of one `gmail.batch`: the script's on_error and chunk rule,
 /// falling back to the default policy.
-pub struct LuaPolicy {
+pub(crate) struct LuaPolicy {
     lua: Lua,
     on_error: Option<Function>,
     chunk: Option<ChunkRule>,
@@ -53,13 +53,13 @@ fn retry_wait(v: &Value) -> mlua::Result<Option<Duration>> {
 }
 
 /// The `chunk` option: a fixed size, or a function(stats) giving one.
-pub enum ChunkRule {
+pub(crate) enum ChunkRule {
     Fixed(usize),
     Func(Function),
 }
 
 impl LuaPolicy {
-    pub fn new(
+    pub(crate) fn new(
         lua: &Lua,
         on_error: Option<Function>,
         chunk: Option<ChunkRule>,
@@ -209,7 +209,7 @@ impl Policy for LuaPolicy {
 
 /// `gmail.default_policy` in the `gmail` table `g`, read-only, and the
 /// key itself guarded.
-pub fn install_default(lua: &Lua, g: &Table) -> mlua::Result<()> {
+pub(crate) fn install_default(lua: &Lua, g: &Table) -> mlua::Result<()> {
     g.set("default_policy", default_policy(lua)?)?;
     protect_default_policy(lua, g)
 }

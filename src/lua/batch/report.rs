@@ -9,7 +9,7 @@ use crate::lua::store::LuaState;
 
 /// A run's report as the table gmail.batch, gmail.modify and gmail.trash
 /// return: counts, `stopped`, and the `failures` and `skips` listed.
-pub fn report_table(lua: &Lua, r: &Report, dry_run: bool) -> mlua::Result<Table> {
+pub(crate) fn report_table(lua: &Lua, r: &Report, dry_run: bool) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set("ok", r.ok)?;
     t.set("skipped", r.skipped.len())?;
@@ -40,7 +40,7 @@ pub fn report_table(lua: &Lua, r: &Report, dry_run: bool) -> mlua::Result<Table>
 }
 
 /// Record a finished run in the host's outcome (exit code, summary).
-pub fn note_outcome(lua: &Lua, r: &Report, state: Option<&LuaState>) {
+pub(crate) fn note_outcome(lua: &Lua, r: &Report, state: Option<&LuaState>) {
     let ctx = crate::lua::ctx(lua);
     let mut o = ctx.outcome.borrow_mut();
     o.failed += r.failed.len() as u64;

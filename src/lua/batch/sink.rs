@@ -14,7 +14,7 @@ use super::Raised;
 
 /// Where `gmail.batch` delivers: the script's on_message, the resume
 /// state (committed every 50), the progress bar.
-pub struct BatchSink {
+pub(crate) struct BatchSink {
     lua: Lua,
     on_message: Option<Function>,
     state: Option<LuaState>,
@@ -25,7 +25,7 @@ pub struct BatchSink {
 }
 
 impl BatchSink {
-    pub fn new(
+    pub(crate) fn new(
         lua: &Lua,
         on_message: Option<Function>,
         state: Option<LuaState>,
@@ -120,7 +120,7 @@ impl Sink for BatchSink {
 
 /// The run is over: its failures recorded in the resume state, which is
 /// committed.
-pub fn commit_state(state: Option<&LuaState>, report: &Report) -> mlua::Result<()> {
+pub(crate) fn commit_state(state: Option<&LuaState>, report: &Report) -> mlua::Result<()> {
     if let Some(s) = state {
         for f in &report.failed {
             s.record_failure(&f.key, &f.error, f.attempts)
