@@ -122,16 +122,20 @@ impl Drop for Running {
 }
 
 /// Gives the interrupt hook back to the thread below when a hooked thread
-/// ends (or its future is dropped).
-struct Hooked<'a>(&'a Ctx, bool);
+/// ends (or its future is dropped). Callbacks may end out of order (an
+/// on_error can run while an on_message waits), so each guard takes out
+/// its own thread, wherever it stands.
+struct Hooked<'a>(&'a Ctx, Option<mlua::Thread>);
 
 impl Drop for Hooked<'_> {
     fn drop(&mut self) {
-        if !self.1 {
+        let Some(mine) = self.1.take() else {
             return;
-        }
+        };
         let mut threads = self.0.hooked.borrow_mut();
-        threads.pop();
+        if let Some(i) = threads.iter().rposition(|t| *t == mine) {
+            threads.remove(i);
+        }
         if let (Some(t), Some(flag)) = (threads.last(), self.0.interrupt.borrow().clone()) {
             set_interrupt_hook(t, flag);
         }
@@ -155,11 +159,11 @@ impl Ctx {
     /// is dropped.
     fn hook(&self, thread: &mlua::Thread) -> Hooked<'_> {
         let Some(flag) = self.interrupt.borrow().clone() else {
-            return Hooked(self, false);
+            return Hooked(self, None);
         };
         set_interrupt_hook(thread, flag);
         self.hooked.borrow_mut().push(thread.clone());
-        Hooked(self, true)
+        Hooked(self, Some(thread.clone()))
     }
 
     fn client(&self) -> &Arc<Client> {
