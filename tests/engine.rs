@@ -859,11 +859,7 @@ impl<'a> Slow<'a> {
 }
 
 impl gmailscript::gmail::runner::Sink for Slow<'_> {
-    fn deliver(&mut self, _: &str, _: Answer) -> Result<(), String> {
-        unreachable!("the runner calls deliver_async")
-    }
-
-    fn deliver_async<'b>(
+    fn deliver<'b>(
         &'b mut self,
         key: &'b str,
         _: Answer,

@@ -145,7 +145,7 @@ impl Queue {
             self.not_done.set(self.not_done.get() + 1);
             return;
         }
-        match sink.deliver_async(&key, answer).await {
+        match sink.deliver(&key, answer).await {
             Ok(()) => self.ok.set(self.ok.get() + 1),
             Err(message) => {
                 self.not_done.set(self.not_done.get() + 1);
@@ -171,10 +171,7 @@ mod tests {
     }
 
     impl Sink for Slow {
-        fn deliver(&mut self, _: &str, _: Answer) -> Result<(), String> {
-            unreachable!("the queue calls deliver_async")
-        }
-        fn deliver_async<'a>(
+        fn deliver<'a>(
             &'a mut self,
             key: &'a str,
             _: Answer,

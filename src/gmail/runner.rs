@@ -212,28 +212,29 @@ pub(crate) fn check_answer(req: &Request, body: Bytes) -> Result<Answer, ApiErro
 /// Where delivered answers go. An error stops the run; the item is then
 /// counted as not done, so a resumed run fetches it again.
 pub trait Sink {
-    fn deliver(&mut self, key: &str, answer: Answer) -> Result<(), String>;
-
-    /// What the runner calls: `deliver`, unless the sink must wait (a
-    /// script's on_message that calls the API, a commit). The run goes on
-    /// meanwhile: answers queue for the sink, and once about two chunks'
-    /// worth wait, no new chunk is sent until it catches up.
-    fn deliver_async<'a>(
+    /// Take one answer. It may wait (a script's on_message that calls the
+    /// API, a commit): the run goes on meanwhile, answers queue for the
+    /// sink, and once about two chunks' worth wait, no new chunk is sent
+    /// until it catches up.
+    fn deliver<'a>(
         &'a mut self,
         key: &'a str,
         answer: Answer,
-    ) -> LocalBoxFuture<'a, Result<(), String>> {
-        Box::pin(std::future::ready(self.deliver(key, answer)))
-    }
+    ) -> LocalBoxFuture<'a, Result<(), String>>;
 
     /// The run waits for the server (a Retry-After, the quota) until
     /// `until`, or no longer waits (`None`): for a progress display.
     fn waiting(&mut self, _until: Option<SystemTime>) {}
 }
 
+/// A closure is a sink that never waits.
 impl<F: FnMut(&str, Answer) -> Result<(), String>> Sink for F {
-    fn deliver(&mut self, key: &str, answer: Answer) -> Result<(), String> {
-        self(key, answer)
+    fn deliver<'a>(
+        &'a mut self,
+        key: &'a str,
+        answer: Answer,
+    ) -> LocalBoxFuture<'a, Result<(), String>> {
+        Box::pin(std::future::ready(self(key, answer)))
     }
 }
 

@@ -22,7 +22,6 @@ use std::rc::Rc;
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt;
-use indicatif::ProgressBar;
 use mlua::{Function, Lua, Table, Value};
 use serde_json::json;
 
@@ -31,7 +30,7 @@ use crate::gmail::runner::{Answer, Item, Report, RunOptions, Runner, Sink};
 use crate::gmail::{ApiError, Client, ErrorClass};
 use std::sync::Arc;
 
-use super::batch::{note_outcome, report_table, LuaPolicy, Raised};
+use super::batch::{note_outcome, report_table, Delivered, LuaPolicy, Raised};
 use super::opts::{display, Opts};
 use super::progress;
 use super::store::LuaState;
@@ -465,87 +464,57 @@ async fn next_entry(lua: &Lua, sh: &Rc<RefCell<Shared>>) -> mlua::Result<Option<
     }
 }
 
-struct ImportSink {
-    lua: Lua,
-    on_message: Option<Function>,
-    state: Option<LuaState>,
-    error: Raised,
-    bar: Option<ProgressBar>,
-    since_commit: u32,
-}
+/// Where `gmail.import` delivers: the key recorded as imported (with the
+/// id Gmail gave it, committed every 20) before on_message, which gets a
+/// table of what Gmail made of it.
+struct ImportSink(Delivered);
 
 impl ImportSink {
     fn record(&mut self, key: &str, answer: &Answer) -> Result<serde_json::Value, String> {
         let v: serde_json::Value =
             serde_json::from_slice(answer.bytes()).map_err(|e| e.to_string())?;
         let id = v["id"].as_str().unwrap_or("");
-        if let Some(s) = &self.state {
+        if let Some(s) = &self.0.state {
             s.mark_done(key)?;
             s.set(&(ID.to_string() + key), Some(id))?;
             s.set(&(PENDING.to_string() + key), None)?;
-            self.since_commit += 1;
-            if self.since_commit >= 20 {
-                self.since_commit = 0;
-                s.commit()?;
-            }
         }
-        if let Some(pb) = &self.bar {
-            pb.inc(1);
-        }
+        self.0.counted()?;
         Ok(v)
-    }
-
-    fn table(&self, key: &str, v: &serde_json::Value) -> mlua::Result<Table> {
-        let t = self.lua.create_table()?;
-        t.set("key", key)?;
-        t.set("id", v["id"].as_str().unwrap_or(""))?;
-        t.set("thread_id", v["threadId"].as_str().unwrap_or(""))?;
-        let labels: Vec<String> = v["labelIds"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|l| l.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        t.set("labels", self.lua.create_sequence_from(labels)?)?;
-        Ok(t)
     }
 }
 
-impl Sink for ImportSink {
-    fn deliver(&mut self, key: &str, answer: Answer) -> Result<(), String> {
-        let v = self.record(key, &answer)?;
-        if let Some(f) = &self.on_message {
-            if let Err(e) = self.table(key, &v).and_then(|t| f.call::<()>(t)) {
-                let text = super::script_error(e.clone()).message;
-                self.error.keep(e);
-                return Err(text);
-            }
-        }
-        Ok(())
-    }
+fn imported_table(lua: &Lua, key: &str, v: &serde_json::Value) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set("key", key)?;
+    t.set("id", v["id"].as_str().unwrap_or(""))?;
+    t.set("thread_id", v["threadId"].as_str().unwrap_or(""))?;
+    let labels: Vec<String> = v["labelIds"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    t.set("labels", lua.create_sequence_from(labels)?)?;
+    Ok(t)
+}
 
-    fn deliver_async<'a>(
+impl Sink for ImportSink {
+    fn deliver<'a>(
         &'a mut self,
         key: &'a str,
         answer: Answer,
     ) -> LocalBoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let v = self.record(key, &answer)?;
-            if let Some(f) = self.on_message.clone() {
-                let called = match self.table(key, &v) {
-                    Ok(t) => super::call_callback::<()>(&self.lua, &f, t).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = called {
-                    let text = super::script_error(e.clone()).message;
-                    self.error.keep(e);
-                    return Err(text);
-                }
-            }
-            Ok(())
+            self.0.on_message(|lua| imported_table(lua, key, &v)).await
         })
+    }
+
+    fn waiting(&mut self, until: Option<std::time::SystemTime>) {
+        self.0.waiting(until);
     }
 }
 
@@ -728,14 +697,14 @@ async fn import(lua: Lua, (items, opts): (Value, Option<Value>)) -> mlua::Result
     let bar = progress::start(&ctx, show, total);
     let callback_error = Raised::default();
     let mut policy = LuaPolicy::new(&lua, on_error, None, &callback_error, bar.clone());
-    let mut sink = ImportSink {
-        lua: lua.clone(),
+    let mut sink = ImportSink(Delivered::new(
+        &lua,
         on_message,
-        state: state.clone(),
-        error: callback_error.clone(),
-        bar: bar.clone(),
-        since_commit: 0,
-    };
+        state.clone(),
+        &callback_error,
+        bar.clone(),
+        20,
+    ));
     let run = RunOptions {
         chunk_start: 1,
         chunk_max: 1,

@@ -25,6 +25,7 @@ use crate::lua::progress;
 
 use options::BatchOptions;
 use sink::BatchSink;
+pub(crate) use sink::Delivered;
 
 pub(crate) async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua::Result<Table> {
     let o = Opts::new("gmail.batch", opts, options::NAMES)?;
@@ -51,13 +52,14 @@ pub(crate) async fn batch(lua: Lua, (ids, opts): (Value, Option<Value>)) -> mlua
         &callback_error,
         bar.clone(),
     );
-    let mut sink = BatchSink::new(
+    let mut sink = BatchSink(Delivered::new(
         &lua,
         opts.on_message,
         opts.state.clone(),
         &callback_error,
         bar.clone(),
-    );
+        50,
+    ));
     let running = ctx.running();
     let report = ctx
         .runner

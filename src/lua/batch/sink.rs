@@ -12,46 +12,69 @@ use crate::lua::store::LuaState;
 
 use super::Raised;
 
-/// Where `gmail.batch` delivers: the script's on_message, the resume
-/// state (committed every 50), the progress bar.
-pub(crate) struct BatchSink {
+/// What `gmail.batch` and `gmail.import` deliver through: the script's
+/// on_message, the resume state (committed every `every` keys), the
+/// progress bar. Each run's sink records its own keys, then counts them.
+pub(crate) struct Delivered {
     lua: Lua,
     on_message: Option<Function>,
-    state: Option<LuaState>,
+    pub(crate) state: Option<LuaState>,
     /// A Lua error raised by on_message: the run stops, then it is re-raised.
     error: Raised,
     bar: Option<ProgressBar>,
+    every: u32,
     since_commit: u32,
 }
 
-impl BatchSink {
+impl Delivered {
     pub(crate) fn new(
         lua: &Lua,
         on_message: Option<Function>,
         state: Option<LuaState>,
         error: &Raised,
         bar: Option<ProgressBar>,
-    ) -> BatchSink {
-        BatchSink {
+        every: u32,
+    ) -> Delivered {
+        Delivered {
             lua: lua.clone(),
             on_message,
             state,
             error: error.clone(),
             bar,
+            every: every.max(1),
             since_commit: 0,
         }
     }
-}
 
-impl BatchSink {
-    /// After on_message: the id marked done in the state, the bar moved.
-    fn done(&mut self, key: &str) -> Result<(), String> {
+    /// on_message with what `arg` makes (made only when there is one). It
+    /// runs as a coroutine of the host, so it may call gmail.* (the run goes
+    /// on meanwhile, up to the delivery queue's bound). When it raises, the
+    /// run stops and the error is kept to re-raise.
+    pub(crate) async fn on_message<A: mlua::IntoLuaMulti>(
+        &self,
+        arg: impl FnOnce(&Lua) -> mlua::Result<A>,
+    ) -> Result<(), String> {
+        let Some(f) = &self.on_message else {
+            return Ok(());
+        };
+        let called = match arg(&self.lua) {
+            Ok(a) => crate::lua::call_callback::<()>(&self.lua, f, a).await,
+            Err(e) => Err(e),
+        };
+        called.map_err(|e| {
+            let text = script_error(e.clone()).message;
+            self.error.keep(e);
+            text
+        })
+    }
+
+    /// One key recorded in the state: committed every `every`, the bar moved.
+    pub(crate) fn counted(&mut self) -> Result<(), String> {
         if let Some(s) = &self.state {
-            s.mark_done(key).map_err(|e| e.to_string())?;
             self.since_commit += 1;
-            if self.since_commit >= 50 {
+            if self.since_commit >= self.every {
                 self.since_commit = 0;
-                s.commit().map_err(|e| e.to_string())?;
+                s.commit()?;
             }
         }
         if let Some(pb) = &self.bar {
@@ -60,47 +83,8 @@ impl BatchSink {
         Ok(())
     }
 
-    /// on_message raised: the run stops, the error kept to re-raise.
-    fn failed(&self, e: mlua::Error) -> Result<(), String> {
-        let text = script_error(e.clone()).message;
-        self.error.keep(e);
-        Err(text)
-    }
-}
-
-impl Sink for BatchSink {
-    fn deliver(&mut self, key: &str, answer: Answer) -> Result<(), String> {
-        if let Some(f) = &self.on_message {
-            let msg = crate::lua::message::from_answer(&self.lua, answer);
-            if let Err(e) = msg.and_then(|m| f.call::<()>(m)) {
-                return self.failed(e);
-            }
-        }
-        self.done(key)
-    }
-
-    /// on_message runs as a coroutine of the host, so it may call gmail.*
-    /// (the run goes on meanwhile, up to the delivery queue's bound).
-    fn deliver_async<'a>(
-        &'a mut self,
-        key: &'a str,
-        answer: Answer,
-    ) -> LocalBoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            if let Some(f) = &self.on_message {
-                let called = match crate::lua::message::from_answer(&self.lua, answer) {
-                    Ok(m) => crate::lua::call_callback::<()>(&self.lua, f, m).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = called {
-                    return self.failed(e);
-                }
-            }
-            self.done(key)
-        })
-    }
-
-    fn waiting(&mut self, until: Option<std::time::SystemTime>) {
+    /// The run waits for Gmail until `until` (None: no longer): the bar says so.
+    pub(crate) fn waiting(&self, until: Option<std::time::SystemTime>) {
         if let Some(pb) = &self.bar {
             match until {
                 Some(at) => {
@@ -115,6 +99,32 @@ impl Sink for BatchSink {
                 None => pb.set_message(""),
             }
         }
+    }
+}
+
+/// Where `gmail.batch` delivers: on_message with the message, then the id
+/// marked done (committed every 50).
+pub(crate) struct BatchSink(pub(crate) Delivered);
+
+impl Sink for BatchSink {
+    fn deliver<'a>(
+        &'a mut self,
+        key: &'a str,
+        answer: Answer,
+    ) -> LocalBoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.0
+                .on_message(|lua| crate::lua::message::from_answer(lua, answer))
+                .await?;
+            if let Some(s) = &self.0.state {
+                s.mark_done(key)?;
+            }
+            self.0.counted()
+        })
+    }
+
+    fn waiting(&mut self, until: Option<std::time::SystemTime>) {
+        self.0.waiting(until);
     }
 }
 
