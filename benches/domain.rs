@@ -53,35 +53,7 @@ fn wait_peak_kb(child: std::process::Child) -> u64 {
 
 /// A service account `corp` for `sim`, in `home`'s config directory.
 fn service_account(home: &std::path::Path, sim: &SimProcess) {
-    let pem = home.join("sa.pem");
-    let made = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-        ])
-        .arg(&pem)
-        .output()
-        .expect("openssl");
-    assert!(made.status.success());
-    let key = home.join("sa-key.json");
-    std::fs::write(
-        &key,
-        serde_json::json!({
-            "type": "service_account",
-            "project_id": "sim-project",
-            "private_key_id": "0123456789abcdef",
-            "private_key": std::fs::read_to_string(&pem).unwrap(),
-            "client_email": "robot@sim-project.iam.gserviceaccount.com",
-            "client_id": "109876543210",
-            "token_uri": format!("{}/token", sim.url),
-        })
-        .to_string(),
-    )
-    .unwrap();
+    let key = common::service_key(home, sim);
     let out = Command::new(BIN)
         .args(["auth", "service-account", "--key"])
         .arg(&key)

@@ -95,24 +95,6 @@ fn units_at(
     out
 }
 
-/// Ids messages.list gives (spam and trash left out, as backup lists).
-fn listed(sim: &Sim) -> HashSet<String> {
-    let mut ids = HashSet::new();
-    let mut token = String::new();
-    loop {
-        let v = sim.get(&format!(
-            "/gmail/v1/users/me/messages?maxResults=500{token}"
-        ));
-        for m in v["messages"].as_array().into_iter().flatten() {
-            ids.insert(m["id"].as_str().unwrap().to_string());
-        }
-        match v["nextPageToken"].as_str() {
-            Some(t) => token = format!("&pageToken={t}"),
-            None => return ids,
-        }
-    }
-}
-
 /// Message ids in a Maildir and how many files carry an id already seen.
 fn maildir(dir: &Path) -> (HashSet<String>, usize) {
     let mut ids = HashSet::new();
@@ -264,7 +246,7 @@ fn penalty() {
         figures.push(format!(
             "run {run}: exit {:?}, {got} of {} fetched in {wall:.1} s, penalties {}, refused calls {} of {}, utilisation over the first {k} windows {util}",
             out.status.code(),
-            listed(&sim).len(),
+            sim.listed().len(),
             num(&stats, "penalties"),
             refused_calls(&stats),
             num(&stats, "calls_total"),
@@ -324,7 +306,7 @@ fn outage(spec: &str) {
     ]);
     let (code, text, ids, twice, wall) = backup(&sim, &["--quota-window", "2s"]);
     let stats = sim.stats();
-    let want = listed(&sim);
+    let want = sim.listed();
     let failed = text
         .split(", ")
         .find(|s| s.ends_with(" failed"))
@@ -377,7 +359,7 @@ fn sim_backup(seed: &str, extra: &[&str]) -> (Option<i32>, String, HashSet<Strin
 
 fn backup_realism() {
     for seed in ["1", "2", "3"] {
-        let want = listed(&Sim::start(&["--messages", "3000", "--seed", seed]));
+        let want = Sim::start(&["--messages", "3000", "--seed", seed]).listed();
         let (_, _, _, _, plain_wall) = sim_backup(seed, &[]);
         let (code, text, ids, twice, wall) = sim_backup(seed, &["--sim-realism", "gmail"]);
         let summary = text

@@ -465,34 +465,9 @@ fn without_an_account_runs_say_how_to_log_in_or_try_the_simulator() {
 
 /// A service account key for the simulator, with a throwaway RSA key.
 fn service_key(home: &Home, sim: &Sim) -> String {
-    let pem = home.dir.path().join("sa.pem");
-    let made = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ])
-        .arg("-out")
-        .arg(&pem)
-        .output()
-        .expect("openssl makes the test's RSA key");
-    assert!(made.status.success(), "{made:?}");
-    home.write(
-        "sa-key.json",
-        &serde_json::json!({
-            "type": "service_account",
-            "project_id": "sim-project",
-            "private_key_id": "0123456789abcdef",
-            "private_key": std::fs::read_to_string(&pem).unwrap(),
-            "client_email": "robot@sim-project.iam.gserviceaccount.com",
-            "client_id": "109876543210",
-            "auth_uri": format!("{}/o/oauth2/auth", sim.url),
-            "token_uri": format!("{}/token", sim.url),
-        })
-        .to_string(),
-    )
+    common::service_key(home.dir.path(), sim)
+        .display()
+        .to_string()
 }
 
 fn http_requests(sim: &Sim) -> u64 {

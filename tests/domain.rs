@@ -71,34 +71,9 @@ impl Home {
     /// A service account `corp` whose key signs JWT grants for `sim`,
     /// saved acting for `subject` (a throwaway RSA key).
     fn service_account(&self, sim: &SimProcess, subject: &str) {
-        let pem = self.path("sa.pem");
-        let made = Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-            ])
-            .arg("-out")
-            .arg(&pem)
-            .output()
-            .expect("openssl makes the test's RSA key");
-        assert!(made.status.success(), "{made:?}");
-        let key = self.write(
-            "sa-key.json",
-            &serde_json::json!({
-                "type": "service_account",
-                "project_id": "sim-project",
-                "private_key_id": "0123456789abcdef",
-                "private_key": std::fs::read_to_string(&pem).unwrap(),
-                "client_email": "robot@sim-project.iam.gserviceaccount.com",
-                "client_id": "109876543210",
-                "auth_uri": format!("{}/o/oauth2/auth", sim.url),
-                "token_uri": format!("{}/token", sim.url),
-            })
-            .to_string(),
-        );
+        let key = common::service_key(self.dir.path(), sim)
+            .display()
+            .to_string();
         let out = self.run(&[
             "auth",
             "service-account",

@@ -51,24 +51,6 @@ fn num(v: &Value, key: &str) -> u64 {
     v[key].as_u64().unwrap_or(0)
 }
 
-/// Ids messages.list gives (spam and trash left out, as backup lists).
-fn listed(sim: &Sim) -> HashSet<String> {
-    let mut ids = HashSet::new();
-    let mut token = String::new();
-    loop {
-        let v = sim.get(&format!(
-            "/gmail/v1/users/me/messages?maxResults=500{token}"
-        ));
-        for m in v["messages"].as_array().into_iter().flatten() {
-            ids.insert(m["id"].as_str().unwrap().to_string());
-        }
-        match v["nextPageToken"].as_str() {
-            Some(t) => token = format!("&pageToken={t}"),
-            None => return ids,
-        }
-    }
-}
-
 /// Message ids in a Maildir; panics on an id written twice.
 fn maildir_ids(dir: &Path) -> HashSet<String> {
     let mut ids = HashSet::new();
@@ -116,7 +98,7 @@ fn a_client_told_nothing_learns_a_legacy_quota_keeps_it_and_the_next_run_starts_
     let sim = Sim::start(&["--quota", "legacy", "--speed", "10", "--messages", "4000"]);
     let data = tempfile::tempdir().unwrap();
     let ids = data.path().join("ids.txt");
-    let want = listed(&sim);
+    let want = sim.listed();
     let out = run(
         &sim,
         data.path(),
@@ -189,7 +171,7 @@ fn a_lockout_shorter_than_max_wait_is_waited_out_and_every_message_arrives() {
     ]);
     let data = tempfile::tempdir().unwrap();
     let ids = data.path().join("ids.txt");
-    let want = listed(&sim);
+    let want = sim.listed();
     let out = run(
         &sim,
         data.path(),
@@ -228,7 +210,7 @@ fn a_lockout_longer_than_max_wait_stops_with_exit_3_and_the_time_to_come_back() 
     let data = tempfile::tempdir().unwrap();
     let ids = data.path().join("ids.txt");
     // Listed first: the lockout refuses every call, a listing too.
-    let all = listed(&sim).len();
+    let all = sim.listed().len();
     let out = run(
         &sim,
         data.path(),
@@ -270,7 +252,7 @@ fn the_daily_limit_stops_with_exit_3_and_the_renewal_time_and_a_rerun_completes(
         "3000",
     ];
     let sim = Sim::start(&args);
-    let want = listed(&sim);
+    let want = sim.listed();
     let data = tempfile::tempdir().unwrap();
     let dest = data.path().join("mail");
     let opts = ["--quota", "2026", "--quota-window", "1s"];
@@ -327,7 +309,7 @@ fn an_outage_turns_no_id_into_a_failure() {
         "--outage",
         "1s+3s",
     ]);
-    let want = listed(&sim);
+    let want = sim.listed();
     let data = tempfile::tempdir().unwrap();
     let dest = data.path().join("mail");
     let out = run(

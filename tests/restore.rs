@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::Value;
 
-use common::{SimProcess, BIN};
+use common::{service_key, SimProcess, BIN};
 
 fn script(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -227,8 +227,7 @@ fn backup_then_restore_into_another_mailbox_gives_every_message_once_with_bytes_
     }
 
     // Bob is the destination.
-    let bob: Value = sim.post("/_sim/tokens?user=bob@example.com");
-    let bob = bob["access_token"].as_str().unwrap().to_string();
+    let bob = sim.token_for("bob@example.com");
     let before = all_ids(&sim, &bob);
 
     // --dry-run: says what it would do, changes nothing, leaves no state.
@@ -316,8 +315,7 @@ fn a_takeout_mbox_restores_with_its_labels_and_refused_names_renamed() {
         "From 1@xxx Mon Jan 01 00:00:00 +0000 2024\nX-GM-THRID: 1\nX-Gmail-Labels: Inbox,Opened,Muted,\"Clients, 2024\",Work/Q1\nMessage-ID: <t1@example.org>\nSubject: one\nDate: Mon, 01 Jan 2024 10:00:00 +0000\n\n>From the start\n\nFrom 2@xxx Mon Jan 01 00:00:00 +0000 2024\nX-Gmail-Labels: Sent,Starred,Unread\nMessage-ID: <t2@example.org>\nSubject: two\n\nbody\n",
     )
     .unwrap();
-    let bob: Value = sim.post("/_sim/tokens?user=bob@example.com");
-    let bob = bob["access_token"].as_str().unwrap().to_string();
+    let bob = sim.token_for("bob@example.com");
     let said = ok(&restore_cmd(&sim, &bob, &mbox, &[]).output().unwrap());
     assert!(said.contains("imported 2"), "{said}");
     assert!(said.contains("\"Muted\" -> \"Muted (restored)\""), "{said}");
@@ -452,8 +450,7 @@ fn localised_system_label_names_are_renamed_and_reported_end_to_end() {
         "From 1@xxx Mon Jan 01 00:00:00 +0000 2024\nX-Gmail-Labels: Posteingang,\"Boîte de réception\",Work\nMessage-ID: <loc1@example.org>\nSubject: eins\n\nHallo\n",
     )
     .unwrap();
-    let bob: Value = sim.post("/_sim/tokens?user=bob@example.com");
-    let bob = bob["access_token"].as_str().unwrap().to_string();
+    let bob = sim.token_for("bob@example.com");
     let said = ok(&restore_cmd(&sim, &bob, &mbox, &[]).output().unwrap());
     assert!(said.contains("imported 1"), "{said}");
     assert!(
@@ -480,42 +477,6 @@ fn localised_system_label_names_are_renamed_and_reported_end_to_end() {
         .map(String::from)
         .into()
     );
-}
-
-/// A service account key for the simulator, with a throwaway RSA key made
-/// by openssl (as tests/auth.rs does).
-fn service_key(dir: &Path, sim: &SimProcess) -> PathBuf {
-    let pem = dir.join("sa.pem");
-    let made = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-        ])
-        .arg(&pem)
-        .output()
-        .expect("openssl makes the test's RSA key");
-    assert!(made.status.success(), "{made:?}");
-    let key = dir.join("sa-key.json");
-    std::fs::write(
-        &key,
-        serde_json::json!({
-            "type": "service_account",
-            "project_id": "sim-project",
-            "private_key_id": "0123456789abcdef",
-            "private_key": std::fs::read_to_string(&pem).unwrap(),
-            "client_email": "robot@sim-project.iam.gserviceaccount.com",
-            "client_id": "109876543210",
-            "auth_uri": format!("{}/o/oauth2/auth", sim.url),
-            "token_uri": format!("{}/token", sim.url),
-        })
-        .to_string(),
-    )
-    .unwrap();
-    key
 }
 
 #[test]
@@ -566,11 +527,10 @@ fn migrate_copies_alice_into_bob_once_with_bytes_and_label_names_through_a_kill(
         c
     };
 
-    let token = |user: &str| {
-        let v: Value = sim.post(&format!("/_sim/tokens?user={user}"));
-        v["access_token"].as_str().unwrap().to_string()
-    };
-    let (alice, bob) = (token("alice@example.com"), token("bob@example.com"));
+    let (alice, bob) = (
+        sim.token_for("alice@example.com"),
+        sim.token_for("bob@example.com"),
+    );
     let alice_names = label_names(&sim, &alice);
     let mut source = Vec::new();
     let mut page = String::new();

@@ -73,24 +73,6 @@ impl Sim {
             .spawn()
             .unwrap()
     }
-
-    /// Ids messages.list gives (spam and trash left out, as backup lists).
-    fn listed(&self) -> HashSet<String> {
-        let mut ids = HashSet::new();
-        let mut token = String::new();
-        loop {
-            let v = self.get(&format!(
-                "/gmail/v1/users/me/messages?maxResults=500{token}"
-            ));
-            for m in v["messages"].as_array().into_iter().flatten() {
-                ids.insert(m["id"].as_str().unwrap().to_string());
-            }
-            match v["nextPageToken"].as_str() {
-                Some(t) => token = format!("&pageToken={t}"),
-                None => return ids,
-            }
-        }
-    }
 }
 
 /// Message ids in a Maildir, from the file names; panics on a duplicate.
@@ -1327,28 +1309,10 @@ end)())
     assert_eq!(stdout.lines().collect::<Vec<_>>(), want, "{stderr}");
 }
 
-/// Ids of the simulator's messages that carry `label`.
-fn labelled(sim: &Sim, label: &str) -> HashSet<String> {
-    let mut ids = HashSet::new();
-    let mut token = String::new();
-    loop {
-        let v = sim.get(&format!(
-            "/gmail/v1/users/me/messages?labelIds={label}&maxResults=500{token}"
-        ));
-        for m in v["messages"].as_array().into_iter().flatten() {
-            ids.insert(m["id"].as_str().unwrap().to_string());
-        }
-        match v["nextPageToken"].as_str() {
-            Some(t) => token = format!("&pageToken={t}"),
-            None => return ids,
-        }
-    }
-}
-
 #[test]
 fn batch_callbacks_may_call_gmail_functions() {
     let sim = Sim::start(&["--messages", "40", "--seed", "3"]);
-    let before = labelled(&sim, "STARRED");
+    let before = sim.listed_where("labelIds=STARRED");
     let dir = tempfile::tempdir().unwrap();
     let s = write_script(
         dir.path(),
@@ -1416,7 +1380,7 @@ print("outer", r2.ok, r2.skipped, inner)
     );
     assert_eq!(lines[4..], ["outer\t1\t1\t2"], "{stdout}\n{stderr}");
     // The simulator's mailbox: exactly the listed messages were starred.
-    let after = labelled(&sim, "STARRED");
+    let after = sim.listed_where("labelIds=STARRED");
     let added: HashSet<String> = after.difference(&before).cloned().collect();
     assert_eq!(added, ids);
 }
@@ -1623,24 +1587,6 @@ fn shipped_scripts_print_no_result_after_a_refused_token() {
     }
 }
 
-/// Ids the simulator lists for `q` (as gmail.list asks).
-fn listed_for(sim: &Sim, q: &str) -> HashSet<String> {
-    let mut ids = HashSet::new();
-    let mut token = String::new();
-    loop {
-        let v = sim.get(&format!(
-            "/gmail/v1/users/me/messages?q={q}&maxResults=500{token}"
-        ));
-        for m in v["messages"].as_array().into_iter().flatten() {
-            ids.insert(m["id"].as_str().unwrap().to_string());
-        }
-        match v["nextPageToken"].as_str() {
-            Some(t) => token = format!("&pageToken={t}"),
-            None => return ids,
-        }
-    }
-}
-
 /// The ids of an export's lines; panics on a line that is not JSON, a
 /// date that is not whole seconds, or an id written twice.
 fn exported_ids(path: &Path) -> HashSet<String> {
@@ -1659,7 +1605,7 @@ fn exported_ids(path: &Path) -> HashSet<String> {
 fn export_resumes_after_ctrl_c_and_writes_each_message_once() {
     let sim = Sim::start(&["--messages", "1500", "--latency", "100ms", "--quota", "off"]);
     let q = "newer_than:20y";
-    let want = listed_for(&sim, q);
+    let want = sim.listed_where(&format!("q={q}"));
     assert!(want.len() > 1000, "{}", want.len());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.jsonl");

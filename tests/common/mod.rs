@@ -2,7 +2,9 @@
 //! its own process, and a client of it. Not every user needs every item.
 #![allow(dead_code)]
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
@@ -109,6 +111,36 @@ impl SimProcess {
     pub fn stats(&self) -> Value {
         self.get("/_sim/stats")
     }
+
+    /// An access token of `user` (the simulator's admin API mints it).
+    pub fn token_for(&self, user: &str) -> String {
+        let v = self.post(&format!("/_sim/tokens?user={user}"));
+        v["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Ids messages.list gives (spam and trash left out, as backup lists).
+    pub fn listed(&self) -> HashSet<String> {
+        self.listed_where("")
+    }
+
+    /// Ids messages.list gives for `query` (`q=...`, `labelIds=...`), every
+    /// page of them.
+    pub fn listed_where(&self, query: &str) -> HashSet<String> {
+        let mut ids = HashSet::new();
+        let mut token = String::new();
+        loop {
+            let v = self.get(&format!(
+                "/gmail/v1/users/me/messages?{query}&maxResults=500{token}"
+            ));
+            for m in v["messages"].as_array().into_iter().flatten() {
+                ids.insert(m["id"].as_str().unwrap().to_string());
+            }
+            match v["nextPageToken"].as_str() {
+                Some(t) => token = format!("&pageToken={t}"),
+                None => return ids,
+            }
+        }
+    }
 }
 
 /// An engine client of `url` with the simulator's fixed token.
@@ -130,4 +162,40 @@ impl Drop for SimProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A service account key file for the simulator in `dir` (`sa-key.json`),
+/// signing with a throwaway RSA key that openssl makes.
+pub fn service_key(dir: &Path, sim: &SimProcess) -> PathBuf {
+    let pem = dir.join("sa.pem");
+    let made = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&pem)
+        .output()
+        .expect("openssl makes the test's RSA key");
+    assert!(made.status.success(), "{made:?}");
+    let key = dir.join("sa-key.json");
+    std::fs::write(
+        &key,
+        serde_json::json!({
+            "type": "service_account",
+            "project_id": "sim-project",
+            "private_key_id": "0123456789abcdef",
+            "private_key": std::fs::read_to_string(&pem).unwrap(),
+            "client_email": "robot@sim-project.iam.gserviceaccount.com",
+            "client_id": "109876543210",
+            "auth_uri": format!("{}/o/oauth2/auth", sim.url),
+            "token_uri": format!("{}/token", sim.url),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    key
 }
